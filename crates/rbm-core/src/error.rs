@@ -1,0 +1,121 @@
+//! The error type of the core crate: one variant per thing that can be wrong, each carrying the
+//! offending value so that a caller can report it without re-deriving it.
+
+use std::path::PathBuf;
+
+/// Everything that rbm-core refuses, with the values involved.
+#[derive(Debug, thiserror::Error)]
+pub enum RbmError {
+    /// The number of hidden units must be at least one.
+    #[error("the number of hidden units must be at least 1 (got {0})")]
+    InvalidHiddenUnits(usize),
+    /// The number of epochs must be at least one.
+    #[error("the number of epochs must be at least 1 (got {0})")]
+    InvalidEpochs(usize),
+    /// The mini-batch size must be at least one.
+    #[error("the batch size must be at least 1 (got {0})")]
+    InvalidBatchSize(usize),
+    /// The learning rate must be finite and positive.
+    #[error("the learning rate must be finite and > 0 (got {0})")]
+    InvalidLearningRate(f64),
+    /// Momentum must lie in [0, 1).
+    #[error("momentum must lie in [0, 1) (got {0})")]
+    InvalidMomentum(f64),
+    /// Weight decay must be finite and non-negative.
+    #[error("weight decay must be finite and >= 0 (got {0})")]
+    InvalidWeightDecay(f64),
+    /// The number of Gibbs steps per update (k of CD-k) must be at least one.
+    #[error("the number of Gibbs steps k must be at least 1 (got {0})")]
+    InvalidGibbsSteps(usize),
+    /// Persistent CD needs at least one chain.
+    #[error("persistent CD needs at least 1 chain (got {0})")]
+    InvalidChains(usize),
+    /// The sparsity target must lie strictly between 0 and 1.
+    #[error("the sparsity target must lie in (0, 1) (got {0})")]
+    InvalidSparsityTarget(f64),
+    /// The sparsity cost must be finite and non-negative.
+    #[error("the sparsity cost must be finite and >= 0 (got {0})")]
+    InvalidSparsityCost(f64),
+    /// The initial weight scale must be finite and non-negative.
+    #[error("the initial weight scale must be finite and >= 0 (got {0})")]
+    InvalidWeightScale(f64),
+
+    /// A matrix or vector has the wrong shape.
+    #[error("{what}: expected {expected}, found {found}")]
+    ShapeMismatch {
+        /// What was being checked.
+        what: &'static str,
+        /// The expected shape, in words.
+        expected: String,
+        /// The shape that was given.
+        found: String,
+    },
+    /// The data set has no rows (or no columns).
+    #[error("the data set is empty")]
+    EmptyData,
+    /// A data value cannot be used with the model's units.
+    #[error("row {row}, column {column}: {reason} (value {value})")]
+    InvalidValue {
+        /// Zero-based sample index.
+        row: usize,
+        /// Zero-based feature index.
+        column: usize,
+        /// The offending value.
+        value: f64,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A model parameter is NaN or infinite.
+    #[error("model parameter {what}[{index}] is not finite")]
+    NonFiniteParameter {
+        /// Which parameter block.
+        what: &'static str,
+        /// Flat index inside it.
+        index: usize,
+    },
+    /// Training produced non-finite parameters; the model is discarded rather than saved.
+    #[error(
+        "training diverged in epoch {epoch}: parameters became NaN or infinite (lower the learning rate or momentum)"
+    )]
+    Diverged {
+        /// One-based epoch in which it happened.
+        epoch: usize,
+    },
+    /// Exact enumeration was asked of a model too large for it.
+    #[error(
+        "exact computation enumerates 2^{n_hidden} hidden states; refused above {max} hidden units (use an AIS estimate)"
+    )]
+    TooLargeForExact {
+        /// The model's hidden units.
+        n_hidden: usize,
+        /// The largest number accepted.
+        max: usize,
+    },
+    /// The operation is not defined for this kind of visible unit.
+    #[error("{operation} is not available for {kind} visible units")]
+    Unsupported {
+        /// What was asked.
+        operation: &'static str,
+        /// The unit kind, in words.
+        kind: &'static str,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A model file is malformed, truncated, of another version or inconsistent.
+    #[error("{path}: not a valid model file: {reason}")]
+    ModelFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = RbmError> = std::result::Result<T, E>;

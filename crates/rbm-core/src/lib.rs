@@ -1,0 +1,49 @@
+//! # rbm-core
+//!
+//! Restricted Boltzmann Machines: Bernoulli or Gaussian visible units and Bernoulli hidden units,
+//! block Gibbs sampling, CD-k and persistent CD training with momentum, weight decay and a
+//! sparsity target, free energy, reconstruction error, pseudo-log-likelihood, exact log partition
+//! function and log-likelihood for small models, and a versioned JSON model file.
+//!
+//! Data are `nalgebra::DMatrix<f32>` of shape `n_features x n_samples` (one column per sample;
+//! see [`samples_from_row_major`]). The mathematics, with the shapes used here, is in
+//! `docs/maths.md` of the repository.
+//!
+//! ```
+//! use rbm_core::{Model, TrainingParams, VisibleKind, eval};
+//!
+//! // Eight samples of four binary features: two repeated patterns.
+//! let rows: Vec<f32> = [[1., 1., 0., 0.], [0., 0., 1., 1.]].iter().cycle().take(8).flatten().copied().collect();
+//! let data = rbm_core::samples_from_row_major(rows, 4);
+//! let params = TrainingParams { epochs: 50, batch_size: 4, learning_rate: 0.1, ..TrainingParams::new(VisibleKind::Bernoulli, 3) };
+//! let (model, report) = Model::fit(params.check()?, &data, None, |_| std::ops::ControlFlow::Continue(()))?;
+//! assert_eq!(report.history.len(), 50);
+//! let log_z = eval::log_partition_exact(&model.rbm)?;
+//! let log_likelihood = eval::mean_log_likelihood(&model.rbm, &data, log_z);
+//! assert!(log_likelihood > 4.0 * 0.5f64.ln()); // better than the uniform distribution
+//! # Ok::<(), rbm_core::RbmError>(())
+//! ```
+#![deny(missing_docs)]
+
+mod error;
+pub mod eval;
+mod file;
+mod gibbs;
+mod linalg;
+mod model;
+mod params;
+mod rng;
+mod standardize;
+mod train;
+mod units;
+
+pub use error::{RbmError, Result};
+pub use file::{FORMAT_NAME, FORMAT_VERSION, FitReport, MAX_MODEL_FILE_BYTES, Model, Provenance};
+pub use gibbs::{PersistentChains, gibbs_sample};
+pub use linalg::{log_add_exp, log_sum_exp, sigmoid, softplus, softplus_f32};
+pub use model::{Rbm, check_values, samples_from_row_major};
+pub use params::{Momentum, Sparsity, TrainingParams, ValidParams};
+pub use rng::RandomStreams;
+pub use standardize::Standardization;
+pub use train::{EpochStats, Gradient, Trainer, TrainingOutcome};
+pub use units::VisibleKind;

@@ -1,0 +1,229 @@
+//! Training hyper-parameters: a plain struct the caller fills in, checked once into
+//! [`ValidParams`] before any work starts (each invalid value has its own error variant).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{RbmError, Result};
+use crate::units::VisibleKind;
+
+/// The momentum applied to parameter updates.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "schedule", rename_all = "lowercase")]
+pub enum Momentum {
+    /// The same momentum in every epoch.
+    Constant {
+        /// Momentum in [0, 1).
+        value: f64,
+    },
+    /// Hinton's schedule ("A practical guide to training RBMs", section 9): `initial` for the
+    /// first `switch_epoch` epochs, `final_value` afterwards.
+    Hinton {
+        /// Momentum at the start (0.5 in the guide).
+        initial: f64,
+        /// Momentum after the switch (0.9 in the guide).
+        final_value: f64,
+        /// Number of epochs run at the initial momentum (5 in the guide).
+        switch_epoch: usize,
+    },
+}
+
+impl Momentum {
+    /// Hinton's 0.5 -> 0.9 schedule, switching after 5 epochs.
+    pub const HINTON: Momentum = Momentum::Hinton { initial: 0.5, final_value: 0.9, switch_epoch: 5 };
+
+    /// The momentum used in `epoch` (zero-based).
+    pub fn at(self, epoch: usize) -> f64 {
+        match self {
+            Momentum::Constant { value } => value,
+            Momentum::Hinton { initial, final_value, switch_epoch } => {
+                if epoch < switch_epoch { initial } else { final_value }
+            }
+        }
+    }
+}
+
+/// A sparsity target on the hidden units' mean activation (Lee, Ekanadham & Ng 2008; Hinton's
+/// guide section 11): the hidden biases are pushed by `cost * (q - target)`, where `q` is a running
+/// mean (decay 0.9) of each hidden unit's probability on the training batches.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sparsity {
+    /// The desired mean activation, in (0, 1).
+    pub target: f64,
+    /// The penalty's weight, >= 0.
+    pub cost: f64,
+}
+
+/// Every setting of a training run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainingParams {
+    /// Kind of the visible units.
+    pub visible: VisibleKind,
+    /// Number of hidden units.
+    pub n_hidden: usize,
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Samples per mini-batch (the last batch of an epoch may be smaller).
+    pub batch_size: usize,
+    /// Step size applied to the batch-mean gradient.
+    pub learning_rate: f64,
+    /// Momentum schedule.
+    pub momentum: Momentum,
+    /// L2 penalty on the weights (not the biases).
+    pub weight_decay: f64,
+    /// Gibbs steps per update: the k of CD-k (or of PCD-k).
+    pub gibbs_steps: usize,
+    /// `Some(n)`: persistent CD with `n` chains; `None`: CD-k started at the data.
+    pub persistent_chains: Option<usize>,
+    /// Optional sparsity target.
+    pub sparsity: Option<Sparsity>,
+    /// Standard deviation of the initial weights (Hinton: 0.01).
+    pub weight_scale: f64,
+    /// Seed of every random choice of the run.
+    pub seed: u64,
+    /// At most this many training samples (a fixed random subset) are used for the per-epoch
+    /// statistics, to keep monitoring cheap on large data.
+    pub monitor_rows: usize,
+}
+
+impl TrainingParams {
+    /// Defaults for the given units and hidden-layer size: 10 epochs of CD-1, batch 100, learning
+    /// rate 0.05 (0.005 for Gaussian units, whose gradients are larger), Hinton's momentum schedule,
+    /// weight decay 1e-4, no sparsity, seed 0.
+    pub fn new(visible: VisibleKind, n_hidden: usize) -> Self {
+        TrainingParams {
+            visible,
+            n_hidden,
+            epochs: 10,
+            batch_size: 100,
+            learning_rate: match visible {
+                VisibleKind::Bernoulli => 0.05,
+                VisibleKind::Gaussian => 0.005,
+            },
+            momentum: Momentum::HINTON,
+            weight_decay: 1e-4,
+            gibbs_steps: 1,
+            persistent_chains: None,
+            sparsity: None,
+            weight_scale: 0.01,
+            seed: 0,
+            monitor_rows: 10_000,
+        }
+    }
+
+    /// Validates every value, returning the first one that is out of range.
+    pub fn check(self) -> Result<ValidParams> {
+        if self.n_hidden == 0 {
+            return Err(RbmError::InvalidHiddenUnits(self.n_hidden));
+        }
+        if self.epochs == 0 {
+            return Err(RbmError::InvalidEpochs(self.epochs));
+        }
+        if self.batch_size == 0 {
+            return Err(RbmError::InvalidBatchSize(self.batch_size));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(RbmError::InvalidLearningRate(self.learning_rate));
+        }
+        let momenta = match self.momentum {
+            Momentum::Constant { value } => [value, value],
+            Momentum::Hinton { initial, final_value, .. } => [initial, final_value],
+        };
+        if let Some(&bad) = momenta.iter().find(|m| !(0.0..1.0).contains(*m)) {
+            return Err(RbmError::InvalidMomentum(bad));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(RbmError::InvalidWeightDecay(self.weight_decay));
+        }
+        if self.gibbs_steps == 0 {
+            return Err(RbmError::InvalidGibbsSteps(self.gibbs_steps));
+        }
+        if let Some(0) = self.persistent_chains {
+            return Err(RbmError::InvalidChains(0));
+        }
+        if let Some(s) = self.sparsity {
+            if !(s.target > 0.0 && s.target < 1.0) {
+                return Err(RbmError::InvalidSparsityTarget(s.target));
+            }
+            if !(s.cost.is_finite() && s.cost >= 0.0) {
+                return Err(RbmError::InvalidSparsityCost(s.cost));
+            }
+        }
+        if !(self.weight_scale.is_finite() && self.weight_scale >= 0.0) {
+            return Err(RbmError::InvalidWeightScale(self.weight_scale));
+        }
+        Ok(ValidParams(self))
+    }
+}
+
+/// Training parameters that passed [`TrainingParams::check`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidParams(TrainingParams);
+
+impl std::ops::Deref for ValidParams {
+    type Target = TrainingParams;
+    fn deref(&self) -> &TrainingParams {
+        &self.0
+    }
+}
+
+impl ValidParams {
+    /// The checked parameters, by value.
+    pub fn into_inner(self) -> TrainingParams {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> TrainingParams {
+        TrainingParams::new(VisibleKind::Bernoulli, 10)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(base().check().is_ok());
+        assert!(TrainingParams::new(VisibleKind::Gaussian, 3).check().is_ok());
+    }
+
+    #[test]
+    fn each_invalid_value_has_its_own_error() {
+        let cases: Vec<(TrainingParams, fn(&RbmError) -> bool)> = vec![
+            (TrainingParams { n_hidden: 0, ..base() }, |e| matches!(e, RbmError::InvalidHiddenUnits(0))),
+            (TrainingParams { epochs: 0, ..base() }, |e| matches!(e, RbmError::InvalidEpochs(0))),
+            (TrainingParams { batch_size: 0, ..base() }, |e| matches!(e, RbmError::InvalidBatchSize(0))),
+            (TrainingParams { learning_rate: -1.0, ..base() }, |e| matches!(e, RbmError::InvalidLearningRate(x) if *x == -1.0)),
+            (TrainingParams { learning_rate: f64::NAN, ..base() }, |e| matches!(e, RbmError::InvalidLearningRate(_))),
+            (TrainingParams { momentum: Momentum::Constant { value: 1.0 }, ..base() }, |e| matches!(e, RbmError::InvalidMomentum(x) if *x == 1.0)),
+            (
+                TrainingParams { momentum: Momentum::Hinton { initial: 0.5, final_value: -0.1, switch_epoch: 5 }, ..base() },
+                |e| matches!(e, RbmError::InvalidMomentum(x) if *x == -0.1),
+            ),
+            (TrainingParams { weight_decay: -0.5, ..base() }, |e| matches!(e, RbmError::InvalidWeightDecay(_))),
+            (TrainingParams { gibbs_steps: 0, ..base() }, |e| matches!(e, RbmError::InvalidGibbsSteps(0))),
+            (TrainingParams { persistent_chains: Some(0), ..base() }, |e| matches!(e, RbmError::InvalidChains(0))),
+            (
+                TrainingParams { sparsity: Some(Sparsity { target: 1.5, cost: 0.1 }), ..base() },
+                |e| matches!(e, RbmError::InvalidSparsityTarget(x) if *x == 1.5),
+            ),
+            (
+                TrainingParams { sparsity: Some(Sparsity { target: 0.1, cost: -1.0 }), ..base() },
+                |e| matches!(e, RbmError::InvalidSparsityCost(_)),
+            ),
+            (TrainingParams { weight_scale: f64::INFINITY, ..base() }, |e| matches!(e, RbmError::InvalidWeightScale(_))),
+        ];
+        for (params, is_expected) in cases {
+            let err = params.clone().check().expect_err("invalid parameters were accepted");
+            assert!(is_expected(&err), "{params:?} gave {err}");
+            assert!(!err.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn hinton_schedule_switches_after_five_epochs() {
+        assert_eq!(Momentum::HINTON.at(0), 0.5);
+        assert_eq!(Momentum::HINTON.at(4), 0.5);
+        assert_eq!(Momentum::HINTON.at(5), 0.9);
+    }
+}

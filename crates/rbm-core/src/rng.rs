@@ -1,0 +1,82 @@
+//! Deterministic parallel randomness.
+//!
+//! Every random draw of a computation belongs to a numbered *stream* (one per sampling call) and,
+//! inside it, to a fixed-size *block* of the output. Each (seed, stream, block) triple seeds its
+//! own `Xoshiro256PlusPlus`, so the values do not depend on how rayon schedules the blocks: the
+//! same seed gives the same samples whatever the thread count.
+
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
+
+/// Elements of an output filled by one generator.
+const BLOCK: usize = 4096;
+
+/// SplitMix64 finaliser: a bijective mix of 64 bits.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A generator for one (seed, stream, block) triple.
+pub(crate) fn generator(seed: u64, stream: u64, block: u64) -> Xoshiro256PlusPlus {
+    Xoshiro256PlusPlus::seed_from_u64(mix(mix(seed ^ 0x5851_f42d_4c95_7f2d).wrapping_add(stream) ^ mix(block.wrapping_add(0x9e37_79b9))))
+}
+
+/// A uniform number in [0, 1) from the top 24 bits of a draw.
+#[inline]
+pub(crate) fn uniform01<R: Rng + ?Sized>(rng: &mut R) -> f32 {
+    (rng.next_u64() >> 40) as f32 * (1.0 / (1u64 << 24) as f32)
+}
+
+/// The source of stream numbers for one seeded computation (a training run, a sampler).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RandomStreams {
+    seed: u64,
+    next: u64,
+}
+
+impl RandomStreams {
+    /// Streams derived from `seed`, starting at stream 0.
+    pub fn new(seed: u64) -> Self {
+        RandomStreams { seed, next: 0 }
+    }
+
+    /// Claims the next stream number.
+    pub(crate) fn claim(&mut self) -> u64 {
+        let s = self.next;
+        self.next += 1;
+        s
+    }
+
+    /// A sequential generator on a fresh stream, for small serial work (shuffles, inits).
+    pub(crate) fn serial(&mut self) -> Xoshiro256PlusPlus {
+        let stream = self.claim();
+        generator(self.seed, stream, u64::MAX)
+    }
+
+    /// `out[i] = 1` with probability `probabilities[i]`, else 0.
+    pub(crate) fn bernoulli(&mut self, probabilities: &[f32], out: &mut [f32]) {
+        let (seed, stream) = (self.seed, self.claim());
+        out.par_chunks_mut(BLOCK).zip(probabilities.par_chunks(BLOCK)).enumerate().for_each(|(block, (out, p))| {
+            let mut rng = generator(seed, stream, block as u64);
+            for (o, &p) in out.iter_mut().zip(p) {
+                *o = if uniform01(&mut rng) < p { 1.0 } else { 0.0 };
+            }
+        });
+    }
+
+    /// `out[i] = means[i] + N(0, 1)`.
+    pub(crate) fn gaussian(&mut self, means: &[f32], out: &mut [f32]) {
+        let (seed, stream) = (self.seed, self.claim());
+        out.par_chunks_mut(BLOCK).zip(means.par_chunks(BLOCK)).enumerate().for_each(|(block, (out, m))| {
+            let mut rng = generator(seed, stream, block as u64);
+            for (o, &m) in out.iter_mut().zip(m) {
+                let noise: f32 = StandardNormal.sample(&mut rng);
+                *o = m + noise;
+            }
+        });
+    }
+}

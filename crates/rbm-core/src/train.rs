@@ -1,0 +1,369 @@
+//! CD-k and persistent CD training with momentum, weight decay and a sparsity target.
+//!
+//! One update on a batch `v0` (`n_visible x B`), with `ph = p(h = 1 | v)`:
+//! ```text
+//! positive:  ph0 = sigmoid(c + W^T v0)                                  n_hidden x B
+//! negative:  k Gibbs steps from v0 (CD) or from the persistent chains (PCD)  -> vk, phk (C chains)
+//! gradient:  dW = v0 ph0^T / B - vk phk^T / C                           n_visible x n_hidden
+//!            db = mean(v0) - mean(vk),   dc = mean(ph0) - mean(phk)
+//! update:    velocity = momentum * velocity + lr * (gradient - decay * W)   (decay on W only)
+//!            parameters += velocity
+//! ```
+//! The negative statistics use the sampled `vk` and the probabilities `phk`, which keeps the
+//! estimate unbiased for the model expectation when the chains are at equilibrium.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use nalgebra::{DMatrix, DVector};
+use rand::Rng;
+use rayon::prelude::*;
+
+use crate::error::{RbmError, Result};
+use crate::eval::reconstruction_error;
+use crate::gibbs::ChainBuffers;
+use crate::linalg::{Operand, gemm};
+use crate::model::Rbm;
+use crate::params::ValidParams;
+use crate::rng::RandomStreams;
+use crate::units::VisibleKind;
+
+/// A log-likelihood gradient estimate (the ascent direction), shaped like the parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gradient {
+    /// `n_visible x n_hidden`.
+    pub weights: DMatrix<f32>,
+    /// `n_visible`.
+    pub visible_bias: DVector<f32>,
+    /// `n_hidden`.
+    pub hidden_bias: DVector<f32>,
+}
+
+impl Gradient {
+    fn zeros(n_visible: usize, n_hidden: usize) -> Self {
+        Gradient {
+            weights: DMatrix::zeros(n_visible, n_hidden),
+            visible_bias: DVector::zeros(n_visible),
+            hidden_bias: DVector::zeros(n_hidden),
+        }
+    }
+}
+
+/// What one epoch measured. Free energies are means over the monitored training subset and over
+/// the validation data; a validation mean rising above the training mean is the over-fitting signal
+/// of Hinton's guide (section 6).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct EpochStats {
+    /// One-based epoch number.
+    pub epoch: usize,
+    /// Wall time of the epoch's updates (monitoring excluded).
+    pub seconds: f64,
+    /// Mean squared error per feature of the mean-field reconstruction `E[v | p(h | v)]`.
+    pub reconstruction_error: f64,
+    /// Mean free energy of the monitored training samples.
+    pub free_energy_train: f64,
+    /// Mean free energy of the validation samples, when given.
+    pub free_energy_validation: Option<f64>,
+}
+
+impl EpochStats {
+    /// `validation - train` mean free energy, when validation data were given.
+    pub fn free_energy_gap(&self) -> Option<f64> {
+        self.free_energy_validation.map(|v| v - self.free_energy_train)
+    }
+}
+
+/// The result of [`Trainer::fit`].
+#[derive(Clone, Debug)]
+pub struct TrainingOutcome {
+    /// The trained model.
+    pub rbm: Rbm,
+    /// One entry per completed epoch.
+    pub history: Vec<EpochStats>,
+    /// Whether the callback stopped training before the last epoch.
+    pub stopped_early: bool,
+}
+
+/// Holds the training state that is not part of the model: momentum buffers, persistent chains,
+/// the sparsity running means, the random streams and the preallocated work buffers.
+#[derive(Clone, Debug)]
+pub struct Trainer {
+    params: ValidParams,
+    rbm: Rbm,
+    streams: RandomStreams,
+    gradient: Gradient,
+    velocity: Gradient,
+    /// The gathered batch, `n_visible x B`.
+    batch: Vec<f32>,
+    /// `p(h | v0)`, `n_hidden x B`.
+    positive_hidden: Vec<f32>,
+    /// CD: chains restarted at each batch. PCD: the persistent chains.
+    negative: ChainBuffers,
+    /// Whether `negative` holds persistent chains that have been started.
+    chains_started: bool,
+    /// Running mean activation of each hidden unit, for the sparsity target.
+    hidden_activity: Vec<f32>,
+}
+
+impl Trainer {
+    /// A trainer for an existing model (continued training); the model's shape must match.
+    pub fn new(params: ValidParams, rbm: Rbm) -> Result<Self> {
+        if rbm.n_hidden() != params.n_hidden || rbm.visible_kind() != params.visible {
+            return Err(RbmError::ShapeMismatch {
+                what: "model for training",
+                expected: format!("{} visible units and {} hidden units", params.visible.name(), params.n_hidden),
+                found: format!("{} visible units and {} hidden units", rbm.visible_kind().name(), rbm.n_hidden()),
+            });
+        }
+        let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
+        let cols = params.persistent_chains.unwrap_or(params.batch_size);
+        Ok(Trainer {
+            streams: RandomStreams::new(params.seed),
+            gradient: Gradient::zeros(nv, nh),
+            velocity: Gradient::zeros(nv, nh),
+            batch: Vec::with_capacity(nv * params.batch_size),
+            positive_hidden: Vec::with_capacity(nh * params.batch_size),
+            negative: ChainBuffers::new(nv, nh, cols),
+            chains_started: false,
+            hidden_activity: vec![0.0; nh],
+            params,
+            rbm,
+        })
+    }
+
+    /// A trainer for a new model initialised as in Hinton's guide from `data`
+    /// (`n_visible x n_samples`): `W ~ N(0, weight_scale^2)`, hidden biases 0, visible biases
+    /// `log(p / (1 - p))` of each feature's mean `p` (clamped to [0.001, 0.999]) for Bernoulli
+    /// units and the feature's mean for Gaussian units.
+    pub fn initialise(params: ValidParams, data: &DMatrix<f32>) -> Result<Self> {
+        crate::model::check_values(params.visible, data)?;
+        let (nv, nh) = (data.nrows(), params.n_hidden);
+        let mut rbm = Rbm::zeros(params.visible, nv, nh);
+        let mut streams = RandomStreams::new(params.seed);
+        {
+            let (weights, visible_bias, _) = rbm.parameters_mut();
+            let mut rng = streams.serial();
+            let scale = params.weight_scale as f32;
+            for w in weights.iter_mut() {
+                let z: f32 = rand_distr::Distribution::sample(&rand_distr::StandardNormal, &mut rng);
+                *w = scale * z;
+            }
+            let n = data.ncols() as f64;
+            for (i, b) in visible_bias.iter_mut().enumerate() {
+                let mean = data.row(i).iter().map(|&x| x as f64).sum::<f64>() / n;
+                *b = match params.visible {
+                    VisibleKind::Bernoulli => {
+                        let p = mean.clamp(1e-3, 1.0 - 1e-3);
+                        (p / (1.0 - p)).ln() as f32
+                    }
+                    VisibleKind::Gaussian => mean as f32,
+                };
+            }
+        }
+        let mut trainer = Trainer::new(params, rbm)?;
+        trainer.streams = streams;
+        Ok(trainer)
+    }
+
+    /// The model as trained so far.
+    pub fn rbm(&self) -> &Rbm {
+        &self.rbm
+    }
+
+    /// Estimates the log-likelihood gradient on `batch` (`n_visible x B`) with CD-k or PCD-k,
+    /// advancing the persistent chains. No weight decay or sparsity term is included.
+    pub fn estimate_gradient(&mut self, batch: &DMatrix<f32>) -> &Gradient {
+        assert_eq!(batch.nrows(), self.rbm.n_visible(), "batch rows must equal n_visible");
+        self.batch.clear();
+        self.batch.extend_from_slice(batch.as_slice());
+        self.compute_gradient(batch.ncols());
+        &self.gradient
+    }
+
+    /// Starts the persistent chains at (cyclically repeated) columns of `data`.
+    fn start_chains(&mut self, data: &DMatrix<f32>, order: &[usize]) {
+        let nv = self.rbm.n_visible();
+        for c in 0..self.negative.cols {
+            let source = data.column(order[c % order.len()]);
+            self.negative.visible[c * nv..(c + 1) * nv].copy_from_slice(source.as_slice());
+        }
+        self.chains_started = true;
+    }
+
+    /// Fills `self.gradient` from the batch in `self.batch` (`cols` samples).
+    fn compute_gradient(&mut self, cols: usize) {
+        let (nv, nh) = (self.rbm.n_visible(), self.rbm.n_hidden());
+        let k = self.params.gibbs_steps;
+        self.positive_hidden.resize(nh * cols, 0.0);
+        self.rbm.hidden_probabilities_into(&self.batch, cols, &mut self.positive_hidden);
+        if self.params.persistent_chains.is_some() {
+            if !self.chains_started {
+                // Chains not started from data (a gradient asked for directly): start at the batch.
+                for c in 0..self.negative.cols {
+                    let s = c % cols;
+                    self.negative.visible[c * nv..(c + 1) * nv].copy_from_slice(&self.batch[s * nv..(s + 1) * nv]);
+                }
+                self.chains_started = true;
+            }
+            self.negative.refresh_hidden(&self.rbm);
+        } else {
+            self.negative.resize(nv, nh, cols);
+            self.negative.visible.copy_from_slice(&self.batch);
+            self.negative.hidden_probabilities.copy_from_slice(&self.positive_hidden);
+        }
+        self.negative.run(&self.rbm, k, &mut self.streams);
+
+        let chains = self.negative.cols;
+        let g = &mut self.gradient;
+        // dW (n_visible x n_hidden) = v0 (n_visible x B) * ph0^T (B x n_hidden) / B
+        gemm(
+            1.0 / cols as f32,
+            Operand::new(&self.batch, nv, cols),
+            Operand::new(&self.positive_hidden, nh, cols).t(),
+            0.0,
+            g.weights.as_mut_slice(),
+        );
+        // dW -= vk (n_visible x C) * phk^T (C x n_hidden) / C
+        gemm(
+            -1.0 / chains as f32,
+            Operand::new(&self.negative.visible, nv, chains),
+            Operand::new(&self.negative.hidden_probabilities, nh, chains).t(),
+            1.0,
+            g.weights.as_mut_slice(),
+        );
+        column_mean_difference(&self.batch, cols, &self.negative.visible, chains, g.visible_bias.as_mut_slice());
+        column_mean_difference(
+            &self.positive_hidden,
+            cols,
+            &self.negative.hidden_probabilities,
+            chains,
+            g.hidden_bias.as_mut_slice(),
+        );
+    }
+
+    /// One parameter update on the batch in `self.batch`.
+    fn update(&mut self, cols: usize, momentum: f32) {
+        self.compute_gradient(cols);
+        let lr = self.params.learning_rate as f32;
+        let decay = self.params.weight_decay as f32;
+        let nh = self.rbm.n_hidden();
+        if let Some(sparsity) = self.params.sparsity {
+            let (target, cost) = (sparsity.target as f32, sparsity.cost as f32);
+            for (j, q) in self.hidden_activity.iter_mut().enumerate() {
+                let batch_mean = (0..cols).map(|s| self.positive_hidden[s * nh + j]).sum::<f32>() / cols as f32;
+                *q = 0.9 * *q + 0.1 * batch_mean;
+                self.gradient.hidden_bias[j] -= cost * (*q - target);
+            }
+        }
+        let (weights, visible_bias, hidden_bias) = self.rbm.parameters_mut();
+        weights
+            .as_mut_slice()
+            .par_iter_mut()
+            .zip(self.velocity.weights.as_mut_slice().par_iter_mut())
+            .zip(self.gradient.weights.as_slice().par_iter())
+            .for_each(|((w, v), &g)| {
+                *v = momentum * *v + lr * (g - decay * *w);
+                *w += *v;
+            });
+        for (p, (v, &g)) in visible_bias.iter_mut().zip(self.velocity.visible_bias.iter_mut().zip(self.gradient.visible_bias.iter())) {
+            *v = momentum * *v + lr * g;
+            *p += *v;
+        }
+        for (p, (v, &g)) in hidden_bias.iter_mut().zip(self.velocity.hidden_bias.iter_mut().zip(self.gradient.hidden_bias.iter())) {
+            *v = momentum * *v + lr * g;
+            *p += *v;
+        }
+    }
+
+    /// One epoch over `data` in a fresh random order.
+    fn run_epoch(&mut self, data: &DMatrix<f32>, epoch: usize) {
+        let nv = self.rbm.n_visible();
+        let mut order: Vec<usize> = (0..data.ncols()).collect();
+        shuffle(&mut order, &mut self.streams.serial());
+        if self.params.persistent_chains.is_some() && !self.chains_started {
+            self.start_chains(data, &order);
+        }
+        let momentum = self.params.momentum.at(epoch) as f32;
+        for indices in order.chunks(self.params.batch_size) {
+            self.batch.resize(nv * indices.len(), 0.0);
+            for (slot, &i) in self.batch.chunks_mut(nv).zip(indices) {
+                slot.copy_from_slice(data.column(i).as_slice());
+            }
+            self.update(indices.len(), momentum);
+        }
+    }
+
+    /// Trains on `data` (`n_visible x n_samples`) for the configured number of epochs, calling
+    /// `on_epoch` after each; it may return `ControlFlow::Break(())` to stop early. Fails with
+    /// [`RbmError::Diverged`] if the parameters stop being finite, rather than return such a model.
+    pub fn fit(
+        mut self,
+        data: &DMatrix<f32>,
+        validation: Option<&DMatrix<f32>>,
+        mut on_epoch: impl FnMut(&EpochStats) -> ControlFlow<()>,
+    ) -> Result<TrainingOutcome> {
+        self.rbm.check_data(data)?;
+        if let Some(v) = validation {
+            self.rbm.check_data(v)?;
+        }
+        let monitor = {
+            let mut order: Vec<usize> = (0..data.ncols()).collect();
+            shuffle(&mut order, &mut self.streams.serial());
+            order.truncate(self.params.monitor_rows.max(1));
+            order.sort_unstable();
+            data.select_columns(order.iter())
+        };
+        let mut history = Vec::with_capacity(self.params.epochs);
+        let mut stopped_early = false;
+        for epoch in 0..self.params.epochs {
+            let start = Instant::now();
+            self.run_epoch(data, epoch);
+            let seconds = start.elapsed().as_secs_f64();
+            if self.rbm.check_finite().is_err() {
+                return Err(RbmError::Diverged { epoch: epoch + 1 });
+            }
+            let stats = EpochStats {
+                epoch: epoch + 1,
+                seconds,
+                reconstruction_error: reconstruction_error(&self.rbm, &monitor),
+                free_energy_train: crate::eval::mean_free_energy(&self.rbm, &monitor),
+                free_energy_validation: validation.map(|v| crate::eval::mean_free_energy(&self.rbm, v)),
+            };
+            if !(stats.free_energy_train.is_finite() && stats.reconstruction_error.is_finite()) {
+                return Err(RbmError::Diverged { epoch: epoch + 1 });
+            }
+            let flow = on_epoch(&stats);
+            history.push(stats);
+            if flow.is_break() {
+                stopped_early = epoch + 1 < self.params.epochs;
+                break;
+            }
+        }
+        Ok(TrainingOutcome { rbm: self.rbm, history, stopped_early })
+    }
+}
+
+/// `out[i] = mean over columns of a[i, :] - mean over columns of b[i, :]`, for column-major
+/// `a` (`rows x a_cols`) and `b` (`rows x b_cols`) with `rows = out.len()`.
+fn column_mean_difference(a: &[f32], a_cols: usize, b: &[f32], b_cols: usize, out: &mut [f32]) {
+    let rows = out.len();
+    let mut sum_a = vec![0f64; rows];
+    let mut sum_b = vec![0f64; rows];
+    for column in a.chunks(rows) {
+        sum_a.iter_mut().zip(column).for_each(|(s, &x)| *s += x as f64);
+    }
+    for column in b.chunks(rows) {
+        sum_b.iter_mut().zip(column).for_each(|(s, &x)| *s += x as f64);
+    }
+    for (o, (sa, sb)) in out.iter_mut().zip(sum_a.iter().zip(&sum_b)) {
+        *o = (sa / a_cols as f64 - sb / b_cols as f64) as f32;
+    }
+}
+
+/// Fisher-Yates shuffle driven by `rng`.
+fn shuffle<R: Rng + ?Sized>(items: &mut [usize], rng: &mut R) {
+    for i in (1..items.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
