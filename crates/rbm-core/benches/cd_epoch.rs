@@ -1,1 +1,42 @@
-fn main(){}
+//! One CD-1 epoch on MNIST-shaped synthetic binary data: 60,000 x 784, 500 hidden units,
+//! batch 100 (the shapes of ../shared/bench/compare.sh). Monitoring is cut to 100 rows so the
+//! figure is the training alone. Run: `cargo bench -p rbm-core --bench cd_epoch`.
+
+use std::ops::ControlFlow;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use nalgebra::DMatrix;
+use rbm_core::{Momentum, Trainer, TrainingParams, VisibleKind};
+
+fn synthetic_binary(rows: usize, cols: usize, density: f64, seed: u64) -> DMatrix<f32> {
+    let mut state = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    DMatrix::from_fn(cols, rows, |_, _| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        if ((state >> 11) as f64 / (1u64 << 53) as f64) < density { 1.0 } else { 0.0 }
+    })
+}
+
+fn cd1_epoch(c: &mut Criterion) {
+    let data = synthetic_binary(60_000, 784, 0.13, 0);
+    let params = TrainingParams {
+        epochs: 1,
+        batch_size: 100,
+        learning_rate: 0.05,
+        momentum: Momentum::Constant { value: 0.0 },
+        weight_decay: 0.0,
+        monitor_rows: 100,
+        ..TrainingParams::new(VisibleKind::Bernoulli, 500)
+    }
+    .check()
+    .unwrap();
+    let trainer = Trainer::initialise(params, &data).unwrap();
+    let mut group = c.benchmark_group("cd1_epoch");
+    group.sample_size(10);
+    group.bench_function("rows=60000/visible=784/hidden=500/batch=100", |b| {
+        b.iter(|| trainer.clone().fit(&data, None, |_| ControlFlow::Continue(())).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, cd1_epoch);
+criterion_main!(benches);

@@ -1,0 +1,130 @@
+//! The model file: round trips, atomic writes, and refusal of corrupt or absurd files.
+
+mod common;
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use common::*;
+use rbm_core::{MAX_MODEL_FILE_BYTES, Model, RbmError, TrainingParams, VisibleKind};
+
+fn trained(kind: VisibleKind) -> Model {
+    let mut r = rng(3);
+    let data = nalgebra::DMatrix::from_fn(6, 50, |_, _| if uniform(&mut r, 1.0) > 0.0 { 1.0 } else { 0.0 });
+    let params = TrainingParams { epochs: 2, ..TrainingParams::new(kind, 4) };
+    let (mut model, _) = Model::fit(params.check().unwrap(), &data, None, |_| ControlFlow::Continue(())).unwrap();
+    model.anomaly_threshold = Some(-1.25);
+    model.feature_names = (0..6).map(|i| format!("f{i}")).collect();
+    model
+}
+
+fn reason_of(err: RbmError) -> String {
+    match err {
+        RbmError::ModelFile { reason, .. } => reason,
+        other => panic!("expected a model-file error, got {other}"),
+    }
+}
+
+#[test]
+fn save_then_load_gives_the_same_model_for_both_unit_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    for kind in [VisibleKind::Bernoulli, VisibleKind::Gaussian] {
+        let model = trained(kind);
+        let path = dir.path().join(format!("{}.json", kind.name()));
+        model.save(&path).unwrap();
+        let loaded = Model::load(&path).unwrap();
+        assert_eq!(loaded, model);
+        assert_eq!(loaded.provenance.training.as_ref().unwrap().seed, 0);
+    }
+}
+
+#[test]
+fn saving_replaces_the_file_and_leaves_no_temporary_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.json");
+    std::fs::write(&path, "old contents").unwrap();
+    let model = trained(VisibleKind::Bernoulli);
+    model.save(&path).unwrap();
+    assert_eq!(Model::load(&path).unwrap(), model);
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("model.json")]);
+}
+
+#[test]
+fn saving_into_a_missing_directory_is_an_io_error_naming_the_path() {
+    let model = trained(VisibleKind::Bernoulli);
+    let err = model.save(Path::new("/nonexistent-dir-for-rbm-tests/model.json")).unwrap_err();
+    assert!(matches!(err, RbmError::Io { .. }), "{err}");
+    assert!(err.to_string().contains("/nonexistent-dir-for-rbm-tests/model.json"));
+}
+
+#[test]
+fn truncated_or_garbage_files_are_refused_with_a_location() {
+    let text = trained(VisibleKind::Bernoulli).to_json();
+    for cut in [0, 1, text.len() / 3, text.len() - 2] {
+        let reason = reason_of(Model::from_json(&text[..cut], Path::new("m.json")).unwrap_err());
+        assert!(reason.contains("line"), "cut at {cut}: {reason}");
+    }
+    let reason = reason_of(Model::from_json("\u{0}\u{1}binary", Path::new("m.json")).unwrap_err());
+    assert!(reason.contains("JSON"), "{reason}");
+}
+
+fn edit(model: &Model, f: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut value: serde_json::Value = serde_json::from_str(&model.to_json()).unwrap();
+    f(&mut value);
+    value.to_string()
+}
+
+#[test]
+fn inconsistent_files_are_refused_with_the_reason() {
+    let model = trained(VisibleKind::Gaussian);
+    let cases: Vec<(Box<dyn FnOnce(&mut serde_json::Value)>, &str)> = vec![
+        (Box::new(|v| v["version"] = 99.into()), "version 99"),
+        (Box::new(|v| v["format"] = "something-else".into()), "format"),
+        (Box::new(|v| v["n_visible"] = 1_000_000_000_000u64.into()), "weights has 6 rows"),
+        (Box::new(|v| v["n_hidden"] = 0.into()), "at least 1"),
+        (Box::new(|v| v["weights"][2].as_array_mut().unwrap().pop().map(|_| ()).unwrap()), "weights row 2"),
+        (Box::new(|v| v["weights"][1][1] = serde_json::Value::Null), "JSON"),
+        (Box::new(|v| v["visible_bias"].as_array_mut().unwrap().push(0.5.into())), "visible_bias has 7"),
+        (Box::new(|v| v["hidden_bias"] = serde_json::json!([])), "hidden_bias has 0"),
+        (Box::new(|v| v["standardization"]["scale"][0] = (-1.0).into()), "scale"),
+        (Box::new(|v| v["standardization"] = serde_json::Value::Null), "Gaussian visible units need"),
+        (Box::new(|v| v["visible"] = "softmax".into()), "JSON"),
+        (Box::new(|v| v["weights"][0][0] = 1e39.into()), "weights[0] is not finite"),
+        (Box::new(|v| v["feature_names"] = serde_json::json!(["a"])), "feature_names has 1"),
+        (Box::new(|v| v["surprise"] = 1.into()), "unknown field"),
+    ];
+    for (change, expected) in cases {
+        let text = edit(&model, change);
+        let reason = reason_of(Model::from_json(&text, Path::new("m.json")).unwrap_err());
+        assert!(reason.contains(expected), "expected {expected:?} in {reason:?}");
+    }
+}
+
+#[test]
+fn oversized_files_are_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.json");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(MAX_MODEL_FILE_BYTES + 1).unwrap(); // sparse: no disk space used
+    let reason = reason_of(Model::load(&path).unwrap_err());
+    assert!(reason.contains("more than"), "{reason}");
+}
+
+#[test]
+fn a_missing_file_is_an_io_error_naming_it() {
+    let err = Model::load(Path::new("no-such-model.json")).unwrap_err();
+    assert!(matches!(err, RbmError::Io { .. }) && err.to_string().contains("no-such-model.json"), "{err}");
+}
+
+#[test]
+fn prepare_checks_feature_count_and_values_against_the_model() {
+    let model = trained(VisibleKind::Bernoulli);
+    let wrong = nalgebra::DMatrix::<f32>::zeros(5, 3);
+    assert!(matches!(model.prepare(&wrong).unwrap_err(), RbmError::ShapeMismatch { .. }));
+    let mut bad = nalgebra::DMatrix::<f32>::zeros(6, 3);
+    bad[(4, 2)] = 0.5;
+    assert!(model.prepare(&bad).is_ok(), "fractional values in [0, 1] are allowed");
+    bad[(4, 2)] = -0.5;
+    assert!(matches!(model.prepare(&bad).unwrap_err(), RbmError::InvalidValue { row: 2, column: 4, .. }));
+}
