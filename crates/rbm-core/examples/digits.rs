@@ -10,7 +10,8 @@ use nalgebra::DMatrix;
 use rbm_core::{Model, TrainingParams, VisibleKind, eval};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args().nth(1).unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/digits.csv").into());
+    let path =
+        std::env::args().nth(1).unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/digits.csv").into());
     let mut reader = csv::Reader::from_path(&path)?;
     let mut values = Vec::new();
     let mut rows = 0;
@@ -53,7 +54,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rbm = &model.rbm;
     let log_z = eval::log_partition_exact(rbm)?;
     println!("exact log Z = {log_z:.3} (20 hidden units: 2^20 states enumerated)");
-    println!("mean log-likelihood: train {:.3}, held-out {:.3} nats per digit", eval::mean_log_likelihood(rbm, &train, log_z), eval::mean_log_likelihood(rbm, &test, log_z));
+    println!(
+        "mean log-likelihood: train {:.3}, held-out {:.3} nats per digit",
+        eval::mean_log_likelihood(rbm, &train, log_z),
+        eval::mean_log_likelihood(rbm, &test, log_z)
+    );
     let pll = eval::pseudo_log_likelihood(rbm, &test, eval::PseudoLikelihood::AllFeatures)?;
     println!("pseudo-log-likelihood per feature, held-out: {pll:.4}");
 

@@ -178,7 +178,10 @@ impl Model {
             return Err(bad(format!("format is {:?}, expected {FORMAT_NAME:?}", file.format)));
         }
         if file.version != FORMAT_VERSION {
-            return Err(bad(format!("format version {} is not supported (this build reads version {FORMAT_VERSION})", file.version)));
+            return Err(bad(format!(
+                "format version {} is not supported (this build reads version {FORMAT_VERSION})",
+                file.version
+            )));
         }
         let (nv, nh) = (file.n_visible, file.n_hidden);
         if nv == 0 || nh == 0 {
@@ -208,10 +211,8 @@ impl Model {
         if !file.feature_names.is_empty() {
             check_len("feature_names", file.feature_names.len(), nv)?;
         }
-        if let Some(t) = file.anomaly_threshold {
-            if !t.is_finite() {
-                return Err(bad("anomaly_threshold is not finite".into()));
-            }
+        if file.anomaly_threshold.is_some_and(|t| !t.is_finite()) {
+            return Err(bad("anomaly_threshold is not finite".into()));
         }
         let weights = DMatrix::from_fn(nv, nh, |i, j| file.weights[i][j]);
         let rbm = Rbm::from_parameters(

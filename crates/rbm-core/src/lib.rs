@@ -47,3 +47,8 @@ pub use rng::RandomStreams;
 pub use standardize::Standardization;
 pub use train::{EpochStats, Gradient, Trainer, TrainingOutcome};
 pub use units::VisibleKind;
+
+/// The README's Rust example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -21,7 +21,7 @@ use crate::units::VisibleKind;
 /// assert_eq!(data.column(1).as_slice(), &[0.0, 1.0]);
 /// ```
 pub fn samples_from_row_major(values: Vec<f32>, n_features: usize) -> DMatrix<f32> {
-    assert!(n_features > 0 && values.len() % n_features == 0, "values do not form whole rows");
+    assert!(n_features > 0 && values.len().is_multiple_of(n_features), "values do not form whole rows");
     let n = values.len() / n_features;
     DMatrix::from_vec(n_features, n, values)
 }

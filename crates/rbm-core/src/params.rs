@@ -36,7 +36,11 @@ impl Momentum {
         match self {
             Momentum::Constant { value } => value,
             Momentum::Hinton { initial, final_value, switch_epoch } => {
-                if epoch < switch_epoch { initial } else { final_value }
+                if epoch < switch_epoch {
+                    initial
+                } else {
+                    final_value
+                }
             }
         }
     }
@@ -189,15 +193,25 @@ mod tests {
 
     #[test]
     fn each_invalid_value_has_its_own_error() {
-        let cases: Vec<(TrainingParams, fn(&RbmError) -> bool)> = vec![
+        type Case = (TrainingParams, fn(&RbmError) -> bool);
+        let cases: Vec<Case> = vec![
             (TrainingParams { n_hidden: 0, ..base() }, |e| matches!(e, RbmError::InvalidHiddenUnits(0))),
             (TrainingParams { epochs: 0, ..base() }, |e| matches!(e, RbmError::InvalidEpochs(0))),
             (TrainingParams { batch_size: 0, ..base() }, |e| matches!(e, RbmError::InvalidBatchSize(0))),
-            (TrainingParams { learning_rate: -1.0, ..base() }, |e| matches!(e, RbmError::InvalidLearningRate(x) if *x == -1.0)),
-            (TrainingParams { learning_rate: f64::NAN, ..base() }, |e| matches!(e, RbmError::InvalidLearningRate(_))),
-            (TrainingParams { momentum: Momentum::Constant { value: 1.0 }, ..base() }, |e| matches!(e, RbmError::InvalidMomentum(x) if *x == 1.0)),
             (
-                TrainingParams { momentum: Momentum::Hinton { initial: 0.5, final_value: -0.1, switch_epoch: 5 }, ..base() },
+                TrainingParams { learning_rate: -1.0, ..base() },
+                |e| matches!(e, RbmError::InvalidLearningRate(x) if *x == -1.0),
+            ),
+            (TrainingParams { learning_rate: f64::NAN, ..base() }, |e| matches!(e, RbmError::InvalidLearningRate(_))),
+            (
+                TrainingParams { momentum: Momentum::Constant { value: 1.0 }, ..base() },
+                |e| matches!(e, RbmError::InvalidMomentum(x) if *x == 1.0),
+            ),
+            (
+                TrainingParams {
+                    momentum: Momentum::Hinton { initial: 0.5, final_value: -0.1, switch_epoch: 5 },
+                    ..base()
+                },
                 |e| matches!(e, RbmError::InvalidMomentum(x) if *x == -0.1),
             ),
             (TrainingParams { weight_decay: -0.5, ..base() }, |e| matches!(e, RbmError::InvalidWeightDecay(_))),
@@ -207,11 +221,12 @@ mod tests {
                 TrainingParams { sparsity: Some(Sparsity { target: 1.5, cost: 0.1 }), ..base() },
                 |e| matches!(e, RbmError::InvalidSparsityTarget(x) if *x == 1.5),
             ),
-            (
-                TrainingParams { sparsity: Some(Sparsity { target: 0.1, cost: -1.0 }), ..base() },
-                |e| matches!(e, RbmError::InvalidSparsityCost(_)),
-            ),
-            (TrainingParams { weight_scale: f64::INFINITY, ..base() }, |e| matches!(e, RbmError::InvalidWeightScale(_))),
+            (TrainingParams { sparsity: Some(Sparsity { target: 0.1, cost: -1.0 }), ..base() }, |e| {
+                matches!(e, RbmError::InvalidSparsityCost(_))
+            }),
+            (TrainingParams { weight_scale: f64::INFINITY, ..base() }, |e| {
+                matches!(e, RbmError::InvalidWeightScale(_))
+            }),
         ];
         for (params, is_expected) in cases {
             let err = params.clone().check().expect_err("invalid parameters were accepted");

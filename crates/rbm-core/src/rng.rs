@@ -22,7 +22,9 @@ fn mix(mut z: u64) -> u64 {
 
 /// A generator for one (seed, stream, block) triple.
 pub(crate) fn generator(seed: u64, stream: u64, block: u64) -> Xoshiro256PlusPlus {
-    Xoshiro256PlusPlus::seed_from_u64(mix(mix(seed ^ 0x5851_f42d_4c95_7f2d).wrapping_add(stream) ^ mix(block.wrapping_add(0x9e37_79b9))))
+    Xoshiro256PlusPlus::seed_from_u64(mix(
+        mix(seed ^ 0x5851_f42d_4c95_7f2d).wrapping_add(stream) ^ mix(block.wrapping_add(0x9e37_79b9))
+    ))
 }
 
 /// A uniform number in [0, 1) from the top 24 bits of a draw.

@@ -148,9 +148,12 @@ impl Trainer {
                 let z: f32 = rand_distr::Distribution::sample(&rand_distr::StandardNormal, &mut rng);
                 *w = scale * z;
             }
-            let n = data.ncols() as f64;
-            for (i, b) in visible_bias.iter_mut().enumerate() {
-                let mean = data.row(i).iter().map(|&x| x as f64).sum::<f64>() / n;
+            let mut sums = vec![0f64; nv];
+            for column in data.column_iter() {
+                sums.iter_mut().zip(column.iter()).for_each(|(s, &x)| *s += x as f64);
+            }
+            for (b, sum) in visible_bias.iter_mut().zip(sums) {
+                let mean = sum / data.ncols() as f64;
                 *b = match params.visible {
                     VisibleKind::Bernoulli => {
                         let p = mean.clamp(1e-3, 1.0 - 1e-3);
@@ -190,10 +193,11 @@ impl Trainer {
         self.chains_started = true;
     }
 
-    /// Fills `self.gradient` from the batch in `self.batch` (`cols` samples).
-    fn compute_gradient(&mut self, cols: usize) {
+    /// Runs the positive phase on the batch in `self.batch` (`cols` samples) into
+    /// `positive_hidden`, and the negative phase (k Gibbs steps from the batch for CD, from the
+    /// persistent chains for PCD) into `negative`.
+    fn run_phases(&mut self, cols: usize) {
         let (nv, nh) = (self.rbm.n_visible(), self.rbm.n_hidden());
-        let k = self.params.gibbs_steps;
         self.positive_hidden.resize(nh * cols, 0.0);
         self.rbm.hidden_probabilities_into(&self.batch, cols, &mut self.positive_hidden);
         if self.params.persistent_chains.is_some() {
@@ -211,26 +215,36 @@ impl Trainer {
             self.negative.visible.copy_from_slice(&self.batch);
             self.negative.hidden_probabilities.copy_from_slice(&self.positive_hidden);
         }
-        self.negative.run(&self.rbm, k, &mut self.streams);
+        self.negative.run(&self.rbm, self.params.gibbs_steps, &mut self.streams);
+    }
 
+    /// `out = beta * out + scale * (v0 ph0^T / B - vk phk^T / C)`: the weight gradient of the
+    /// phases just run, scaled and accumulated into `out` (`n_visible x n_hidden`).
+    fn accumulate_weight_gradient(&self, cols: usize, scale: f32, beta: f32, out: &mut [f32]) {
+        let (nv, nh) = (self.rbm.n_visible(), self.rbm.n_hidden());
         let chains = self.negative.cols;
-        let g = &mut self.gradient;
-        // dW (n_visible x n_hidden) = v0 (n_visible x B) * ph0^T (B x n_hidden) / B
+        // out (n_visible x n_hidden) = beta out + scale/B * v0 (n_visible x B) * ph0^T (B x n_hidden)
         gemm(
-            1.0 / cols as f32,
+            scale / cols as f32,
             Operand::new(&self.batch, nv, cols),
             Operand::new(&self.positive_hidden, nh, cols).t(),
-            0.0,
-            g.weights.as_mut_slice(),
+            beta,
+            out,
         );
-        // dW -= vk (n_visible x C) * phk^T (C x n_hidden) / C
+        // out -= scale/C * vk (n_visible x C) * phk^T (C x n_hidden)
         gemm(
-            -1.0 / chains as f32,
+            -scale / chains as f32,
             Operand::new(&self.negative.visible, nv, chains),
             Operand::new(&self.negative.hidden_probabilities, nh, chains).t(),
             1.0,
-            g.weights.as_mut_slice(),
+            out,
         );
+    }
+
+    /// The bias gradients of the phases just run, into `self.gradient`.
+    fn bias_gradients(&mut self, cols: usize) {
+        let chains = self.negative.cols;
+        let g = &mut self.gradient;
         column_mean_difference(&self.batch, cols, &self.negative.visible, chains, g.visible_bias.as_mut_slice());
         column_mean_difference(
             &self.positive_hidden,
@@ -241,11 +255,26 @@ impl Trainer {
         );
     }
 
-    /// One parameter update on the batch in `self.batch`.
+    /// Fills `self.gradient` from the batch in `self.batch` (`cols` samples).
+    fn compute_gradient(&mut self, cols: usize) {
+        self.run_phases(cols);
+        let mut weights = std::mem::take(&mut self.gradient.weights);
+        self.accumulate_weight_gradient(cols, 1.0, 0.0, weights.as_mut_slice());
+        self.gradient.weights = weights;
+        self.bias_gradients(cols);
+    }
+
+    /// One parameter update on the batch in `self.batch`. The weight gradient goes straight into
+    /// the velocity (`velocity = momentum * velocity + lr * gradient` as the GEMMs' beta and
+    /// alpha), which saves a pass over a weight-sized buffer per batch.
     fn update(&mut self, cols: usize, momentum: f32) {
-        self.compute_gradient(cols);
+        self.run_phases(cols);
         let lr = self.params.learning_rate as f32;
         let decay = self.params.weight_decay as f32;
+        let mut velocity = std::mem::take(&mut self.velocity.weights);
+        self.accumulate_weight_gradient(cols, lr, momentum, velocity.as_mut_slice());
+        self.velocity.weights = velocity;
+        self.bias_gradients(cols);
         let nh = self.rbm.n_hidden();
         if let Some(sparsity) = self.params.sparsity {
             let (target, cost) = (sparsity.target as f32, sparsity.cost as f32);
@@ -256,20 +285,21 @@ impl Trainer {
             }
         }
         let (weights, visible_bias, hidden_bias) = self.rbm.parameters_mut();
-        weights
-            .as_mut_slice()
-            .par_iter_mut()
-            .zip(self.velocity.weights.as_mut_slice().par_iter_mut())
-            .zip(self.gradient.weights.as_slice().par_iter())
-            .for_each(|((w, v), &g)| {
-                *v = momentum * *v + lr * (g - decay * *w);
+        weights.as_mut_slice().par_iter_mut().zip(self.velocity.weights.as_mut_slice().par_iter_mut()).for_each(
+            |(w, v)| {
+                *v -= lr * decay * *w;
                 *w += *v;
-            });
-        for (p, (v, &g)) in visible_bias.iter_mut().zip(self.velocity.visible_bias.iter_mut().zip(self.gradient.visible_bias.iter())) {
+            },
+        );
+        for (p, (v, &g)) in
+            visible_bias.iter_mut().zip(self.velocity.visible_bias.iter_mut().zip(self.gradient.visible_bias.iter()))
+        {
             *v = momentum * *v + lr * g;
             *p += *v;
         }
-        for (p, (v, &g)) in hidden_bias.iter_mut().zip(self.velocity.hidden_bias.iter_mut().zip(self.gradient.hidden_bias.iter())) {
+        for (p, (v, &g)) in
+            hidden_bias.iter_mut().zip(self.velocity.hidden_bias.iter_mut().zip(self.gradient.hidden_bias.iter()))
+        {
             *v = momentum * *v + lr * g;
             *p += *v;
         }

@@ -4,9 +4,7 @@ mod common;
 
 use common::*;
 use nalgebra::DMatrix;
-use rbm_core::{
-    Model, Momentum, PersistentChains, Rbm, Trainer, TrainingParams, VisibleKind, eval, log_sum_exp,
-};
+use rbm_core::{Model, Momentum, PersistentChains, Rbm, Trainer, TrainingParams, VisibleKind, eval, log_sum_exp};
 
 #[test]
 fn free_energy_equals_brute_force_for_bernoulli_units() {
@@ -85,7 +83,7 @@ fn gibbs_chains_reproduce_the_exact_visible_distribution() {
     let exact = exact_visible_distribution(&rbm);
     let mut chains = PersistentChains::random(&rbm, 2000, 42);
     chains.advance(&rbm, 50); // burn-in
-    let mut counts = vec![0usize; 16];
+    let mut counts = [0usize; 16];
     for _ in 0..100 {
         chains.advance(&rbm, 2);
         for column in chains.visible(4).column_iter() {
@@ -162,13 +160,17 @@ fn max_gradient_error(estimate: &rbm_core::Gradient, exact: &(DMatrix<f64>, Vec<
 #[test]
 fn long_chain_gradient_estimates_approach_the_exact_gradient() {
     let rbm = random_rbm(VisibleKind::Bernoulli, 5, 4, 1.0, 21);
-    let patterns = DMatrix::from_row_slice(5, 4, &[
-        1., 0., 1., 1., //
-        1., 0., 0., 1., //
-        0., 1., 0., 1., //
-        0., 1., 1., 0., //
-        1., 1., 0., 0.,
-    ]);
+    let patterns = DMatrix::from_row_slice(
+        5,
+        4,
+        &[
+            1., 0., 1., 1., //
+            1., 0., 0., 1., //
+            0., 1., 0., 1., //
+            0., 1., 1., 0., //
+            1., 1., 0., 0.,
+        ],
+    );
     // 20,000 copies of the four patterns: the positive phase is exact, the negative phase is a
     // long-run Monte Carlo estimate (standard error about 0.0035 per entry).
     let batch = DMatrix::from_fn(5, 20_000, |i, s| patterns[(i, s % 4)]);
@@ -192,7 +194,8 @@ fn long_chain_gradient_estimates_approach_the_exact_gradient() {
     let mut cd1 = Trainer::new(params.check().unwrap(), strong.clone()).unwrap();
     let cd1_error = max_gradient_error(cd1.estimate_gradient(&batch), &exact);
     assert!(cd1_error > 0.05, "CD-1 unexpectedly unbiased here: {cd1_error}");
-    let params = TrainingParams { gibbs_steps: 200, batch_size: 20_000, ..TrainingParams::new(VisibleKind::Bernoulli, 4) };
+    let params =
+        TrainingParams { gibbs_steps: 200, batch_size: 20_000, ..TrainingParams::new(VisibleKind::Bernoulli, 4) };
     let mut long = Trainer::new(params.check().unwrap(), strong).unwrap();
     let long_error = max_gradient_error(long.estimate_gradient(&batch), &exact);
     assert!(long_error < 0.03, "CD-200 on the strong model: {long_error}");
@@ -244,7 +247,8 @@ fn training_raises_exact_log_likelihood_of_bars_and_stripes() {
 fn free_energy_stays_finite_for_extreme_pre_activations() {
     let weights = DMatrix::from_row_slice(2, 2, &[1e4, -1e4, 1e4, -1e4]);
     for kind in [VisibleKind::Bernoulli, VisibleKind::Gaussian] {
-        let rbm = Rbm::from_parameters(kind, weights.clone(), nalgebra::DVector::zeros(2), nalgebra::DVector::zeros(2)).unwrap();
+        let rbm = Rbm::from_parameters(kind, weights.clone(), nalgebra::DVector::zeros(2), nalgebra::DVector::zeros(2))
+            .unwrap();
         let data = DMatrix::from_row_slice(2, 3, &[1.0, 0.0, 0.5, 1.0, 1.0, 0.5]);
         for f in rbm.free_energy(&data) {
             assert!(f.is_finite(), "{kind:?}: {f}");
@@ -307,15 +311,24 @@ fn digits_like(n: usize, nv: usize, seed: u64) -> DMatrix<f32> {
 fn same_seed_gives_identical_models_on_one_and_two_threads() {
     let data = digits_like(600, 64, 4);
     for persistent in [None, Some(50)] {
-        let params = TrainingParams { epochs: 3, persistent_chains: persistent, ..TrainingParams::new(VisibleKind::Bernoulli, 50) };
+        let params = TrainingParams {
+            epochs: 3,
+            persistent_chains: persistent,
+            ..TrainingParams::new(VisibleKind::Bernoulli, 50)
+        };
         let fit = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| Model::fit(params.clone().check().unwrap(), &data, None, |_| std::ops::ControlFlow::Continue(())).unwrap().0)
+            pool.install(|| {
+                Model::fit(params.clone().check().unwrap(), &data, None, |_| std::ops::ControlFlow::Continue(()))
+                    .unwrap()
+                    .0
+            })
         };
         let (one, two) = (fit(1), fit(2));
         assert_eq!(one, two, "persistent {persistent:?}: models differ between 1 and 2 threads");
         let other_seed = TrainingParams { seed: 1, ..params.clone() };
-        let three = Model::fit(other_seed.check().unwrap(), &data, None, |_| std::ops::ControlFlow::Continue(())).unwrap().0;
+        let three =
+            Model::fit(other_seed.check().unwrap(), &data, None, |_| std::ops::ControlFlow::Continue(())).unwrap().0;
         assert_ne!(one.rbm, three.rbm, "a different seed should give a different model");
     }
 }
@@ -390,7 +403,8 @@ fn transform_equals_the_hidden_probabilities() {
     let t = eval::transform(&rbm, &data);
     for s in 0..16 {
         for j in 0..3 {
-            let a = rbm.hidden_bias()[j] as f64 + (0..4).map(|i| data[(i, s)] as f64 * rbm.weights()[(i, j)] as f64).sum::<f64>();
+            let a = rbm.hidden_bias()[j] as f64
+                + (0..4).map(|i| data[(i, s)] as f64 * rbm.weights()[(i, j)] as f64).sum::<f64>();
             assert!((t[(j, s)] as f64 - 1.0 / (1.0 + (-a).exp())).abs() < 1e-6);
         }
     }

@@ -78,7 +78,8 @@ fn edit(model: &Model, f: impl FnOnce(&mut serde_json::Value)) -> String {
 #[test]
 fn inconsistent_files_are_refused_with_the_reason() {
     let model = trained(VisibleKind::Gaussian);
-    let cases: Vec<(Box<dyn FnOnce(&mut serde_json::Value)>, &str)> = vec![
+    type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (Box::new(|v| v["version"] = 99.into()), "version 99"),
         (Box::new(|v| v["format"] = "something-else".into()), "format"),
         (Box::new(|v| v["n_visible"] = 1_000_000_000_000u64.into()), "weights has 6 rows"),
