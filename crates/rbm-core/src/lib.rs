@@ -30,6 +30,7 @@ pub mod eval;
 mod file;
 mod gibbs;
 mod linalg;
+pub mod metrics;
 mod model;
 mod params;
 mod rng;

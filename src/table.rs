@@ -1,0 +1,216 @@
+//! Reading numeric CSV tables: header detection, `-` for standard input, label and ignored
+//! columns, and errors that name the file, line and column. Reads in chunks so that scoring can
+//! stream files larger than memory.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+/// Which columns of a table are features and which one is the label.
+#[derive(Clone, Debug, Default)]
+pub struct ColumnSpec {
+    /// Name (or 1-based number) of the label column.
+    pub label: Option<String>,
+    /// Names (or 1-based numbers) of columns to leave out.
+    pub ignore: Vec<String>,
+    /// When set (a model's feature names), features are these columns, found by header name.
+    pub features_by_name: Option<Vec<String>>,
+}
+
+/// A block of consecutive data rows.
+pub struct Chunk {
+    /// Row-major feature values: `rows x n_features`.
+    pub values: Vec<f32>,
+    /// The label field of each row, when a label column was asked for.
+    pub labels: Option<Vec<String>>,
+    /// The file line of each row (1-based), for error messages.
+    pub lines: Vec<u64>,
+}
+
+impl Chunk {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.lines.len()
+    }
+}
+
+/// A CSV table opened for reading in chunks.
+pub struct TableReader {
+    path: String,
+    records: csv::StringRecordsIntoIter<Box<dyn Read>>,
+    pending: Option<csv::StringRecord>,
+    width: usize,
+    features: Vec<usize>,
+    feature_names: Vec<String>,
+    label: Option<usize>,
+    has_header: bool,
+}
+
+fn parses_as_number(field: &str) -> bool {
+    field.trim().parse::<f64>().is_ok()
+}
+
+impl TableReader {
+    /// Opens `path` (`-` for standard input) and works out the columns.
+    pub fn open(path: &str, spec: &ColumnSpec) -> Result<Self> {
+        let source: Box<dyn Read> = if path == "-" {
+            Box::new(std::io::stdin())
+        } else {
+            Box::new(BufReader::new(File::open(path).with_context(|| format!("{path}: cannot open"))?))
+        };
+        let mut records =
+            csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(source).into_records();
+        let first = match records.next() {
+            None => bail!("{path}: the file is empty"),
+            Some(r) => r.map_err(|e| csv_error(path, e))?,
+        };
+        let width = first.len();
+        let has_header = first.iter().any(|f| !parses_as_number(f));
+        let names: Vec<String> = if has_header {
+            first.iter().map(|s| s.trim().to_string()).collect()
+        } else {
+            (1..=width).map(|i| format!("column {i}")).collect()
+        };
+        let find = |wanted: &str, role: &str| -> Result<usize> {
+            if let Some(i) = names.iter().position(|n| n == wanted) {
+                return Ok(i);
+            }
+            match wanted.parse::<usize>() {
+                Ok(k) if k >= 1 && k <= width => Ok(k - 1),
+                _ => Err(anyhow!(
+                    "{path}: no column named {wanted:?} for {role} (columns: {})",
+                    if has_header { names.join(", ") } else { format!("{width} unnamed; use numbers 1..{width}") }
+                )),
+            }
+        };
+        let label = spec.label.as_deref().map(|l| find(l, "the label")).transpose()?;
+        let features: Vec<usize> = match &spec.features_by_name {
+            Some(wanted) if has_header => {
+                wanted.iter().map(|n| find(n, "a feature the model was trained on")).collect::<Result<_>>()?
+            }
+            _ => {
+                let ignored: Vec<usize> =
+                    spec.ignore.iter().map(|c| find(c, "--ignore-columns")).collect::<Result<_>>()?;
+                (0..width).filter(|i| Some(*i) != label && !ignored.contains(i)).collect()
+            }
+        };
+        if features.is_empty() {
+            bail!("{path}: no feature columns left after removing the label and ignored columns");
+        }
+        let feature_names = features.iter().map(|&i| names[i].clone()).collect();
+        Ok(TableReader {
+            path: path.to_string(),
+            records,
+            pending: if has_header { None } else { Some(first) },
+            width,
+            features,
+            feature_names,
+            label,
+            has_header,
+        })
+    }
+
+    /// Feature names (header names, or `column N` without a header).
+    pub fn feature_names(&self) -> &[String] {
+        &self.feature_names
+    }
+
+    /// Whether the first line was a header.
+    pub fn has_header(&self) -> bool {
+        self.has_header
+    }
+
+    /// The path as given.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Reads up to `max_rows` rows; `None` at the end of the file.
+    pub fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk>> {
+        let mut chunk = Chunk {
+            values: Vec::with_capacity(max_rows.min(4096) * self.features.len()),
+            labels: self.label.map(|_| Vec::new()),
+            lines: Vec::new(),
+        };
+        while chunk.rows() < max_rows {
+            let record = match self.pending.take() {
+                Some(r) => r,
+                None => match self.records.next() {
+                    None => break,
+                    Some(r) => r.map_err(|e| csv_error(&self.path, e))?,
+                },
+            };
+            let line = record.position().map_or(0, |p| p.line());
+            if record.len() == 1 && record.get(0).is_some_and(|f| f.trim().is_empty()) {
+                continue; // a blank line
+            }
+            if record.len() != self.width {
+                bail!(
+                    "{}: line {line}: {} fields, expected {} (as in the first line)",
+                    self.path,
+                    record.len(),
+                    self.width
+                );
+            }
+            for &i in &self.features {
+                let field = record[i].trim();
+                let value: f64 = field.parse().map_err(|_| {
+                    let what =
+                        if field.is_empty() { "empty field".to_string() } else { format!("{field:?} is not a number") };
+                    anyhow!("{}: line {line}, column {} ({}): {what}", self.path, i + 1, self.column_name(i))
+                })?;
+                if !value.is_finite() || !(value as f32).is_finite() {
+                    bail!(
+                        "{}: line {line}, column {} ({}): {field} is not a finite number",
+                        self.path,
+                        i + 1,
+                        self.column_name(i)
+                    );
+                }
+                chunk.values.push(value as f32);
+            }
+            if let (Some(labels), Some(l)) = (chunk.labels.as_mut(), self.label) {
+                labels.push(record[l].trim().to_string());
+            }
+            chunk.lines.push(line);
+        }
+        Ok(if chunk.rows() == 0 { None } else { Some(chunk) })
+    }
+
+    fn column_name(&self, index: usize) -> String {
+        match self.features.iter().position(|&f| f == index) {
+            Some(k) => self.feature_names[k].clone(),
+            None => format!("column {}", index + 1),
+        }
+    }
+
+    /// Turns a core error about sample `row`, feature `column` of `chunk` into a located message.
+    pub fn locate(&self, chunk: &Chunk, err: rbm_core::RbmError) -> anyhow::Error {
+        match err {
+            rbm_core::RbmError::InvalidValue { row, column, value, reason } => anyhow!(
+                "{}: line {}, column {} ({}): {reason} (value {value})",
+                self.path,
+                chunk.lines.get(row).copied().unwrap_or(0),
+                self.features.get(column).map_or(0, |c| c + 1),
+                self.feature_names.get(column).map_or("?", |s| s.as_str())
+            ),
+            other => anyhow!("{}: {other}", self.path),
+        }
+    }
+}
+
+/// Reads a whole table.
+pub fn read_all(path: &str, spec: &ColumnSpec) -> Result<(TableReader, Chunk)> {
+    let mut reader = TableReader::open(path, spec)?;
+    let chunk = reader.next_chunk(usize::MAX)?;
+    let Some(chunk) = chunk else { bail!("{path}: no data rows (only a header)") };
+    Ok((reader, chunk))
+}
+
+fn csv_error(path: &str, e: csv::Error) -> anyhow::Error {
+    match e.position() {
+        Some(p) => anyhow!("{path}: line {}: {}", p.line(), e),
+        None => anyhow!("{path}: {e}"),
+    }
+}

@@ -1,0 +1,309 @@
+//! The `rbm` binary end to end: happy paths of every subcommand, located errors with exit code 2
+//! for bad input, and identical results on one and two threads.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn rbm_in(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbm"));
+    cmd.args(args).current_dir(dir).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run rbm");
+    if let Some(text) = stdin {
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    }
+    let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+fn rbm(dir: &Path, args: &[&str]) -> Run {
+    rbm_in(dir, args, &[], None)
+}
+
+/// Binary data with structure: 4 prototypes of 12 bits with 10% noise, and a label column that
+/// marks rows copied from a fifth, rare prototype.
+fn binary_csv(rows: usize) -> String {
+    let mut s = String::from("a,b,c,d,e,f,g,h,i,j,k,l,label\n");
+    let mut state = 7u64;
+    let mut next = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as u32
+    };
+    for r in 0..rows {
+        let anomaly = r % 25 == 0;
+        let proto = if anomaly {
+            0b1010_1010_1010u32
+        } else {
+            [0b1111_0000_0000, 0b0000_1111_0000, 0b0000_0000_1111, 0b1100_1100_1100][r % 4]
+        };
+        let bits: Vec<String> =
+            (0..12).map(|b| (((proto >> b) & 1) ^ u32::from(next() % 10 == 0)).to_string()).collect();
+        s += &format!("{},{}\n", bits.join(","), u8::from(anomaly));
+    }
+    s
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("train.csv");
+    std::fs::write(&csv, binary_csv(400)).unwrap();
+    (dir, csv)
+}
+
+fn train_model(dir: &Path) -> Run {
+    rbm(
+        dir,
+        &[
+            "train",
+            "--input",
+            "train.csv",
+            "--output",
+            "model.json",
+            "--label-column",
+            "label",
+            "--hidden",
+            "8",
+            "--epochs",
+            "20",
+            "--contamination",
+            "0.05",
+            "--report",
+            "report.json",
+            "--quiet",
+        ],
+    )
+}
+
+#[test]
+fn train_score_eval_sample_inspect_happy_path() {
+    let (dir, _) = setup();
+    let d = dir.path();
+    let t = train_model(d);
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    assert!(t.stderr.is_empty(), "--quiet printed: {}", t.stderr);
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("report.json")).unwrap()).unwrap();
+    assert!(report["train_seconds"].as_f64().unwrap() > 0.0);
+    let epochs = report["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 20);
+    for key in ["epoch", "seconds", "reconstruction_error", "free_energy_train", "free_energy_validation"] {
+        assert!(epochs[0].get(key).is_some(), "report epoch lacks {key}");
+    }
+
+    let s = rbm(d, &["score", "--model", "model.json", "--input", "train.csv"]);
+    assert_eq!(s.code, 0, "{}", s.stderr);
+    let lines: Vec<&str> = s.stdout.lines().collect();
+    assert_eq!(lines[0], "row,free_energy,anomaly");
+    assert_eq!(lines.len(), 401);
+    let flagged = lines[1..].iter().filter(|l| l.ends_with(",1")).count();
+    assert!((10..=30).contains(&flagged), "{flagged} of 400 flagged with contamination 0.05");
+
+    let e = rbm(
+        d,
+        &[
+            "eval",
+            "--model",
+            "model.json",
+            "--input",
+            "train.csv",
+            "--label-column",
+            "label",
+            "--log-likelihood",
+            "exact",
+        ],
+    );
+    assert_eq!(e.code, 0, "{}", e.stderr);
+    let v: serde_json::Value = serde_json::from_str(e.stdout.trim()).expect("one JSON object");
+    for key in [
+        "rows",
+        "mean_free_energy",
+        "reconstruction_error",
+        "pseudo_log_likelihood",
+        "roc_auc",
+        "pr_auc",
+        "log_partition",
+        "log_partition_stderr",
+        "mean_log_likelihood",
+    ] {
+        assert!(v.get(key).is_some_and(|x| !x.is_null()), "eval lacks {key}: {v}");
+    }
+    assert_eq!(v["rows"], 400);
+    assert!(v["roc_auc"].as_f64().unwrap() > 0.9, "the rare prototype should score high: {v}");
+    assert!(v["mean_log_likelihood"].as_f64().unwrap() < 0.0);
+
+    let smp = rbm(d, &["sample", "--model", "model.json", "--count", "5", "--gibbs-steps", "20", "--seed", "3"]);
+    assert_eq!(smp.code, 0, "{}", smp.stderr);
+    let rows: Vec<&str> = smp.stdout.lines().collect();
+    assert_eq!(rows[0], "a,b,c,d,e,f,g,h,i,j,k,l");
+    assert_eq!(rows.len(), 6);
+    assert!(rows[1..].iter().all(|r| r.split(',').all(|x| x == "0" || x == "1")));
+
+    let i = rbm(d, &["inspect", "--model", "model.json", "--json"]);
+    assert_eq!(i.code, 0, "{}", i.stderr);
+    let v: serde_json::Value = serde_json::from_str(&i.stdout).unwrap();
+    assert_eq!(v["n_visible"], 12);
+    assert_eq!(v["n_hidden"], 8);
+    assert!(v["anomaly_threshold"].is_number());
+    let text = rbm(d, &["inspect", "--model", "model.json"]);
+    assert!(text.stdout.contains("8 hidden") && text.stdout.contains("anomaly threshold"), "{}", text.stdout);
+}
+
+#[test]
+fn gaussian_training_reads_stdin_with_bom_and_crlf() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("\u{feff}x,y,constant\r\n");
+    for i in 0..200 {
+        csv += &format!("{},{},5\r\n", (i as f64 * 0.37).sin() * 10.0, (i as f64 * 0.11).cos() + 100.0);
+    }
+    let r = rbm_in(
+        dir.path(),
+        &["train", "--input", "-", "--output", "g.json", "--visible", "gaussian", "--epochs", "3"],
+        &[],
+        Some(&csv),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("constant"), "no warning about the constant column: {}", r.stderr);
+    let s = rbm_in(dir.path(), &["score", "--model", "g.json", "--input", "-"], &[], Some(&csv));
+    assert_eq!(s.code, 0, "{}", s.stderr);
+    assert_eq!(s.stdout.lines().count(), 201);
+    assert!(!s.stdout.contains("NaN"));
+}
+
+#[test]
+fn same_seed_gives_identical_scores_on_one_and_two_threads() {
+    let (dir, _) = setup();
+    let d = dir.path();
+    let mut outputs = Vec::new();
+    for threads in ["1", "2"] {
+        let model = format!("m{threads}.json");
+        let t = rbm_in(
+            d,
+            &[
+                "train",
+                "--input",
+                "train.csv",
+                "--output",
+                &model,
+                "--label-column",
+                "label",
+                "--epochs",
+                "5",
+                "--persistent",
+                "--seed",
+                "9",
+                "--quiet",
+            ],
+            &[("RAYON_NUM_THREADS", threads)],
+            None,
+        );
+        assert_eq!(t.code, 0, "{}", t.stderr);
+        let s =
+            rbm_in(d, &["score", "--model", &model, "--input", "train.csv"], &[("RAYON_NUM_THREADS", threads)], None);
+        assert_eq!(s.code, 0, "{}", s.stderr);
+        outputs.push(s.stdout);
+    }
+    assert_eq!(outputs[0], outputs[1]);
+}
+
+/// Runs `rbm` and expects exit code 2 with every `needle` in the one-line message.
+fn expect_error(dir: &Path, args: &[&str], needles: &[&str]) {
+    let r = rbm(dir, args);
+    assert_eq!(r.code, 2, "{args:?} exited {} (stderr: {})", r.code, r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{args:?} panicked: {}", r.stderr);
+    for n in needles {
+        assert!(r.stderr.contains(n), "{args:?}: expected {n:?} in {:?}", r.stderr);
+    }
+}
+
+#[test]
+fn bad_training_input_is_a_located_error_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("empty.csv", "", &["empty.csv", "empty"]),
+        ("header.csv", "a,b,c\n", &["header.csv", "no data rows"]),
+        ("ragged.csv", "a,b,c\n1,0,1\n1,0\n", &["ragged.csv", "line 3", "2 fields, expected 3"]),
+        ("text.csv", "a,b,c\n1,0,1\n1,x,0\n", &["text.csv", "line 3", "column 2 (b)", "not a number"]),
+        ("nan.csv", "a,b,c\n1,0,1\n1,0,NaN\n", &["nan.csv", "line 3", "column 3 (c)", "not a finite number"]),
+        ("inf.csv", "a,b,c\n1,0,1\ninf,0,1\n", &["inf.csv", "line 3", "column 1 (a)", "not a finite"]),
+        ("blank.csv", "a,b,c\n1,,1\n", &["blank.csv", "line 2", "column 2 (b)", "empty field"]),
+        ("nonbinary.csv", "a,b,c\n1,0,1\n0,3,1\n", &["nonbinary.csv", "line 3", "column 2 (b)", "[0, 1]", "gaussian"]),
+    ];
+    for (name, text, needles) in cases {
+        std::fs::write(d.join(name), text).unwrap();
+        expect_error(d, &["train", "--input", name, "--output", "m.json", "--quiet"], needles);
+        assert!(!d.join("m.json").exists(), "{name}: a model was written");
+    }
+    expect_error(d, &["train", "--input", "missing.csv", "--output", "m.json"], &["missing.csv", "cannot open"]);
+    std::fs::write(d.join("ok.csv"), "a,b,c\n1,0,1\n0,1,0\n").unwrap();
+    expect_error(
+        d,
+        &["train", "--input", "ok.csv", "--output", "m.json", "--label-column", "nope"],
+        &["ok.csv", "\"nope\"", "a, b, c"],
+    );
+    expect_error(
+        d,
+        &["train", "--input", "ok.csv", "--output", "no-such-dir/m.json", "--quiet"],
+        &["no-such-dir/m.json"],
+    );
+    expect_error(
+        d,
+        &["train", "--input", "ok.csv", "--output", "m.json", "--learning-rate=-1", "--quiet"],
+        &["learning rate", "-1"],
+    );
+    expect_error(d, &["train", "--input", "ok.csv", "--output", "m.json", "--contamination", "2"], &["contamination"]);
+    expect_error(d, &["train", "--bogus-flag"], &["bogus"]);
+}
+
+#[test]
+fn bad_scoring_input_and_bad_models_are_located_errors() {
+    let (dir, _) = setup();
+    let d = dir.path();
+    assert_eq!(train_model(d).code, 0);
+    std::fs::write(d.join("narrow.csv"), "1,0,1\n0,1,0\n").unwrap();
+    expect_error(
+        d,
+        &["score", "--model", "model.json", "--input", "narrow.csv"],
+        &["narrow.csv", "3 feature columns", "12 visible"],
+    );
+    std::fs::write(d.join("renamed.csv"), "a,b,c,d,e,f,g,h,i,j,k,zz\n1,0,1,0,1,0,1,0,1,0,1,0\n").unwrap();
+    expect_error(d, &["score", "--model", "model.json", "--input", "renamed.csv"], &["renamed.csv", "\"l\""]);
+    std::fs::write(d.join("half.csv"), "a,b,c,d,e,f,g,h,i,j,k,l\n1,0,1,0,1,0,1,0,1,0,1,0\n1,0,1,0,1,0,1,0,1,0,1,7\n")
+        .unwrap();
+    expect_error(
+        d,
+        &["score", "--model", "model.json", "--input", "half.csv"],
+        &["half.csv", "line 3", "column 12 (l)"],
+    );
+    let text = std::fs::read_to_string(d.join("model.json")).unwrap();
+    std::fs::write(d.join("truncated.json"), &text[..text.len() / 2]).unwrap();
+    expect_error(
+        d,
+        &["score", "--model", "truncated.json", "--input", "train.csv"],
+        &["truncated.json", "not a valid model file"],
+    );
+    std::fs::write(d.join("garbage.json"), "{\"format\": \"rbm-model\", \"version\": 7}").unwrap();
+    expect_error(d, &["eval", "--model", "garbage.json", "--input", "train.csv"], &["garbage.json", "version 7"]);
+    expect_error(d, &["inspect", "--model", "absent.json"], &["absent.json"]);
+    expect_error(
+        d,
+        &["score", "--model", "model.json", "--input", "train.csv", "--output", "no-such-dir/out.csv"],
+        &["no-such-dir/out.csv"],
+    );
+    expect_error(d, &["sample", "--model", "model.json", "--count", "0"], &["--count"]);
+}
