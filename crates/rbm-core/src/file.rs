@@ -1,6 +1,7 @@
 //! The saved model: an [`Rbm`] plus what is needed to use it on raw data (standardisation,
 //! feature names, an anomaly threshold) and provenance, as versioned JSON written atomically.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -68,35 +69,25 @@ impl Model {
         validation: Option<&DMatrix<f32>>,
         on_epoch: impl FnMut(&EpochStats) -> ControlFlow<()>,
     ) -> Result<(Model, FitReport)> {
-        crate::model::check_values(VisibleKind::Gaussian, data)?; // finite everywhere
         let (standardization, constant_features) = match params.visible {
             VisibleKind::Gaussian => {
+                crate::model::check_values(VisibleKind::Gaussian, data)?; // finite, before the statistics
                 let (s, constant) = Standardization::fit(data);
                 (Some(s), constant)
             }
             VisibleKind::Bernoulli => (None, Vec::new()),
         };
-        let prepare = |raw: &DMatrix<f32>| {
-            let mut x = raw.clone();
-            if let Some(s) = &standardization {
-                s.apply(&mut x);
-            }
-            x
-        };
-        let train = prepare(data);
-        let validation = validation.map(|v| {
-            if v.nrows() != data.nrows() {
-                return Err(RbmError::ShapeMismatch {
-                    what: "validation data",
-                    expected: format!("{} features", data.nrows()),
-                    found: format!("{} features", v.nrows()),
-                });
-            }
-            Ok(prepare(v))
-        });
-        let validation = validation.transpose()?;
+        let train = standardised(standardization.as_ref(), data);
+        if let Some(v) = validation.filter(|v| v.nrows() != data.nrows()) {
+            return Err(RbmError::ShapeMismatch {
+                what: "validation data",
+                expected: format!("{} features", data.nrows()),
+                found: format!("{} features", v.nrows()),
+            });
+        }
+        let validation = validation.map(|v| standardised(standardization.as_ref(), v));
         let trainer = Trainer::initialise(params.clone(), &train)?;
-        let outcome = trainer.fit(&train, validation.as_ref(), on_epoch)?;
+        let outcome = trainer.fit(&train, validation.as_deref(), on_epoch)?;
         let model = Model {
             rbm: outcome.rbm,
             standardization,
@@ -259,6 +250,18 @@ impl Model {
         }
         let text = std::fs::read_to_string(path).map_err(io)?;
         Model::from_json(&text, path)
+    }
+}
+
+/// `raw` standardised when there is a standardisation (a copy), else `raw` itself (no copy).
+fn standardised<'a>(standardization: Option<&Standardization>, raw: &'a DMatrix<f32>) -> Cow<'a, DMatrix<f32>> {
+    match standardization {
+        Some(s) => {
+            let mut x = raw.clone();
+            s.apply(&mut x);
+            Cow::Owned(x)
+        }
+        None => Cow::Borrowed(raw),
     }
 }
 
