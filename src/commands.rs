@@ -77,7 +77,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
     let lines = chunk.lines.clone();
     let data = to_matrix(chunk.values, features.len());
     if let Err(e) = rbm_core::check_values(kind, &data) {
-        let located = reader.locate(&crate::table::Chunk { values: Vec::new(), labels: None, lines }, e);
+        let located = reader.locate(&lines, e);
         return Err(match kind {
             VisibleKind::Bernoulli => anyhow!("{located}; train with --visible gaussian"),
             VisibleKind::Gaussian => located,
@@ -90,7 +90,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
             if reader.has_header() {
                 s.features_by_name = Some(features.clone());
             }
-            let (vreader, vchunk) = read_all(path, &s)?;
+            let (vreader, mut vchunk) = read_all(path, &s)?;
             if vreader.feature_names().len() != features.len() {
                 bail!(
                     "{path}: {} feature columns, the training data have {}",
@@ -98,8 +98,8 @@ pub fn train(args: TrainArgs) -> Result<()> {
                     features.len()
                 );
             }
-            let v = to_matrix(vchunk.values.clone(), features.len());
-            rbm_core::check_values(kind, &v).map_err(|e| vreader.locate(&vchunk, e))?;
+            let v = to_matrix(std::mem::take(&mut vchunk.values), features.len());
+            rbm_core::check_values(kind, &v).map_err(|e| vreader.locate(&vchunk.lines, e))?;
             Some(v)
         }
     };
@@ -181,25 +181,13 @@ pub fn train(args: TrainArgs) -> Result<()> {
             "epochs": report.history,
             "stopped_early": report.stopped_early,
         });
-        write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        rbm_core::write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
     if show {
         let last = model.provenance.epochs_trained;
         eprintln!("saved {} ({last} epochs, {:.2} s)", args.output.display(), train_seconds);
     }
     Ok(())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let write = || -> std::io::Result<()> {
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(bytes)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(())
-    };
-    write().with_context(|| format!("{}: cannot write", path.display()))
 }
 
 fn open_output(path: Option<&Path>) -> Result<Box<dyn Write>> {
@@ -219,9 +207,9 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     let mut out = open_output(args.output.as_deref())?;
     writeln!(out, "row,free_energy,anomaly")?;
     let mut row = 0usize;
-    while let Some(chunk) = reader.next_chunk(SCORE_CHUNK_ROWS)? {
-        let data = to_matrix(chunk.values.clone(), model.rbm.n_visible());
-        let prepared = model.prepare(&data).map_err(|e| reader.locate(&chunk, e))?;
+    while let Some(mut chunk) = reader.next_chunk(SCORE_CHUNK_ROWS)? {
+        let data = to_matrix(std::mem::take(&mut chunk.values), model.rbm.n_visible());
+        let prepared = model.prepare(&data).map_err(|e| reader.locate(&chunk.lines, e))?;
         for f in model.rbm.free_energy(&prepared) {
             row += 1;
             let flag = threshold.map(|t| if f > t { "1" } else { "0" }).unwrap_or("");
@@ -241,10 +229,10 @@ fn is_positive(label: &str, positive: &str) -> bool {
 
 pub fn eval(args: EvalArgs) -> Result<()> {
     let model = load_model(&args.model)?;
-    let (reader, chunk) = read_all(&args.input, &spec_for_model(&model, &args.columns))?;
+    let (reader, mut chunk) = read_all(&args.input, &spec_for_model(&model, &args.columns))?;
     check_width(&reader, &model)?;
-    let data = to_matrix(chunk.values.clone(), model.rbm.n_visible());
-    let prepared = model.prepare(&data).map_err(|e| reader.locate(&chunk, e))?;
+    let data = to_matrix(std::mem::take(&mut chunk.values), model.rbm.n_visible());
+    let prepared = model.prepare(&data).map_err(|e| reader.locate(&chunk.lines, e))?;
     let energies = model.rbm.free_energy(&prepared);
     let rows = energies.len();
     let mut result = json!({

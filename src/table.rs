@@ -185,13 +185,14 @@ impl TableReader {
         }
     }
 
-    /// Turns a core error about sample `row`, feature `column` of `chunk` into a located message.
-    pub fn locate(&self, chunk: &Chunk, err: rbm_core::RbmError) -> anyhow::Error {
+    /// Turns a core error about sample `row`, feature `column` of rows read from file `lines`
+    /// into a located message.
+    pub fn locate(&self, lines: &[u64], err: rbm_core::RbmError) -> anyhow::Error {
         match err {
             rbm_core::RbmError::InvalidValue { row, column, value, reason } => anyhow!(
                 "{}: line {}, column {} ({}): {reason} (value {value})",
                 self.path,
-                chunk.lines.get(row).copied().unwrap_or(0),
+                lines.get(row).copied().unwrap_or(0),
                 self.features.get(column).map_or(0, |c| c + 1),
                 self.feature_names.get(column).map_or("?", |s| s.as_str())
             ),

@@ -225,17 +225,9 @@ impl Model {
     /// Writes the model to `path` atomically: a temporary file in the same directory, flushed to
     /// disk, then renamed over `path`. A crash leaves either the old file or the new one.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let io = |source: std::io::Error| RbmError::Io { path: path.to_path_buf(), source };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let mut tmp = tempfile::Builder::new().prefix(".rbm-model-").suffix(".tmp").tempfile_in(&dir).map_err(io)?;
-        tmp.write_all(self.to_json().as_bytes()).map_err(io)?;
-        tmp.write_all(b"\n").map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(path).map_err(|e| io(e.error))?;
-        Ok(())
+        let mut text = self.to_json();
+        text.push('\n');
+        write_atomically(path, text.as_bytes())
     }
 
     /// Reads and checks a model file, refusing files over [`MAX_MODEL_FILE_BYTES`] before reading.
@@ -251,6 +243,21 @@ impl Model {
         let text = std::fs::read_to_string(path).map_err(io)?;
         Model::from_json(&text, path)
     }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to disk,
+/// then renamed over `path`. A crash leaves either the old file or the new one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source: std::io::Error| RbmError::Io { path: path.to_path_buf(), source };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new().prefix(".rbm-").suffix(".tmp").tempfile_in(&dir).map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
 }
 
 /// `raw` standardised when there is a standardisation (a copy), else `raw` itself (no copy).

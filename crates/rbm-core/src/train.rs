@@ -377,16 +377,9 @@ impl Trainer {
 /// `a` (`rows x a_cols`) and `b` (`rows x b_cols`) with `rows = out.len()`.
 fn column_mean_difference(a: &[f32], a_cols: usize, b: &[f32], b_cols: usize, out: &mut [f32]) {
     let rows = out.len();
-    let mut sum_a = vec![0f64; rows];
-    let mut sum_b = vec![0f64; rows];
-    for column in a.chunks(rows) {
-        sum_a.iter_mut().zip(column).for_each(|(s, &x)| *s += x as f64);
-    }
-    for column in b.chunks(rows) {
-        sum_b.iter_mut().zip(column).for_each(|(s, &x)| *s += x as f64);
-    }
-    for (o, (sa, sb)) in out.iter_mut().zip(sum_a.iter().zip(&sum_b)) {
-        *o = (sa / a_cols as f64 - sb / b_cols as f64) as f32;
+    let row_sum = |m: &[f32], cols: usize, i: usize| (0..cols).map(|c| m[i + c * rows] as f64).sum::<f64>();
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = (row_sum(a, a_cols, i) / a_cols as f64 - row_sum(b, b_cols, i) / b_cols as f64) as f32;
     }
 }
 
