@@ -409,3 +409,18 @@ fn transform_equals_the_hidden_probabilities() {
         }
     }
 }
+
+#[test]
+fn sparsity_target_pulls_mean_hidden_activation_towards_it() {
+    let data = digits_like(400, 30, 12);
+    let mean_activation = |sparsity: Option<rbm_core::Sparsity>| {
+        let params = TrainingParams { epochs: 20, sparsity, ..TrainingParams::new(VisibleKind::Bernoulli, 20) };
+        let (model, _) =
+            Model::fit(params.check().unwrap(), &data, None, |_| std::ops::ControlFlow::Continue(())).unwrap();
+        let h = model.rbm.hidden_probabilities(&data);
+        h.iter().map(|&p| p as f64).sum::<f64>() / h.len() as f64
+    };
+    let free = mean_activation(None);
+    let sparse = mean_activation(Some(rbm_core::Sparsity { target: 0.05, cost: 1.0 }));
+    assert!(sparse < 0.15 && sparse < free - 0.1, "mean activation {sparse} with a 0.05 target, {free} without");
+}
