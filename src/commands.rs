@@ -74,7 +74,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
     let (reader, chunk) = read_all(&args.input, &spec(&args.columns))?;
     let features = reader.feature_names().to_vec();
     let rows = chunk.rows();
-    let lines = chunk.lines.clone();
+    let lines = chunk.lines;
     let data = to_matrix(chunk.values, features.len());
     if let Err(e) = rbm_core::check_values(kind, &data) {
         let located = reader.locate(&lines, e);
@@ -169,7 +169,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
     }
     model.feature_names = features;
     if let Some(c) = args.contamination {
-        let scores = model.rbm.free_energy(&model.prepare(&data)?);
+        let scores = model.free_energy(&data)?;
         model.anomaly_threshold = metrics::contamination_threshold(&scores, c);
     }
     model.save(&args.output)?;

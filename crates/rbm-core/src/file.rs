@@ -102,9 +102,9 @@ impl Model {
         Ok((model, FitReport { history: outcome.history, constant_features, stopped_early: outcome.stopped_early }))
     }
 
-    /// Raw data mapped to model units (standardised for Gaussian units) and checked against the
-    /// visible units; errors name the sample and feature.
-    pub fn prepare(&self, raw: &DMatrix<f32>) -> Result<DMatrix<f32>> {
+    /// Raw data mapped to model units (standardised for Gaussian units, a copy; Bernoulli data as
+    /// they are) and checked against the visible units; errors name the sample and feature.
+    pub fn prepare<'a>(&self, raw: &'a DMatrix<f32>) -> Result<Cow<'a, DMatrix<f32>>> {
         if raw.nrows() != self.rbm.n_visible() {
             return Err(RbmError::ShapeMismatch {
                 what: "data for this model",
@@ -113,16 +113,12 @@ impl Model {
             });
         }
         crate::model::check_values(self.rbm.visible_kind(), raw)?;
-        let mut x = raw.clone();
-        if let Some(s) = &self.standardization {
-            s.apply(&mut x);
-        }
-        Ok(x)
+        Ok(standardised(self.standardization.as_ref(), raw))
     }
 
     /// Free energy of each raw sample (in model units: for Gaussian units, of the standardised data).
     pub fn free_energy(&self, raw: &DMatrix<f32>) -> Result<Vec<f64>> {
-        Ok(self.rbm.free_energy(&self.prepare(raw)?))
+        Ok(self.rbm.free_energy(&*self.prepare(raw)?))
     }
 
     /// The model as pretty-printed JSON text.

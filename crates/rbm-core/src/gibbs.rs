@@ -22,13 +22,15 @@ pub(crate) struct ChainBuffers {
 
 impl ChainBuffers {
     pub fn new(n_visible: usize, n_hidden: usize, cols: usize) -> Self {
-        ChainBuffers {
-            visible: vec![0.0; n_visible * cols],
-            visible_means: vec![0.0; n_visible * cols],
-            hidden_probabilities: vec![0.0; n_hidden * cols],
-            hidden: vec![0.0; n_hidden * cols],
-            cols,
-        }
+        let mut buffers = ChainBuffers {
+            visible: Vec::new(),
+            visible_means: Vec::new(),
+            hidden_probabilities: Vec::new(),
+            hidden: Vec::new(),
+            cols: 0,
+        };
+        buffers.resize(n_visible, n_hidden, cols);
+        buffers
     }
 
     /// Uses only the first `cols` chains (a short last batch) without reallocating.
@@ -38,6 +40,14 @@ impl ChainBuffers {
         self.hidden_probabilities.resize(n_hidden * cols, 0.0);
         self.hidden.resize(n_hidden * cols, 0.0);
         self.cols = cols;
+    }
+
+    /// Sets chain `c`'s visible state to `column(c)` for every chain.
+    pub fn start_at<'a>(&mut self, column: impl Fn(usize) -> &'a [f32]) {
+        let n_visible = self.visible.len() / self.cols.max(1);
+        for (c, chain) in self.visible.chunks_mut(n_visible).enumerate() {
+            chain.copy_from_slice(column(c));
+        }
     }
 
     /// Recomputes `hidden_probabilities` from `visible` (needed after the parameters change).
@@ -74,7 +84,7 @@ impl PersistentChains {
         streams.bernoulli(&buffers.hidden_probabilities, &mut buffers.hidden);
         rbm.visible_means_into(&buffers.hidden, n_chains, &mut buffers.visible_means);
         rbm.visible_kind().sample(&buffers.visible_means, &mut buffers.visible, &mut streams);
-        buffers.refresh_hidden(rbm);
+        // `advance` computes p(h | v) before stepping, so nothing more here.
         PersistentChains { buffers, streams }
     }
 
@@ -83,7 +93,6 @@ impl PersistentChains {
         assert_eq!(start.nrows(), rbm.n_visible(), "start rows must equal n_visible");
         let mut buffers = ChainBuffers::new(rbm.n_visible(), rbm.n_hidden(), start.ncols());
         buffers.visible.copy_from_slice(start.as_slice());
-        buffers.refresh_hidden(rbm);
         PersistentChains { buffers, streams: RandomStreams::new(seed) }
     }
 

@@ -41,7 +41,7 @@ mod units;
 pub use error::{RbmError, Result};
 pub use file::{FORMAT_NAME, FORMAT_VERSION, FitReport, MAX_MODEL_FILE_BYTES, Model, Provenance, write_atomically};
 pub use gibbs::{PersistentChains, gibbs_sample};
-pub use linalg::{log_add_exp, log_sum_exp, sigmoid, softplus, softplus_f32};
+pub use linalg::{log_add_exp, log_sum_exp, sigmoid, softplus};
 pub use model::{Rbm, check_values, samples_from_row_major};
 pub use params::{Momentum, Sparsity, TrainingParams, ValidParams};
 pub use rng::RandomStreams;

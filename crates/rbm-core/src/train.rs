@@ -185,11 +185,12 @@ impl Trainer {
 
     /// Starts the persistent chains at (cyclically repeated) columns of `data`.
     fn start_chains(&mut self, data: &DMatrix<f32>, order: &[usize]) {
-        let nv = self.rbm.n_visible();
-        for c in 0..self.negative.cols {
-            let source = data.column(order[c % order.len()]);
-            self.negative.visible[c * nv..(c + 1) * nv].copy_from_slice(source.as_slice());
-        }
+        let nv = data.nrows();
+        let values = data.as_slice();
+        self.negative.start_at(|c| {
+            let s = order[c % order.len()];
+            &values[s * nv..(s + 1) * nv]
+        });
         self.chains_started = true;
     }
 
@@ -203,10 +204,8 @@ impl Trainer {
         if self.params.persistent_chains.is_some() {
             if !self.chains_started {
                 // Chains not started from data (a gradient asked for directly): start at the batch.
-                for c in 0..self.negative.cols {
-                    let s = c % cols;
-                    self.negative.visible[c * nv..(c + 1) * nv].copy_from_slice(&self.batch[s * nv..(s + 1) * nv]);
-                }
+                let batch = &self.batch;
+                self.negative.start_at(|c| &batch[(c % cols) * nv..(c % cols + 1) * nv]);
                 self.chains_started = true;
             }
             self.negative.refresh_hidden(&self.rbm);
