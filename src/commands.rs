@@ -11,20 +11,10 @@ use rbm_core::{Model, Momentum, PersistentChains, TrainingParams, VisibleKind, e
 use serde_json::json;
 
 use crate::table::{ColumnSpec, TableReader, read_all};
-use crate::{EvalArgs, InspectArgs, SampleArgs, ScoreArgs, TrainArgs, Visible};
+use crate::{EvalArgs, InspectArgs, Method, SampleArgs, ScoreArgs, TrainArgs, Visible};
 
 /// Rows read and scored at a time by `score`: memory stays flat on any file size.
 const SCORE_CHUNK_ROWS: usize = 4096;
-
-/// Hidden units, epochs and batch size chosen from the data shape when not given: as many hidden
-/// units as features (between 8 and 256); batches of a twentieth of the rows (between 10 and
-/// 100); enough epochs for about 5,000 updates (between 10 and 200).
-pub fn default_shape(rows: usize, features: usize) -> (usize, usize, usize) {
-    let hidden = features.clamp(8, 256);
-    let batch = (rows / 20).clamp(10, 100);
-    let epochs = (5000 * batch).div_ceil(rows.max(1)).clamp(10, 200);
-    (hidden, epochs, batch)
-}
 
 fn spec(columns: &crate::Columns) -> ColumnSpec {
     ColumnSpec { label: columns.label_column.clone(), ignore: columns.ignore_columns.clone(), features_by_name: None }
@@ -103,10 +93,10 @@ pub fn train(args: TrainArgs) -> Result<()> {
             Some(v)
         }
     };
-    let (hidden, epochs, batch) = default_shape(rows, features.len());
-    let mut params = TrainingParams::new(kind, args.hidden.unwrap_or(hidden));
-    params.epochs = args.epochs.unwrap_or(epochs);
-    params.batch_size = args.batch_size.unwrap_or(batch);
+    let mut params = TrainingParams::for_data(kind, rows, features.len());
+    params.n_hidden = args.hidden.unwrap_or(params.n_hidden);
+    params.epochs = args.epochs.unwrap_or(params.epochs);
+    params.batch_size = args.batch_size.unwrap_or(params.batch_size);
     if let Some(lr) = args.learning_rate {
         params.learning_rate = lr;
     }
@@ -115,7 +105,16 @@ pub fn train(args: TrainArgs) -> Result<()> {
     }
     params.weight_decay = args.weight_decay;
     params.gibbs_steps = args.cd_k;
-    params.persistent_chains = args.persistent.then_some(params.batch_size);
+    let persistent = match (args.persistent, args.method) {
+        (true, Method::Cd) => bail!("--persistent contradicts --method cd"),
+        (true, _) | (false, Method::Pcd) => true,
+        (false, Method::Cd) => false,
+        (false, Method::Auto) => params.persistent_chains.is_some(),
+    };
+    params.persistent_chains = persistent.then_some(params.batch_size);
+    if let Some(compress) = args.compress_tails {
+        params.compress_heavy_tails = compress;
+    }
     params.seed = args.seed;
     let params = params.check()?;
 
@@ -136,7 +135,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
             params.n_hidden,
             params.epochs,
             params.batch_size,
-            if args.persistent { "PCD-" } else { "CD-" },
+            if persistent { "PCD-" } else { "CD-" },
             params.gibbs_steps
         );
     }
@@ -262,7 +261,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         let log_z = eval::log_partition_exact(&model.rbm)?;
         let mut mean = eval::mean_log_likelihood(&model.rbm, &prepared, log_z);
         if let Some(s) = &model.standardization {
-            mean -= s.log_jacobian(); // a density of the data in their own units
+            mean += s.mean_log_jacobian(&data); // a density of the data in their own units
         }
         result["log_partition"] = json!(log_z);
         result["log_partition_stderr"] = json!(0.0);

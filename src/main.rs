@@ -39,6 +39,17 @@ pub enum Visible {
     Gaussian,
 }
 
+/// Training method.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Method {
+    /// CD for Bernoulli units, PCD for Gaussian units.
+    Auto,
+    /// Contrastive divergence, chains restarted at the data.
+    Cd,
+    /// Persistent contrastive divergence.
+    Pcd,
+}
+
 /// Flags shared by commands that read a data table.
 #[derive(Args, Debug, Clone)]
 pub struct Columns {
@@ -61,7 +72,7 @@ pub struct TrainArgs {
     /// Visible unit kind.
     #[arg(long, value_enum, default_value = "bernoulli")]
     visible: Visible,
-    /// Hidden units [default: from the data shape, see docs/cli.md].
+    /// Hidden units [default: from the units and data shape, see docs/cli.md].
     #[arg(long)]
     hidden: Option<usize>,
     /// Passes over the data [default: from the data shape].
@@ -70,10 +81,10 @@ pub struct TrainArgs {
     /// Rows per mini-batch [default: from the data shape].
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Learning rate [default: 0.05 Bernoulli, 0.005 Gaussian].
+    /// Learning rate [default: 0.05 Bernoulli, 0.001 Gaussian].
     #[arg(long)]
     learning_rate: Option<f64>,
-    /// Constant momentum [default: Hinton's 0.5 for 5 epochs, then 0.9].
+    /// Constant momentum [default: Bernoulli Hinton's 0.5 for 5 epochs then 0.9; Gaussian 0.5].
     #[arg(long)]
     momentum: Option<f64>,
     /// L2 weight decay.
@@ -82,9 +93,16 @@ pub struct TrainArgs {
     /// Gibbs steps per update (k of CD-k).
     #[arg(long, default_value_t = 1)]
     cd_k: usize,
-    /// Persistent CD (PCD) with as many chains as the batch size.
+    /// Persistent CD (PCD) with as many chains as the batch size (same as --method pcd).
     #[arg(long)]
     persistent: bool,
+    /// Training method: auto is CD for Bernoulli units and PCD for Gaussian units.
+    #[arg(long, value_enum, default_value = "auto")]
+    method: Method,
+    /// Gaussian units: compress heavy-tailed columns with a signed log before standardising
+    /// [default: true].
+    #[arg(long)]
+    compress_tails: Option<bool>,
     /// Random seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,

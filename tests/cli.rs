@@ -268,6 +268,11 @@ fn bad_training_input_is_a_located_error_with_exit_code_2() {
     );
     expect_error(d, &["train", "--input", "ok.csv", "--output", "m.json", "--contamination", "2"], &["contamination"]);
     expect_error(d, &["train", "--bogus-flag"], &["bogus"]);
+    expect_error(
+        d,
+        &["train", "--input", "ok.csv", "--output", "m.json", "--persistent", "--method", "cd"],
+        &["contradicts"],
+    );
 }
 
 #[test]

@@ -72,7 +72,11 @@ impl Model {
         let (standardization, constant_features) = match params.visible {
             VisibleKind::Gaussian => {
                 crate::model::check_values(VisibleKind::Gaussian, data)?; // finite, before the statistics
-                let (s, constant) = Standardization::fit(data);
+                let (s, constant) = if params.compress_heavy_tails {
+                    Standardization::fit_compressing_heavy_tails(data)
+                } else {
+                    Standardization::fit(data)
+                };
                 (Some(s), constant)
             }
             VisibleKind::Bernoulli => (None, Vec::new()),
@@ -190,6 +194,14 @@ impl Model {
             check_len("standardization.scale", s.scale.len(), nv)?;
             if s.mean.iter().any(|x| !x.is_finite()) || s.scale.iter().any(|&x| !(x.is_finite() && x > 0.0)) {
                 return Err(bad("standardization holds a non-finite mean or a non-positive scale".into()));
+            }
+            if !s.compress.is_empty() {
+                check_len("standardization.compress", s.compress.len(), nv)?;
+                if s.compress.iter().flatten().any(|&[c, sp]| !(c.is_finite() && sp.is_finite() && sp > 0.0)) {
+                    return Err(bad(
+                        "standardization.compress holds a non-finite center or a non-positive spread".into()
+                    ));
+                }
             }
         }
         if file.visible == VisibleKind::Gaussian && file.standardization.is_none() {

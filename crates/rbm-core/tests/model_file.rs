@@ -39,6 +39,20 @@ fn save_then_load_gives_the_same_model_for_both_unit_kinds() {
 }
 
 #[test]
+fn tail_compression_survives_a_round_trip() {
+    let data =
+        nalgebra::DMatrix::from_fn(3, 300, |i, s| if i == 0 { (s as f32 / 25.0).exp() } else { (s % 11) as f32 });
+    let params =
+        TrainingParams { epochs: 2, compress_heavy_tails: true, ..TrainingParams::new(VisibleKind::Gaussian, 4) };
+    let (model, _) = Model::fit(params.check().unwrap(), &data, None, |_| ControlFlow::Continue(())).unwrap();
+    let s = model.standardization.as_ref().unwrap();
+    assert!(s.compress[0].is_some() && s.compress[1].is_none(), "{:?}", s.compress);
+    let loaded = Model::from_json(&model.to_json(), Path::new("m.json")).unwrap();
+    assert_eq!(loaded, model);
+    assert_eq!(loaded.free_energy(&data).unwrap(), model.free_energy(&data).unwrap());
+}
+
+#[test]
 fn saving_replaces_the_file_and_leaves_no_temporary_files() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.json");
@@ -94,6 +108,13 @@ fn inconsistent_files_are_refused_with_the_reason() {
         (Box::new(|v| v["weights"][0][0] = 1e39.into()), "weights[0] is not finite"),
         (Box::new(|v| v["feature_names"] = serde_json::json!(["a"])), "feature_names has 1"),
         (Box::new(|v| v["surprise"] = 1.into()), "unknown field"),
+        (Box::new(|v| v["standardization"]["compress"] = serde_json::json!([[0.0, 1.0]])), "compress has 1"),
+        (
+            Box::new(|v| {
+                v["standardization"]["compress"] = serde_json::json!([[0.0, -1.0], null, null, null, null, null])
+            }),
+            "non-positive spread",
+        ),
     ];
     for (change, expected) in cases {
         let text = edit(&model, change);
