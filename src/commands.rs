@@ -198,20 +198,26 @@ fn open_output(path: Option<&Path>) -> Result<Box<dyn Write>> {
     })
 }
 
-pub fn score(args: ScoreArgs) -> Result<()> {
+/// Scores every row; returns how many were flagged as anomalies.
+pub fn score(args: ScoreArgs) -> Result<usize> {
     let model = load_model(&args.model)?;
     let threshold = args.threshold.or(model.anomaly_threshold);
+    if args.fail_on_anomaly && threshold.is_none() {
+        bail!("--fail-on-anomaly needs a threshold: train with --contamination or pass --threshold");
+    }
     let mut reader = TableReader::open(&args.input, &spec_for_model(&model, &args.columns))?;
     check_width(&reader, &model)?;
     let mut out = open_output(args.output.as_deref())?;
     writeln!(out, "row,free_energy,anomaly")?;
-    let mut row = 0usize;
+    let (mut row, mut flagged) = (0usize, 0usize);
     while let Some(mut chunk) = reader.next_chunk(SCORE_CHUNK_ROWS)? {
         let data = to_matrix(std::mem::take(&mut chunk.values), model.rbm.n_visible());
         let prepared = model.prepare(&data).map_err(|e| reader.locate(&chunk.lines, e))?;
         for f in model.rbm.free_energy(&prepared) {
             row += 1;
-            let flag = threshold.map(|t| if f > t { "1" } else { "0" }).unwrap_or("");
+            let anomalous = threshold.map(|t| f > t);
+            flagged += usize::from(anomalous == Some(true));
+            let flag = anomalous.map_or("", |a| if a { "1" } else { "0" });
             writeln!(out, "{row},{f},{flag}")?;
         }
     }
@@ -219,7 +225,7 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     if threshold.is_none() && !args.quiet {
         eprintln!("note: no threshold (train with --contamination or pass --threshold); the anomaly column is empty");
     }
-    Ok(())
+    Ok(flagged)
 }
 
 fn is_positive(label: &str, positive: &str) -> bool {

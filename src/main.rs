@@ -139,6 +139,9 @@ pub struct ScoreArgs {
     /// Free-energy threshold [default: the model's stored threshold].
     #[arg(long)]
     threshold: Option<f64>,
+    /// Exit with code 1 when any row is flagged as an anomaly (after writing every score).
+    #[arg(long)]
+    fail_on_anomaly: bool,
     #[command(flatten)]
     columns: Columns,
     /// No chatter on standard error.
@@ -213,7 +216,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse(); // usage errors exit 2
     let result = match cli.command {
         Command::Train(a) => commands::train(a),
-        Command::Score(a) => commands::score(a),
+        Command::Score(a) => {
+            let fail_on_anomaly = a.fail_on_anomaly;
+            match commands::score(a) {
+                // Exit code 1 is reserved for "anomalies found", when asked for.
+                Ok(flagged) if fail_on_anomaly && flagged > 0 => return ExitCode::from(1),
+                other => other.map(|_| ()),
+            }
+        }
         Command::Eval(a) => commands::eval(a),
         Command::Sample(a) => commands::sample(a),
         Command::Inspect(a) => commands::inspect(a),

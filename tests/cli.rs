@@ -113,6 +113,13 @@ fn train_score_eval_sample_inspect_happy_path() {
     let flagged = lines[1..].iter().filter(|l| l.ends_with(",1")).count();
     assert!((10..=30).contains(&flagged), "{flagged} of 400 flagged with contamination 0.05");
 
+    let strict = rbm(d, &["score", "--model", "model.json", "--input", "train.csv", "--fail-on-anomaly"]);
+    assert_eq!(strict.code, 1, "anomalies found should exit 1: {}", strict.stderr);
+    assert_eq!(strict.stdout, s.stdout, "scores are still written in full");
+    let lenient =
+        rbm(d, &["score", "--model", "model.json", "--input", "train.csv", "--fail-on-anomaly", "--threshold", "1e9"]);
+    assert_eq!(lenient.code, 0, "{}", lenient.stderr);
+
     let e = rbm(
         d,
         &[
