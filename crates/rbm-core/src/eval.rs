@@ -35,11 +35,14 @@ pub fn reconstruction_error(rbm: &Rbm, data: &DMatrix<f32>) -> f64 {
         recon.resize(nv * cols, 0.0);
         rbm.hidden_probabilities_into(v, cols, &mut hidden);
         rbm.visible_means_into(&hidden, cols, &mut recon);
-        total += v
+        // Per-sample terms are collected and then added in order: rayon's parallel `sum` groups
+        // floats by its work-stealing splits, so its last bits vary from run to run.
+        let per_sample: Vec<f64> = v
             .par_chunks(nv)
             .zip(recon.par_chunks(nv))
             .map(|(v, r)| v.iter().zip(r).map(|(&a, &b)| ((a - b) as f64).powi(2)).sum::<f64>())
-            .sum::<f64>();
+            .collect();
+        total += per_sample.iter().sum::<f64>();
     }
     total / data.len().max(1) as f64
 }
@@ -84,7 +87,7 @@ pub fn pseudo_log_likelihood(rbm: &Rbm, data: &DMatrix<f32>, features: PseudoLik
         let cols = v.len() / nv;
         activations.resize(nh * cols, 0.0);
         rbm.hidden_activations_into(v, cols, &mut activations);
-        total += v
+        let per_sample: Vec<f64> = v
             .par_chunks(nv)
             .zip(activations.par_chunks(nh))
             .enumerate()
@@ -108,7 +111,9 @@ pub fn pseudo_log_likelihood(rbm: &Rbm, data: &DMatrix<f32>, features: PseudoLik
                     Some(features) => score(features[chunk_index * CHUNK + s]),
                 }
             })
-            .sum::<f64>();
+            .collect();
+        // Summed in order (see `reconstruction_error`) so the result is the same on every run.
+        total += per_sample.iter().sum::<f64>();
     }
     Ok(total / data.ncols() as f64)
 }

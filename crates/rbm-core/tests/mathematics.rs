@@ -335,6 +335,29 @@ fn same_seed_gives_identical_models_on_one_and_two_threads() {
 }
 
 #[test]
+fn evaluation_is_bit_identical_across_runs_and_thread_counts() {
+    // Rayon's parallel float `sum` associates by work-stealing splits; evaluation must not.
+    let rbm = random_rbm(VisibleKind::Bernoulli, 12, 10, 1.0, 21);
+    let data = digits_like(20_000, 12, 22);
+    let evaluate = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            [
+                eval::reconstruction_error(&rbm, &data),
+                eval::pseudo_log_likelihood(&rbm, &data, eval::PseudoLikelihood::AllFeatures).unwrap(),
+                eval::pseudo_log_likelihood(&rbm, &data, eval::PseudoLikelihood::OneFeature { seed: 4 }).unwrap(),
+                eval::mean_free_energy(&rbm, &data),
+                eval::log_partition_exact(&rbm).unwrap(),
+            ]
+        })
+    };
+    let reference = evaluate(1);
+    for threads in [1, 2, 3, 2, 3] {
+        assert_eq!(evaluate(threads), reference, "{threads} threads");
+    }
+}
+
+#[test]
 fn training_does_not_mutate_its_input_and_reports_each_epoch() {
     let data = digits_like(300, 20, 5);
     let validation = digits_like(100, 20, 5);
