@@ -2,6 +2,7 @@
 //! parsing, CSV and JSON input/output, progress and exit codes (0 success, 2 any error).
 
 mod commands;
+mod recommend;
 mod table;
 
 use std::process::ExitCode;
@@ -28,6 +29,9 @@ enum Command {
     Sample(SampleArgs),
     /// Summarise a model file.
     Inspect(InspectArgs),
+    /// Recommendations with the conditional RBM for collaborative filtering.
+    #[command(subcommand)]
+    Recommend(recommend::RecommendCommand),
 }
 
 /// Kind of visible units.
@@ -227,6 +231,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => commands::eval(a),
         Command::Sample(a) => commands::sample(a),
         Command::Inspect(a) => commands::inspect(a),
+        Command::Recommend(c) => recommend::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -44,7 +44,7 @@ pub use gibbs::{PersistentChains, gibbs_sample};
 pub use linalg::{log_add_exp, log_sum_exp, sigmoid, softplus};
 pub use model::{Rbm, check_values, samples_from_row_major};
 pub use params::{Momentum, Sparsity, TrainingParams, ValidParams};
-pub use rng::RandomStreams;
+pub use rng::{RandomStreams, generator as stream_generator, uniform01};
 pub use standardize::Standardization;
 pub use train::{EpochStats, Gradient, Trainer, TrainingOutcome};
 pub use units::VisibleKind;

@@ -20,8 +20,9 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A generator for one (seed, stream, block) triple.
-pub(crate) fn generator(seed: u64, stream: u64, block: u64) -> Xoshiro256PlusPlus {
+/// A generator for one (seed, stream, block) triple. Callers that parallelise their own work
+/// (the recommender, per training case) use it to give each fixed piece its own stream.
+pub fn generator(seed: u64, stream: u64, block: u64) -> Xoshiro256PlusPlus {
     Xoshiro256PlusPlus::seed_from_u64(mix(
         mix(seed ^ 0x5851_f42d_4c95_7f2d).wrapping_add(stream) ^ mix(block.wrapping_add(0x9e37_79b9))
     ))
@@ -29,7 +30,7 @@ pub(crate) fn generator(seed: u64, stream: u64, block: u64) -> Xoshiro256PlusPlu
 
 /// A uniform number in [0, 1) from the top 24 bits of a draw.
 #[inline]
-pub(crate) fn uniform01<R: Rng + ?Sized>(rng: &mut R) -> f32 {
+pub fn uniform01<R: Rng + ?Sized>(rng: &mut R) -> f32 {
     (rng.next_u64() >> 40) as f32 * (1.0 / (1u64 << 24) as f32)
 }
 

@@ -1,0 +1,617 @@
+//! The recommender: one or two softmax RBMs (user-based and item-based), a linear blend of their
+//! predictions, the id maps and the fallbacks for users and items the model cannot predict.
+
+use std::ops::ControlFlow;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{RecommendError, Result};
+use crate::ratings::{IdMap, Ratings};
+use crate::softmax::{self, Cases, GradientScale, SoftmaxEpoch, SoftmaxParams, SoftmaxRbm, Validation};
+
+/// The most RBMs one recommender holds.
+pub const MAX_COMPONENTS: usize = 16;
+
+/// Seed distance between the replicas of one side.
+const REPLICA_SEED_STEP: u64 = 0x9e37_79b9_7f4a_7c15;
+
+fn one() -> usize {
+    1
+}
+
+/// The most distinct rating values accepted as softmax levels.
+pub const MAX_LEVELS: usize = 32;
+
+/// Which entity is a training case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Side {
+    /// A case is a user; its visible units are the items it rated.
+    User,
+    /// A case is an item; its visible units are the users who rated it (I-RBM).
+    Item,
+}
+
+impl Side {
+    /// `"user"` or `"item"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::User => "user",
+            Side::Item => "item",
+        }
+    }
+}
+
+/// Which models to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Orientation {
+    /// The user-based RBM of Salakhutdinov et al.
+    User,
+    /// The item-based RBM.
+    Item,
+    /// Both, blended linearly with weights fit on a held-out part of the training ratings.
+    Both,
+}
+
+impl Orientation {
+    /// The sides trained for this orientation.
+    pub fn sides(self) -> &'static [Side] {
+        match self {
+            Orientation::User => &[Side::User],
+            Orientation::Item => &[Side::Item],
+            Orientation::Both => &[Side::User, Side::Item],
+        }
+    }
+}
+
+/// Everything that decides a trained recommender.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendParams {
+    /// Which models.
+    pub orientation: Orientation,
+    /// Settings of the user-based RBM.
+    pub user: SoftmaxParams,
+    /// Settings of the item-based RBM.
+    pub item: SoftmaxParams,
+    /// Fraction of training ratings held out to fit the blend (orientation `both`).
+    pub blend_fraction: f64,
+    /// Seed of the blend hold-out (each RBM has its own seed in its settings).
+    pub seed: u64,
+    /// RBMs trained per side, with different seeds; with more than one, the blend weighs each.
+    #[serde(default = "one")]
+    pub replicas: usize,
+    /// Orientation `both`: after fitting the blend, train both RBMs again on all the ratings
+    /// (same settings) so the held-out part is not lost to the model.
+    pub refit: bool,
+}
+
+impl RecommendParams {
+    /// The defaults, chosen on a validation split of MovieLens-100K's u1.base (docs/recommend.md).
+    pub fn new(orientation: Orientation) -> RecommendParams {
+        let base = SoftmaxParams {
+            hidden: 100,
+            epochs: 30,
+            batch_size: 100,
+            learning_rate: 0.1,
+            bias_learning_rate: 0.1,
+            learning_rate_decay: 0.1,
+            momentum: 0.9,
+            weight_decay: 0.001,
+            cd_steps: 1,
+            growing_steps: true,
+            gradient_scale: GradientScale::Batch,
+            conditional: false,
+            seed: 0,
+        };
+        RecommendParams {
+            orientation,
+            user: base.clone(),
+            item: SoftmaxParams { hidden: 300, epochs: 25, seed: 1, ..base },
+            blend_fraction: 0.1,
+            seed: 0,
+            refit: true,
+            replicas: 2,
+        }
+    }
+
+    /// Sets the seed of every random choice (each RBM gets its own stream of it).
+    pub fn with_seed(mut self, seed: u64) -> RecommendParams {
+        self.seed = seed;
+        self.user.seed = seed.wrapping_mul(2);
+        self.item.seed = seed.wrapping_mul(2).wrapping_add(1);
+        self
+    }
+
+    /// The settings of one side.
+    pub fn side(&self, side: Side) -> &SoftmaxParams {
+        match side {
+            Side::User => &self.user,
+            Side::Item => &self.item,
+        }
+    }
+
+    /// Refuses values that cannot train.
+    pub fn check(&self) -> Result<()> {
+        let bad = |name, value: String, reason| Err(RecommendError::InvalidParameter { name, value, reason });
+        for side in self.orientation.sides() {
+            let p = self.side(*side);
+            if p.hidden == 0 {
+                return bad("hidden", p.hidden.to_string(), "must be at least 1");
+            }
+            if p.epochs == 0 {
+                return bad("epochs", p.epochs.to_string(), "must be at least 1");
+            }
+            if p.batch_size == 0 {
+                return bad("batch-size", p.batch_size.to_string(), "must be at least 1");
+            }
+            if p.cd_steps == 0 {
+                return bad("cd-steps", p.cd_steps.to_string(), "must be at least 1");
+            }
+            for (name, v) in [("learning-rate", p.learning_rate), ("bias-learning-rate", p.bias_learning_rate)] {
+                if !(v.is_finite() && v > 0.0) {
+                    return bad(name, v.to_string(), "must be finite and > 0");
+                }
+            }
+            for (name, v) in [("weight-decay", p.weight_decay), ("learning-rate-decay", p.learning_rate_decay)] {
+                if !(v.is_finite() && v >= 0.0) {
+                    return bad(name, v.to_string(), "must be finite and >= 0");
+                }
+            }
+            if !(0.0..1.0).contains(&p.momentum) {
+                return bad("momentum", p.momentum.to_string(), "must lie in [0, 1)");
+            }
+        }
+        if self.replicas == 0 || self.replicas > MAX_COMPONENTS / 2 {
+            return bad("replicas", self.replicas.to_string(), "must lie in 1..=8");
+        }
+        let blended = self.orientation == Orientation::Both || self.replicas > 1;
+        if blended && !(self.blend_fraction > 0.0 && self.blend_fraction < 0.5) {
+            return bad("blend-fraction", self.blend_fraction.to_string(), "must lie in (0, 0.5)");
+        }
+        Ok(())
+    }
+}
+
+/// One trained RBM and the side it takes cases from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Component {
+    /// Which entity is a case.
+    pub side: Side,
+    /// Which of the side's RBMs (they differ only in seed).
+    #[serde(default)]
+    pub replica: usize,
+    /// The parameters.
+    pub rbm: SoftmaxRbm,
+    /// Epochs run.
+    pub epochs_trained: usize,
+}
+
+/// `prediction = intercept + Σ weights[c] * component_prediction[c]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Blend {
+    /// Constant term.
+    pub intercept: f32,
+    /// One weight per component.
+    pub weights: Vec<f32>,
+}
+
+fn finite_or(mut values: Vec<f32>, fallback: f32) -> Vec<f32> {
+    values.iter_mut().filter(|v| !v.is_finite()).for_each(|v| *v = fallback);
+    values
+}
+
+/// Mean rating per key (item or user) of `triples`; NaN where a key has no rating.
+fn mean_ratings(triples: &[(u32, u32, u8)], levels: &[f32], n: usize, key: fn(&(u32, u32, u8)) -> u32) -> Vec<f32> {
+    let mut sum = vec![0.0f64; n];
+    let mut count = vec![0u32; n];
+    for t in triples {
+        sum[key(t) as usize] += levels[t.2 as usize] as f64;
+        count[key(t) as usize] += 1;
+    }
+    sum.iter().zip(&count).map(|(s, &c)| if c == 0 { f32::NAN } else { (s / c as f64) as f32 }).collect()
+}
+
+/// A trained recommender.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recommender {
+    /// The rating values, ascending; softmax level k stands for `levels[k]`.
+    pub levels: Vec<f32>,
+    /// User ids known to the model.
+    pub users: IdMap,
+    /// Item ids known to the model.
+    pub items: IdMap,
+    /// The RBMs.
+    pub components: Vec<Component>,
+    /// How their predictions combine.
+    pub blend: Blend,
+    /// Mean training rating: the last fallback.
+    pub global_mean: f32,
+    /// Mean training rating of each item (fallback for a user the model cannot read).
+    pub item_means: Vec<f32>,
+    /// Mean training rating of each user (fallback for an item the model cannot read).
+    pub user_means: Vec<f32>,
+    /// The settings it was trained with.
+    pub params: RecommendParams,
+    /// Whether `r` (conditional models) held more than the training ratings' pairs, and from where.
+    pub implicit_source: Option<String>,
+}
+
+/// Where a prediction came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// The RBM(s).
+    Model,
+    /// The item's mean training rating (the user had no usable ratings).
+    ItemMean,
+    /// The user's mean training rating (the item is unknown).
+    UserMean,
+    /// The global mean (neither is known).
+    GlobalMean,
+}
+
+/// A predicted rating.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Prediction {
+    /// Expected rating, within the range of the levels.
+    pub value: f32,
+    /// Where it came from.
+    pub source: Source,
+}
+
+/// Training ratings in dense indices, with the level index of each.
+struct Indexed {
+    triples: Vec<(u32, u32, u8)>,
+    values: Vec<f32>,
+}
+
+/// The sorted distinct rating values of `ratings`, refused when too many to be levels.
+fn rating_levels(ratings: &Ratings) -> Result<Vec<f32>> {
+    let mut levels: Vec<f32> = ratings.entries.iter().map(|r| r.value).collect();
+    levels.sort_by(f32::total_cmp);
+    levels.dedup();
+    if levels.len() > MAX_LEVELS {
+        return Err(RecommendError::TooManyLevels { path: ratings.path.clone(), found: levels.len(), max: MAX_LEVELS });
+    }
+    Ok(levels)
+}
+
+fn level_index(levels: &[f32], value: f32) -> Option<u8> {
+    levels.iter().position(|&l| l == value).map(|k| k as u8)
+}
+
+/// Maps each rating to `(case, input, level)` for `side`.
+fn oriented(triples: &[(u32, u32, u8)], side: Side) -> Vec<(u32, u32, u8)> {
+    match side {
+        Side::User => triples.to_vec(),
+        Side::Item => triples.iter().map(|&(u, i, l)| (i, u, l)).collect(),
+    }
+}
+
+fn oriented_pairs(pairs: &[(u32, u32)], side: Side) -> Vec<(u32, u32)> {
+    match side {
+        Side::User => pairs.to_vec(),
+        Side::Item => pairs.iter().map(|&(u, i)| (i, u)).collect(),
+    }
+}
+
+/// Least-squares blend of component predictions `x` (one row per target) to values `y`.
+fn fit_blend(x: &[Vec<f32>], y: &[f32]) -> Blend {
+    let p = x.first().map_or(0, Vec::len) + 1;
+    let mut normal = nalgebra::DMatrix::<f64>::zeros(p, p);
+    let mut rhs = nalgebra::DVector::<f64>::zeros(p);
+    for (row, &target) in x.iter().zip(y) {
+        let features: Vec<f64> = std::iter::once(1.0).chain(row.iter().map(|&v| v as f64)).collect();
+        for a in 0..p {
+            rhs[a] += features[a] * target as f64;
+            for b in 0..p {
+                normal[(a, b)] += features[a] * features[b];
+            }
+        }
+    }
+    // A tiny ridge keeps the solve defined when the components agree exactly.
+    for a in 0..p {
+        normal[(a, a)] += 1e-6 * x.len() as f64;
+    }
+    match normal.cholesky() {
+        Some(c) => {
+            let w = c.solve(&rhs);
+            Blend { intercept: w[0] as f32, weights: w.iter().skip(1).map(|&v| v as f32).collect() }
+        }
+        None => Blend { intercept: 0.0, weights: vec![1.0 / (p - 1) as f32; p - 1] },
+    }
+}
+
+/// What training reports per epoch, per side.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainingEpoch {
+    /// Which RBM.
+    pub side: Side,
+    /// The epoch's statistics.
+    #[serde(flatten)]
+    pub stats: SoftmaxEpoch,
+}
+
+impl Recommender {
+    /// Trains on `ratings`, with `implicit` `(user, item)` pairs (same id maps as `ratings`) added to
+    /// the conditioning sets of conditional models. `on_epoch` sees each epoch of each RBM.
+    pub fn fit(
+        ratings: &Ratings,
+        implicit: &[(u32, u32)],
+        implicit_source: Option<String>,
+        params: &RecommendParams,
+        mut on_epoch: impl FnMut(&TrainingEpoch) -> ControlFlow<()>,
+    ) -> Result<Recommender> {
+        params.check()?;
+        let levels = rating_levels(ratings)?;
+        let indexed = Indexed {
+            triples: ratings
+                .entries
+                .iter()
+                .map(|r| (r.user, r.item, level_index(&levels, r.value).expect("levels come from these ratings")))
+                .collect(),
+            values: ratings.entries.iter().map(|r| r.value).collect(),
+        };
+        let (n_users, n_items) = (ratings.users.len(), ratings.items.len());
+        let global_mean = (indexed.values.iter().map(|&v| v as f64).sum::<f64>() / indexed.values.len() as f64) as f32;
+        let sides = params.orientation.sides();
+        let blended = sides.len() * params.replicas > 1;
+
+        // With two RBMs, hold out a seeded fraction of the ratings to fit the blend on.
+        let mut held_out = vec![false; indexed.triples.len()];
+        if blended {
+            let mut rng = rbm_core::stream_generator(params.seed, 0xb1e9d, 0);
+            for h in held_out.iter_mut() {
+                *h = (rbm_core::uniform01(&mut rng) as f64) < params.blend_fraction;
+            }
+        }
+        let fit_triples: Vec<(u32, u32, u8)> =
+            indexed.triples.iter().zip(&held_out).filter(|(_, h)| !**h).map(|(t, _)| *t).collect();
+        let blend_targets: Vec<(u32, u32, f32)> = indexed
+            .triples
+            .iter()
+            .zip(&indexed.values)
+            .zip(&held_out)
+            .filter(|(_, h)| **h)
+            .map(|((t, &v), _)| (t.0, t.1, v))
+            .collect();
+
+        let mut components = Vec::new();
+        for &side in sides {
+            for replica in 0..params.replicas {
+                components.push(train_side(
+                    side,
+                    replica,
+                    &fit_triples,
+                    implicit,
+                    &blend_targets,
+                    &levels,
+                    n_users,
+                    n_items,
+                    params,
+                    &mut on_epoch,
+                )?);
+            }
+        }
+        let model_levels = levels.clone();
+        // Equal weights until the blend is fit (a single component keeps weight 1).
+        let equal = 1.0 / components.len() as f32;
+        let initial_blend = Blend { intercept: 0.0, weights: vec![equal; components.len()] };
+        let mut model = Recommender {
+            levels,
+            users: ratings.users.clone(),
+            items: ratings.items.clone(),
+            components,
+            blend: initial_blend,
+            global_mean,
+            // Ids with no rating (from an implicit file) get the global mean, so the file stays finite.
+            item_means: finite_or(mean_ratings(&indexed.triples, &model_levels, n_items, |t| t.1), global_mean),
+            user_means: finite_or(mean_ratings(&indexed.triples, &model_levels, n_users, |t| t.0), global_mean),
+            params: params.clone(),
+            implicit_source,
+        };
+        if blended {
+            // Blend weights from the held-out ratings, predicted from the fit part only.
+            let context = model.context_from_triples(&fit_triples, implicit, n_users, n_items);
+            let rows: Vec<Option<Vec<f32>>> =
+                blend_targets.iter().map(|&(u, i, _)| model.component_predictions(&context, u, i)).collect();
+            let (x, y): (Vec<Vec<f32>>, Vec<f32>) =
+                rows.into_iter().zip(&blend_targets).filter_map(|(row, t)| Some((row?, t.2))).unzip();
+            model.blend = fit_blend(&x, &y);
+            if params.refit {
+                for component in model.components.iter_mut() {
+                    *component = train_side(
+                        component.side,
+                        component.replica,
+                        &indexed.triples,
+                        implicit,
+                        &[],
+                        &model.levels,
+                        n_users,
+                        n_items,
+                        params,
+                        &mut on_epoch,
+                    )?;
+                }
+            }
+        }
+        Ok(model)
+    }
+
+    /// The conditioning context for predictions: the ratings given (usually the training file)
+    /// mapped to this model's indices. Ratings of users or items the model does not know can still
+    /// form a case (a new user in the user-based RBM is folded in from its ratings of known items);
+    /// they cannot be an input.
+    pub fn context(&self, ratings: &Ratings, implicit: &[(u32, u32)]) -> Result<Context> {
+        let mut triples = Vec::with_capacity(ratings.entries.len());
+        for r in &ratings.entries {
+            let level = level_index(&self.levels, r.value).ok_or_else(|| RecommendError::UnknownLevel {
+                path: ratings.path.clone(),
+                line: r.line,
+                value: r.value,
+                levels: self.levels.clone(),
+            })?;
+            triples.push((r.user, r.item, level));
+        }
+        Ok(self.context_from_triples(&triples, implicit, ratings.users.len(), ratings.items.len()))
+    }
+
+    fn context_from_triples(
+        &self,
+        triples: &[(u32, u32, u8)],
+        implicit: &[(u32, u32)],
+        n_users: usize,
+        n_items: usize,
+    ) -> Context {
+        let hidden = self
+            .components
+            .iter()
+            .map(|component| {
+                let (n_cases, known_inputs) = match component.side {
+                    Side::User => (n_users, self.items.len() as u32),
+                    Side::Item => (n_items, self.users.len() as u32),
+                };
+                let observed: Vec<(u32, u32, u8)> =
+                    oriented(triples, component.side).into_iter().filter(|t| t.1 < known_inputs).collect();
+                let extra: Vec<(u32, u32)> =
+                    oriented_pairs(implicit, component.side).into_iter().filter(|p| p.1 < known_inputs).collect();
+                let cases = Cases::new(n_cases, &observed, &extra);
+                let f = component.rbm.hidden;
+                let mut hidden = vec![0.0f32; n_cases * f];
+                hidden.par_chunks_mut(f).enumerate().for_each(|(c, out)| {
+                    let (inputs, levels) = cases.observed(c);
+                    component.rbm.hidden_probabilities(inputs, levels, cases.implicit(c), out);
+                });
+                let has_ratings = (0..n_cases).map(|c| !cases.observed(c).0.is_empty()).collect();
+                CaseHidden { hidden, has_ratings }
+            })
+            .collect();
+        let mut rated: Vec<Vec<u32>> = vec![Vec::new(); n_users];
+        for &(u, i, _) in triples {
+            rated[u as usize].push(i);
+        }
+        rated.iter_mut().for_each(|r| r.sort_unstable());
+        Context { components: hidden, rated }
+    }
+
+    /// Each component's prediction for `(user, item)`, or `None` if some component cannot read
+    /// the pair (unknown input or a case without usable ratings).
+    fn component_predictions(&self, context: &Context, user: u32, item: u32) -> Option<Vec<f32>> {
+        let mut scratch = vec![0.0f32; self.levels.len()];
+        self.components
+            .iter()
+            .zip(&context.components)
+            .map(|(component, hidden)| {
+                let (case, input, known) = match component.side {
+                    Side::User => (user, item, self.items.len()),
+                    Side::Item => (item, user, self.users.len()),
+                };
+                let f = component.rbm.hidden;
+                if input as usize >= known || !*hidden.has_ratings.get(case as usize)? {
+                    return None;
+                }
+                let h = &hidden.hidden[case as usize * f..][..f];
+                Some(softmax::expected_value(&component.rbm, h, input, &self.levels, &mut scratch))
+            })
+            .collect()
+    }
+
+    /// The predicted rating of `item` by `user` (indices in the context's id maps), with the
+    /// documented fallbacks: the item's mean rating if the item is known, else the user's mean
+    /// rating if the user is known, else the global mean.
+    pub fn predict(&self, context: &Context, user: u32, item: u32) -> Prediction {
+        let (low, high) = (self.levels[0], *self.levels.last().unwrap());
+        if let Some(parts) = self.component_predictions(context, user, item) {
+            let value = self.blend.intercept + parts.iter().zip(&self.blend.weights).map(|(p, w)| p * w).sum::<f32>();
+            return Prediction { value: value.clamp(low, high), source: Source::Model };
+        }
+        if (item as usize) < self.items.len() {
+            Prediction { value: self.item_means[item as usize], source: Source::ItemMean }
+        } else if (user as usize) < self.users.len() {
+            Prediction { value: self.user_means[user as usize], source: Source::UserMean }
+        } else {
+            Prediction { value: self.global_mean, source: Source::GlobalMean }
+        }
+    }
+
+    /// The `count` best items for `user` among the model's items the user has not rated in the
+    /// context, best first (ties broken by item index), with their predictions.
+    pub fn top(&self, context: &Context, user: u32, count: usize) -> Vec<(u32, Prediction)> {
+        let rated = context.rated.get(user as usize).map_or(&[][..], Vec::as_slice);
+        let mut scored: Vec<(u32, Prediction)> = (0..self.items.len() as u32)
+            .into_par_iter()
+            .filter(|i| rated.binary_search(i).is_err())
+            .map(|i| (i, self.predict(context, user, i)))
+            .collect();
+        scored.sort_by(|a, b| b.1.value.total_cmp(&a.1.value).then(a.0.cmp(&b.0)));
+        scored.truncate(count);
+        scored
+    }
+}
+
+/// Trains the RBM of one side on `triples`, reporting held-out RMSE on `targets` when given.
+#[allow(clippy::too_many_arguments)]
+fn train_side(
+    side: Side,
+    replica: usize,
+    triples: &[(u32, u32, u8)],
+    implicit: &[(u32, u32)],
+    targets: &[(u32, u32, f32)],
+    levels: &[f32],
+    n_users: usize,
+    n_items: usize,
+    params: &RecommendParams,
+    on_epoch: &mut impl FnMut(&TrainingEpoch) -> ControlFlow<()>,
+) -> Result<Component> {
+    let p = &SoftmaxParams {
+        seed: params.side(side).seed.wrapping_add(REPLICA_SEED_STEP * replica as u64),
+        ..params.side(side).clone()
+    };
+    let (n_cases, n_inputs) = match side {
+        Side::User => (n_users, n_items),
+        Side::Item => (n_items, n_users),
+    };
+    let cases = Cases::new(n_cases, &oriented(triples, side), &oriented_pairs(implicit, side));
+    let mut sorted_targets: Vec<(u32, u32, f32)> = targets
+        .iter()
+        .map(|&(u, i, v)| match side {
+            Side::User => (u, i, v),
+            Side::Item => (i, u, v),
+        })
+        .collect();
+    sorted_targets.sort_by_key(|t| (t.0, t.1));
+    let validation = Validation { targets: &sorted_targets, level_values: levels };
+    let (rbm, history) = softmax::train(
+        &cases,
+        n_inputs,
+        levels.len(),
+        p,
+        (!sorted_targets.is_empty()).then_some(&validation),
+        |stats| on_epoch(&TrainingEpoch { side, stats: stats.clone() }),
+    )
+    .map_err(|epoch| RecommendError::Diverged { orientation: side.name(), epoch })?;
+    Ok(Component { side, replica, rbm, epochs_trained: history.len() })
+}
+
+/// Hidden probabilities of every case of one component, from the conditioning ratings.
+struct CaseHidden {
+    hidden: Vec<f32>,
+    has_ratings: Vec<bool>,
+}
+
+/// What predictions condition on: every case's mean-field hidden probabilities and each user's
+/// rated items, computed once from a ratings file.
+pub struct Context {
+    components: Vec<CaseHidden>,
+    rated: Vec<Vec<u32>>,
+}
+
+impl Context {
+    /// The items (sorted indices) that `user` rated in the conditioning ratings.
+    pub fn rated(&self, user: u32) -> &[u32] {
+        self.rated.get(user as usize).map_or(&[], Vec::as_slice)
+    }
+}

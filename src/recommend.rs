@@ -1,0 +1,431 @@
+//! `rbm recommend`: train, evaluate and query the RBM recommender, split ratings files and make
+//! synthetic ones. Argument parsing and I/O only; the mathematics is in rbm-recommend.
+
+use std::io::{IsTerminal, Write};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+
+use rbm_recommend::ratings::{self, Fields, IdMap, Ratings};
+use rbm_recommend::split::{SplitRule, split};
+use rbm_recommend::{Orientation, RecommendParams, Recommender, evaluate};
+
+/// `rbm recommend` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum RecommendCommand {
+    /// Train a recommender on a ratings file and save it as JSON.
+    Train(RecommendTrainArgs),
+    /// Score a recommender on held-out ratings: prints one JSON object.
+    Eval(RecommendEvalArgs),
+    /// The best unrated items for one user, as CSV.
+    Top(RecommendTopArgs),
+    /// Split a ratings file into training and test files (lines copied verbatim).
+    Split(RecommendSplitArgs),
+    /// Write a seeded synthetic ratings file (latent tastes, biases, skewed popularity).
+    Synthesize(SynthesizeArgs),
+}
+
+/// Which RBMs to train.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OrientationArg {
+    /// User-based: a case per user, a softmax unit per item rated.
+    User,
+    /// Item-based: a case per item, a softmax unit per user who rated it.
+    Item,
+    /// Both, blended with weights fit on a held-out 5% of the training ratings.
+    Both,
+}
+
+#[derive(Args, Debug)]
+pub struct RecommendTrainArgs {
+    /// Ratings file: `user,item,rating[,timestamp]` CSV, MovieLens u.data (tab) or ratings.dat (`::`).
+    #[arg(long)]
+    ratings: PathBuf,
+    /// Where to write the model (JSON, written atomically).
+    #[arg(long)]
+    output: PathBuf,
+    /// Which RBMs to train.
+    #[arg(long, value_enum, default_value = "both")]
+    orientation: OrientationArg,
+    /// Hidden units of every RBM [default: 100 user-based, 200 item-based].
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Epochs of every RBM [default: see docs/recommend.md].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Cases per mini-batch.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Learning rate of the weights (and of D).
+    #[arg(long)]
+    learning_rate: Option<f32>,
+    /// Learning rate of the biases.
+    #[arg(long)]
+    bias_learning_rate: Option<f32>,
+    /// Learning rates at epoch e are divided by 1 + decay * e.
+    #[arg(long)]
+    learning_rate_decay: Option<f32>,
+    /// Momentum after the first epoch.
+    #[arg(long)]
+    momentum: Option<f32>,
+    /// L2 weight decay on W and D.
+    #[arg(long)]
+    weight_decay: Option<f32>,
+    /// Conditional RBM: which items a user rated feeds the hidden units through a matrix D.
+    #[arg(long)]
+    conditional: bool,
+    /// With --conditional: more (user,item) pairs known to be rated or seen, added to r.
+    #[arg(long)]
+    implicit: Option<PathBuf>,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads [default: all cores]; results do not depend on it.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Write a JSON training report here (train_seconds and per-epoch statistics).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// No progress or per-epoch output.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RecommendEvalArgs {
+    /// Model file.
+    #[arg(long)]
+    model: PathBuf,
+    /// The ratings predictions condition on (usually the training file).
+    #[arg(long)]
+    train: PathBuf,
+    /// Held-out ratings to score.
+    #[arg(long)]
+    test: PathBuf,
+    /// Cut-off of precision, recall and NDCG.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// A test rating at or above this is relevant for the ranking metrics.
+    #[arg(long, default_value_t = 4.0)]
+    relevance: f32,
+    /// More (user,item) pairs for the conditioning sets of a conditional model.
+    #[arg(long)]
+    implicit: Option<PathBuf>,
+    /// Also write every test rating's prediction here as CSV.
+    #[arg(long)]
+    predictions: Option<PathBuf>,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No chatter on standard error.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RecommendTopArgs {
+    /// Model file.
+    #[arg(long)]
+    model: PathBuf,
+    /// The user's known ratings (usually the training file); rated items are not recommended.
+    #[arg(long)]
+    ratings: PathBuf,
+    /// User id.
+    #[arg(long)]
+    user: String,
+    /// How many items.
+    #[arg(long, default_value_t = 10)]
+    count: usize,
+    /// More (user,item) pairs for the conditioning sets of a conditional model.
+    #[arg(long)]
+    implicit: Option<PathBuf>,
+    /// No chatter on standard error.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RecommendSplitArgs {
+    /// Ratings file to split.
+    #[arg(long)]
+    ratings: PathBuf,
+    /// Fraction of ratings, chosen at random, for the test file.
+    #[arg(long, conflicts_with = "per_user")]
+    test_fraction: Option<f64>,
+    /// Instead: hold out this many random ratings of every user who has more.
+    #[arg(long)]
+    per_user: Option<usize>,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Training part.
+    #[arg(long)]
+    train_out: PathBuf,
+    /// Test part.
+    #[arg(long)]
+    test_out: PathBuf,
+    /// No chatter on standard error.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SynthesizeArgs {
+    /// Number of users.
+    #[arg(long, default_value_t = 600)]
+    users: usize,
+    /// Number of items.
+    #[arg(long, default_value_t = 400)]
+    items: usize,
+    /// Number of ratings (at most half of users x items).
+    #[arg(long, default_value_t = 30_000)]
+    ratings: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output CSV (`user,item,rating`).
+    #[arg(long)]
+    output: PathBuf,
+}
+
+/// Runs one `rbm recommend` subcommand.
+pub fn run(command: RecommendCommand) -> Result<()> {
+    match command {
+        RecommendCommand::Train(a) => train(a),
+        RecommendCommand::Eval(a) => eval(a),
+        RecommendCommand::Top(a) => top(a),
+        RecommendCommand::Split(a) => split_file(a),
+        RecommendCommand::Synthesize(a) => synthesize(a),
+    }
+}
+
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("--threads")?;
+    }
+    Ok(())
+}
+
+/// Reads `(user, item)` pairs into the id maps of `ratings` (new ids are added there).
+fn read_implicit(path: Option<&Path>, ratings: &mut Ratings) -> Result<Vec<(u32, u32)>> {
+    let Some(path) = path else { return Ok(Vec::new()) };
+    let users = std::mem::take(&mut ratings.users);
+    let items = std::mem::take(&mut ratings.items);
+    let pairs = ratings::read_ratings(path, Fields::Pairs, users, items)?;
+    ratings.users = pairs.users;
+    ratings.items = pairs.items;
+    Ok(pairs.entries.iter().map(|r| (r.user, r.item)).collect())
+}
+
+fn train(args: RecommendTrainArgs) -> Result<()> {
+    set_threads(args.threads)?;
+    if args.implicit.is_some() && !args.conditional {
+        bail!("--implicit needs --conditional (only the conditional model reads which items were rated)");
+    }
+    let mut ratings = ratings::read_ratings(&args.ratings, Fields::Ratings, IdMap::default(), IdMap::default())?;
+    // New ids in the implicit file only matter to the conditioning; they are added to the maps
+    // so every index is valid, and get no ratings.
+    let implicit = read_implicit(args.implicit.as_deref(), &mut ratings)?;
+    let orientation = match args.orientation {
+        OrientationArg::User => Orientation::User,
+        OrientationArg::Item => Orientation::Item,
+        OrientationArg::Both => Orientation::Both,
+    };
+    let mut params = RecommendParams::new(orientation).with_seed(args.seed);
+    for p in [&mut params.user, &mut params.item] {
+        p.hidden = args.hidden.unwrap_or(p.hidden);
+        p.epochs = args.epochs.unwrap_or(p.epochs);
+        p.batch_size = args.batch_size.unwrap_or(p.batch_size);
+        p.learning_rate = args.learning_rate.unwrap_or(p.learning_rate);
+        p.bias_learning_rate = args.bias_learning_rate.unwrap_or(p.bias_learning_rate);
+        p.learning_rate_decay = args.learning_rate_decay.unwrap_or(p.learning_rate_decay);
+        p.momentum = args.momentum.unwrap_or(p.momentum);
+        p.weight_decay = args.weight_decay.unwrap_or(p.weight_decay);
+        p.conditional = args.conditional;
+    }
+    params.check()?;
+    let show = !args.quiet;
+    if show {
+        eprintln!(
+            "training {orientation:?}-based RBM recommender: {} ratings, {} users, {} items, rating levels {:?}",
+            ratings.entries.len(),
+            ratings.users.len(),
+            ratings.items.len(),
+            {
+                let mut l: Vec<f32> = ratings.entries.iter().map(|r| r.value).collect();
+                l.sort_by(f32::total_cmp);
+                l.dedup();
+                l
+            }
+        );
+    }
+    let total: usize = orientation.sides().iter().map(|s| params.side(*s).epochs).sum();
+    let bar = (show && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} epochs {msg} [{elapsed}<{eta}]")
+                .expect("valid template"),
+        );
+        bar
+    });
+    let mut epochs = Vec::new();
+    let start = Instant::now();
+    let implicit_source = args.implicit.as_ref().map(|p| format!("training ratings + {}", p.display()));
+    let model = Recommender::fit(&ratings, &implicit, implicit_source, &params, |e| {
+        let validation = e.stats.validation_rmse.map(|r| format!(", held-out RMSE {r:.4}")).unwrap_or_default();
+        let line = format!("{}-based epoch {} (CD-{}){validation}", e.side.name(), e.stats.epoch, e.stats.cd_steps);
+        match &bar {
+            Some(b) => {
+                b.set_message(line);
+                b.inc(1);
+            }
+            None if show && (e.stats.epoch % 5 == 0 || e.stats.epoch == params.side(e.side).epochs) => {
+                eprintln!("{line}")
+            }
+            None => {}
+        }
+        epochs.push(e.clone());
+        ControlFlow::Continue(())
+    });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let model = model?;
+    let train_seconds = start.elapsed().as_secs_f64();
+    model.save(&args.output)?;
+    if let Some(path) = &args.report {
+        let report = json!({ "train_seconds": train_seconds, "blend": model.blend, "epochs": epochs });
+        rbm_core::write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
+    if show {
+        eprintln!("saved {} ({train_seconds:.2} s)", args.output.display());
+    }
+    Ok(())
+}
+
+/// The conditioning ratings for `model`: ids already in the model keep their indices.
+fn read_context_ratings(
+    model: &Recommender,
+    path: &Path,
+    implicit: Option<&Path>,
+) -> Result<(Ratings, Vec<(u32, u32)>)> {
+    let mut ratings = ratings::read_ratings(path, Fields::Ratings, model.users.clone(), model.items.clone())?;
+    let implicit = read_implicit(implicit, &mut ratings)?;
+    Ok((ratings, implicit))
+}
+
+fn eval(args: RecommendEvalArgs) -> Result<()> {
+    set_threads(args.threads)?;
+    let model = Recommender::load(&args.model)?;
+    let (train, implicit) = read_context_ratings(&model, &args.train, args.implicit.as_deref())?;
+    let test = ratings::read_ratings(&args.test, Fields::Ratings, train.users.clone(), train.items.clone())?;
+    let context = model.context(&train, &implicit)?;
+    let start = Instant::now();
+    let evaluation = evaluate::evaluate(&model, &context, &test, args.k, args.relevance);
+    if let Some(path) = &args.predictions {
+        let mut out = String::from("user,item,rating,prediction,source\n");
+        for r in &test.entries {
+            let p = model.predict(&context, r.user, r.item);
+            let source = serde_json::to_value(p.source)?;
+            out.push_str(&format!(
+                "{},{},{},{},{}\n",
+                test.users.id(r.user),
+                test.items.id(r.item),
+                r.value,
+                p.value,
+                source.as_str().unwrap_or("")
+            ));
+        }
+        rbm_core::write_atomically(path, out.as_bytes())?;
+    }
+    let conditioning = match (model.components.iter().any(|c| c.rbm.conditional.is_some()), &args.implicit) {
+        (false, _) => "none (not a conditional model)".to_string(),
+        (true, None) => format!("items rated in {}", args.train.display()),
+        (true, Some(p)) => format!("items rated in {} plus pairs in {}", args.train.display(), p.display()),
+    };
+    let mut object = serde_json::to_value(&evaluation)?;
+    object["conditioning"] = json!(conditioning);
+    object["orientation"] = json!(model.params.orientation);
+    object["seconds"] = json!(start.elapsed().as_secs_f64());
+    println!("{}", serde_json::to_string(&object)?);
+    Ok(())
+}
+
+fn top(args: RecommendTopArgs) -> Result<()> {
+    let model = Recommender::load(&args.model)?;
+    let (ratings, implicit) = read_context_ratings(&model, &args.ratings, args.implicit.as_deref())?;
+    let Some(user) = ratings.users.get(&args.user) else {
+        return Err(rbm_recommend::RecommendError::UnknownUser(args.user).into());
+    };
+    let context = model.context(&ratings, &implicit)?;
+    if !args.quiet && context.rated(user).is_empty() {
+        eprintln!("warning: user {:?} has no ratings of known items; recommending by item mean", args.user);
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    writeln!(out, "rank,item,predicted_rating,source")?;
+    for (rank, (item, p)) in model.top(&context, user, args.count).into_iter().enumerate() {
+        let source = serde_json::to_value(p.source)?;
+        writeln!(out, "{},{},{:.4},{}", rank + 1, model.items.id(item), p.value, source.as_str().unwrap_or(""))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn split_file(args: RecommendSplitArgs) -> Result<()> {
+    let rule = match (args.test_fraction, args.per_user) {
+        (Some(f), None) if f > 0.0 && f < 1.0 => SplitRule::Random { fraction: f },
+        (Some(f), None) => bail!("--test-fraction must lie in (0, 1) (got {f})"),
+        (None, Some(0)) => bail!("--per-user must be at least 1"),
+        (None, Some(k)) => SplitRule::PerUser { count: k },
+        _ => bail!("give --test-fraction F or --per-user K"),
+    };
+    let text = ratings::read_text(&args.ratings)?;
+    let ratings = ratings::parse_ratings(&text, &args.ratings, Fields::Ratings, IdMap::default(), IdMap::default())?;
+    let test = split(&ratings, rule, args.seed);
+    let lines: Vec<&str> = text.lines().collect();
+    let (mut train_text, mut test_text) = (String::new(), String::new());
+    if ratings.header {
+        // The header is the first non-empty line.
+        let header = lines.iter().find(|l| !l.trim().is_empty()).copied().unwrap_or("");
+        let header = header.strip_prefix('\u{feff}').unwrap_or(header);
+        for t in [&mut train_text, &mut test_text] {
+            t.push_str(header);
+            t.push('\n');
+        }
+    }
+    for (r, &is_test) in ratings.entries.iter().zip(&test) {
+        let line = lines[r.line as usize - 1];
+        let line = line.strip_prefix('\u{feff}').unwrap_or(line).trim_end_matches('\r');
+        let out = if is_test { &mut test_text } else { &mut train_text };
+        out.push_str(line);
+        out.push('\n');
+    }
+    rbm_core::write_atomically(&args.train_out, train_text.as_bytes())?;
+    rbm_core::write_atomically(&args.test_out, test_text.as_bytes())?;
+    if !args.quiet {
+        let n_test = test.iter().filter(|&&t| t).count();
+        eprintln!(
+            "{} ratings: {} to {}, {n_test} to {}",
+            test.len(),
+            test.len() - n_test,
+            args.train_out.display(),
+            args.test_out.display()
+        );
+    }
+    Ok(())
+}
+
+fn synthesize(args: SynthesizeArgs) -> Result<()> {
+    if args.users == 0 || args.items == 0 || args.ratings == 0 {
+        bail!("--users, --items and --ratings must be at least 1");
+    }
+    let triples = rbm_recommend::synthetic::generate(args.users, args.items, args.ratings, args.seed);
+    let mut bytes = Vec::new();
+    rbm_recommend::synthetic::write_csv(&mut bytes, &triples)?;
+    rbm_core::write_atomically(&args.output, &bytes)?;
+    Ok(())
+}
