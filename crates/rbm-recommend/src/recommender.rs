@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{RecommendError, Result};
 use crate::ratings::{IdMap, Ratings};
-use crate::softmax::{self, Cases, GradientScale, SoftmaxEpoch, SoftmaxParams, SoftmaxRbm, Validation};
+use crate::softmax::{self, Cases, GradientScale, Reconstruction, SoftmaxEpoch, SoftmaxParams, SoftmaxRbm, Validation};
 
 /// The most RBMs one recommender holds.
 pub const MAX_COMPONENTS: usize = 16;
@@ -103,6 +103,7 @@ impl RecommendParams {
             cd_steps: 1,
             growing_steps: true,
             gradient_scale: GradientScale::Batch,
+            reconstruction: Reconstruction::MeanField,
             conditional: false,
             seed: 0,
         };
