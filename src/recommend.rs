@@ -75,6 +75,9 @@ pub struct RecommendTrainArgs {
     /// L2 weight decay on W and D.
     #[arg(long)]
     weight_decay: Option<f32>,
+    /// RBMs per orientation, differing in seed; more than one are blended [default: 2].
+    #[arg(long)]
+    replicas: Option<usize>,
     /// Conditional RBM: which items a user rated feeds the hidden units through a matrix D.
     #[arg(long)]
     conditional: bool,
@@ -236,6 +239,7 @@ fn train(args: RecommendTrainArgs) -> Result<()> {
         OrientationArg::Both => Orientation::Both,
     };
     let mut params = RecommendParams::new(orientation).with_seed(args.seed);
+    params.replicas = args.replicas.unwrap_or(params.replicas);
     for p in [&mut params.user, &mut params.item] {
         p.hidden = args.hidden.unwrap_or(p.hidden);
         p.epochs = args.epochs.unwrap_or(p.epochs);
@@ -251,7 +255,12 @@ fn train(args: RecommendTrainArgs) -> Result<()> {
     let show = !args.quiet;
     if show {
         eprintln!(
-            "training {orientation:?}-based RBM recommender: {} ratings, {} users, {} items, rating levels {:?}",
+            "training {} RBM recommender: {} ratings, {} users, {} items, rating levels {:?}",
+            match orientation {
+                Orientation::User => "user-based",
+                Orientation::Item => "item-based",
+                Orientation::Both => "user- and item-based",
+            },
             ratings.entries.len(),
             ratings.users.len(),
             ratings.items.len(),
@@ -263,7 +272,8 @@ fn train(args: RecommendTrainArgs) -> Result<()> {
             }
         );
     }
-    let total: usize = orientation.sides().iter().map(|s| params.side(*s).epochs).sum();
+    let runs = if orientation == Orientation::Both || params.replicas > 1 { 2 } else { 1 };
+    let total: usize = orientation.sides().iter().map(|s| params.side(*s).epochs * params.replicas * runs).sum();
     let bar = (show && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(total as u64);
         bar.set_style(
@@ -277,7 +287,14 @@ fn train(args: RecommendTrainArgs) -> Result<()> {
     let implicit_source = args.implicit.as_ref().map(|p| format!("training ratings + {}", p.display()));
     let model = Recommender::fit(&ratings, &implicit, implicit_source, &params, |e| {
         let validation = e.stats.validation_rmse.map(|r| format!(", held-out RMSE {r:.4}")).unwrap_or_default();
-        let line = format!("{}-based epoch {} (CD-{}){validation}", e.side.name(), e.stats.epoch, e.stats.cd_steps);
+        let stage = if e.kept { "" } else { "before blend: " };
+        let line = format!(
+            "{stage}{}-based RBM #{} epoch {} (CD-{}){validation}",
+            e.side.name(),
+            e.replica + 1,
+            e.stats.epoch,
+            e.stats.cd_steps
+        );
         match &bar {
             Some(b) => {
                 b.set_message(line);

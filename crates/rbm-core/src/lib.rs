@@ -39,7 +39,10 @@ mod train;
 mod units;
 
 pub use error::{RbmError, Result};
-pub use file::{FORMAT_NAME, FORMAT_VERSION, FitReport, MAX_MODEL_FILE_BYTES, Model, Provenance, write_atomically};
+pub use file::{
+    FORMAT_NAME, FORMAT_VERSION, FitReport, MAX_MODEL_FILE_BYTES, Model, Provenance, write_atomically,
+    write_atomically_with,
+};
 pub use gibbs::{PersistentChains, gibbs_sample};
 pub use linalg::{log_add_exp, log_sum_exp, sigmoid, softplus};
 pub use model::{Rbm, check_values, samples_from_row_major};

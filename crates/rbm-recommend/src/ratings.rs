@@ -77,8 +77,8 @@ pub struct Rating {
     pub item: u32,
     /// The rating (NaN in a file of bare user-item pairs).
     pub value: f32,
-    /// One-based line number in its file.
-    pub line: u64,
+    /// One-based line number in its file (files of more than `u32::MAX` lines are refused).
+    pub line: u32,
 }
 
 /// How the fields of a ratings file are separated.
@@ -188,6 +188,9 @@ pub fn parse_ratings(text: &str, path: &Path, fields: Fields, users: IdMap, item
         } else {
             f32::NAN
         };
+        let Ok(line) = u32::try_from(line) else {
+            return Err(error(1, "files of more than 4,294,967,295 lines are not supported".into()));
+        };
         let user = ratings.users.insert(user);
         let item = ratings.items.insert(item);
         ratings.entries.push(Rating { user, item, value, line });
@@ -258,8 +261,8 @@ fn check_duplicates(ratings: &Ratings) -> Result<()> {
             let (a, b) = (&ratings.entries[pair[0].1 as usize], &ratings.entries[pair[1].1 as usize]);
             return Err(RecommendError::Duplicate {
                 path: ratings.path.clone(),
-                line: b.line,
-                first_line: a.line,
+                line: b.line.into(),
+                first_line: a.line.into(),
                 user: ratings.users.id(b.user).to_owned(),
                 item: ratings.items.id(b.item).to_owned(),
             });

@@ -263,12 +263,6 @@ pub struct Prediction {
     pub source: Source,
 }
 
-/// Training ratings in dense indices, with the level index of each.
-struct Indexed {
-    triples: Vec<(u32, u32, u8)>,
-    values: Vec<f32>,
-}
-
 /// The sorted distinct rating values of `ratings`, refused when too many to be levels.
 fn rating_levels(ratings: &Ratings) -> Result<Vec<f32>> {
     let mut levels: Vec<f32> = ratings.entries.iter().map(|r| r.value).collect();
@@ -331,6 +325,11 @@ fn fit_blend(x: &[Vec<f32>], y: &[f32]) -> Blend {
 pub struct TrainingEpoch {
     /// Which RBM.
     pub side: Side,
+    /// Which of the side's replicas.
+    pub replica: usize,
+    /// Whether this run is the one kept in the model (false for the runs on the part of the
+    /// ratings left after the blend's hold-out, when `refit` trains again on all of them).
+    pub kept: bool,
     /// The epoch's statistics.
     #[serde(flatten)]
     pub stats: SoftmaxEpoch,
@@ -348,37 +347,33 @@ impl Recommender {
     ) -> Result<Recommender> {
         params.check()?;
         let levels = rating_levels(ratings)?;
-        let indexed = Indexed {
-            triples: ratings
-                .entries
-                .iter()
-                .map(|r| (r.user, r.item, level_index(&levels, r.value).expect("levels come from these ratings")))
-                .collect(),
-            values: ratings.entries.iter().map(|r| r.value).collect(),
-        };
+        let triples: Vec<(u32, u32, u8)> = ratings
+            .entries
+            .iter()
+            .map(|r| (r.user, r.item, level_index(&levels, r.value).expect("levels come from these ratings")))
+            .collect();
         let (n_users, n_items) = (ratings.users.len(), ratings.items.len());
-        let global_mean = (indexed.values.iter().map(|&v| v as f64).sum::<f64>() / indexed.values.len() as f64) as f32;
+        let global_mean =
+            (ratings.entries.iter().map(|r| r.value as f64).sum::<f64>() / ratings.entries.len() as f64) as f32;
         let sides = params.orientation.sides();
         let blended = sides.len() * params.replicas > 1;
 
         // With two RBMs, hold out a seeded fraction of the ratings to fit the blend on.
-        let mut held_out = vec![false; indexed.triples.len()];
+        let mut held_out = vec![false; triples.len()];
         if blended {
             let mut rng = rbm_core::stream_generator(params.seed, 0xb1e9d, 0);
             for h in held_out.iter_mut() {
                 *h = (rbm_core::uniform01(&mut rng) as f64) < params.blend_fraction;
             }
         }
-        let fit_triples: Vec<(u32, u32, u8)> =
-            indexed.triples.iter().zip(&held_out).filter(|(_, h)| !**h).map(|(t, _)| *t).collect();
-        let blend_targets: Vec<(u32, u32, f32)> = indexed
-            .triples
-            .iter()
-            .zip(&indexed.values)
-            .zip(&held_out)
-            .filter(|(_, h)| **h)
-            .map(|((t, &v), _)| (t.0, t.1, v))
-            .collect();
+        let fit_triples: Vec<(u32, u32, u8)> = if blended {
+            triples.iter().zip(&held_out).filter(|(_, h)| !**h).map(|(t, _)| *t).collect()
+        } else {
+            Vec::new()
+        };
+        let blend_targets: Vec<(u32, u32, f32)> =
+            triples.iter().zip(&held_out).filter(|(_, h)| **h).map(|(t, _)| (t.0, t.1, levels[t.2 as usize])).collect();
+        drop(held_out);
 
         let mut components = Vec::new();
         for &side in sides {
@@ -386,7 +381,8 @@ impl Recommender {
                 components.push(train_side(
                     side,
                     replica,
-                    &fit_triples,
+                    !(blended && params.refit),
+                    if blended { &fit_triples } else { &triples },
                     implicit,
                     &blend_targets,
                     &levels,
@@ -409,8 +405,8 @@ impl Recommender {
             blend: initial_blend,
             global_mean,
             // Ids with no rating (from an implicit file) get the global mean, so the file stays finite.
-            item_means: finite_or(mean_ratings(&indexed.triples, &model_levels, n_items, |t| t.1), global_mean),
-            user_means: finite_or(mean_ratings(&indexed.triples, &model_levels, n_users, |t| t.0), global_mean),
+            item_means: finite_or(mean_ratings(&triples, &model_levels, n_items, |t| t.1), global_mean),
+            user_means: finite_or(mean_ratings(&triples, &model_levels, n_users, |t| t.0), global_mean),
             params: params.clone(),
             implicit_source,
         };
@@ -422,12 +418,19 @@ impl Recommender {
             let (x, y): (Vec<Vec<f32>>, Vec<f32>) =
                 rows.into_iter().zip(&blend_targets).filter_map(|(row, t)| Some((row?, t.2))).unzip();
             model.blend = fit_blend(&x, &y);
+            drop(context);
+            drop(fit_triples);
             if params.refit {
-                for component in model.components.iter_mut() {
-                    *component = train_side(
-                        component.side,
-                        component.replica,
-                        &indexed.triples,
+                // Each old RBM is dropped before its replacement trains, to bound peak memory.
+                let old = std::mem::take(&mut model.components);
+                for component in old {
+                    let (side, replica) = (component.side, component.replica);
+                    drop(component);
+                    model.components.push(train_side(
+                        side,
+                        replica,
+                        true,
+                        &triples,
                         implicit,
                         &[],
                         &model.levels,
@@ -435,7 +438,7 @@ impl Recommender {
                         n_items,
                         params,
                         &mut on_epoch,
-                    )?;
+                    )?);
                 }
             }
         }
@@ -451,7 +454,7 @@ impl Recommender {
         for r in &ratings.entries {
             let level = level_index(&self.levels, r.value).ok_or_else(|| RecommendError::UnknownLevel {
                 path: ratings.path.clone(),
-                line: r.line,
+                line: r.line.into(),
                 value: r.value,
                 levels: self.levels.clone(),
             })?;
@@ -479,7 +482,7 @@ impl Recommender {
                     oriented(triples, component.side).into_iter().filter(|t| t.1 < known_inputs).collect();
                 let extra: Vec<(u32, u32)> =
                     oriented_pairs(implicit, component.side).into_iter().filter(|p| p.1 < known_inputs).collect();
-                let cases = Cases::new(n_cases, &observed, &extra);
+                let cases = Cases::new(n_cases, &observed, &extra, component.rbm.conditional.is_some());
                 let f = component.rbm.hidden;
                 let mut hidden = vec![0.0f32; n_cases * f];
                 hidden.par_chunks_mut(f).enumerate().for_each(|(c, out)| {
@@ -558,6 +561,7 @@ impl Recommender {
 fn train_side(
     side: Side,
     replica: usize,
+    kept: bool,
     triples: &[(u32, u32, u8)],
     implicit: &[(u32, u32)],
     targets: &[(u32, u32, f32)],
@@ -575,7 +579,7 @@ fn train_side(
         Side::User => (n_users, n_items),
         Side::Item => (n_items, n_users),
     };
-    let cases = Cases::new(n_cases, &oriented(triples, side), &oriented_pairs(implicit, side));
+    let cases = Cases::new(n_cases, &oriented(triples, side), &oriented_pairs(implicit, side), p.conditional);
     let mut sorted_targets: Vec<(u32, u32, f32)> = targets
         .iter()
         .map(|&(u, i, v)| match side {
@@ -591,7 +595,7 @@ fn train_side(
         levels.len(),
         p,
         (!sorted_targets.is_empty()).then_some(&validation),
-        |stats| on_epoch(&TrainingEpoch { side, stats: stats.clone() }),
+        |stats| on_epoch(&TrainingEpoch { side, replica, kept, stats: stats.clone() }),
     )
     .map_err(|epoch| RecommendError::Diverged { orientation: side.name(), epoch })?;
     Ok(Component { side, replica, rbm, epochs_trained: history.len() })

@@ -29,9 +29,10 @@ pub struct Cases {
 }
 
 impl Cases {
-    /// Groups `observed` `(case, input, level)` triples by case, keeping their order. The
-    /// conditioning set of each case is its observed inputs plus the `extra` `(case, input)` pairs.
-    pub fn new(n_cases: usize, observed: &[(u32, u32, u8)], extra: &[(u32, u32)]) -> Cases {
+    /// Groups `observed` `(case, input, level)` triples by case, keeping their order. With
+    /// `conditioning`, the conditioning set of each case is its observed inputs plus the `extra`
+    /// `(case, input)` pairs; without, it is left empty (a model without `D` never reads it).
+    pub fn new(n_cases: usize, observed: &[(u32, u32, u8)], extra: &[(u32, u32)], conditioning: bool) -> Cases {
         let offsets = prefix_counts(n_cases, observed.iter().map(|t| t.0));
         let mut next = offsets.clone();
         let mut inputs = vec![0; observed.len()];
@@ -41,6 +42,9 @@ impl Cases {
             inputs[*slot] = input;
             levels[*slot] = level;
             *slot += 1;
+        }
+        if !conditioning {
+            return Cases { offsets, inputs, levels, implicit_offsets: vec![0; n_cases + 1], implicit: Vec::new() };
         }
         let mut implicit_offsets = Vec::with_capacity(n_cases + 1);
         let mut implicit = Vec::with_capacity(observed.len() + extra.len());

@@ -110,7 +110,7 @@ fn long_chain_gradient_approaches_the_exact_gradient_and_unobserved_inputs_get_n
         (0..copies as u32).flat_map(|c| inputs.iter().zip(&levels).map(move |(&i, &l)| (c, i, l))).collect();
     // Input 3 is in the conditioning set r but has no value; input 1 is in neither.
     let extra: Vec<(u32, u32)> = (0..copies as u32).map(|c| (c, 3)).collect();
-    let cases = Cases::new(copies, &observed, &extra);
+    let cases = Cases::new(copies, &observed, &extra, true);
     let batch: Vec<u32> = (0..copies as u32).collect();
     let exact = exact_gradient(&rbm, &inputs, &levels, cases.implicit(0));
     let scale = |g: SoftmaxRbm| SoftmaxRbm {
