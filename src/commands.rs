@@ -303,7 +303,21 @@ pub fn sample(args: SampleArgs) -> Result<()> {
     Ok(())
 }
 
+/// The `format` field of a model file, read from its first few kilobytes (both model writers put
+/// it first), so `inspect` can tell a recommender from an RBM without parsing the file twice.
+fn sniff_format(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = vec![0u8; 4096];
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).ok()?;
+    let text = String::from_utf8_lossy(&head[..n]);
+    let rest = text[text.find("\"format\"")? + 8..].trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    Some(rest[..rest.find('"')?].to_owned())
+}
+
 pub fn inspect(args: InspectArgs) -> Result<()> {
+    if sniff_format(&args.model).as_deref() == Some(rbm_recommend::FORMAT_NAME) {
+        return crate::recommend::inspect(&args.model, args.json);
+    }
     let model = load_model(&args.model)?;
     let rbm = &model.rbm;
     let w = rbm.weights();

@@ -78,10 +78,11 @@ pub struct RecommendTrainArgs {
     /// RBMs per orientation, differing in seed; more than one are blended [default: 2].
     #[arg(long)]
     replicas: Option<usize>,
-    /// Conditional RBM: which items a user rated feeds the hidden units through a matrix D.
-    #[arg(long)]
-    conditional: bool,
-    /// With --conditional: more (user,item) pairs known to be rated or seen, added to r.
+    /// Conditional RBM: which items a user rated feeds the hidden units through a matrix D
+    /// [default: true; `--conditional false` for the plain RBM].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    conditional: Option<bool>,
+    /// Conditional RBM: more (user,item) pairs known to be rated or seen, added to r.
     #[arg(long)]
     implicit: Option<PathBuf>,
     /// Random seed.
@@ -226,8 +227,8 @@ fn read_implicit(path: Option<&Path>, ratings: &mut Ratings) -> Result<Vec<(u32,
 
 fn train(args: RecommendTrainArgs) -> Result<()> {
     set_threads(args.threads)?;
-    if args.implicit.is_some() && !args.conditional {
-        bail!("--implicit needs --conditional (only the conditional model reads which items were rated)");
+    if args.implicit.is_some() && args.conditional == Some(false) {
+        bail!("--implicit needs the conditional model (only it reads which items were rated)");
     }
     let mut ratings = ratings::read_ratings(&args.ratings, Fields::Ratings, IdMap::default(), IdMap::default())?;
     // New ids in the implicit file only matter to the conditioning; they are added to the maps
@@ -249,7 +250,7 @@ fn train(args: RecommendTrainArgs) -> Result<()> {
         p.learning_rate_decay = args.learning_rate_decay.unwrap_or(p.learning_rate_decay);
         p.momentum = args.momentum.unwrap_or(p.momentum);
         p.weight_decay = args.weight_decay.unwrap_or(p.weight_decay);
-        p.conditional = args.conditional;
+        p.conditional = args.conditional.unwrap_or(p.conditional);
     }
     params.check()?;
     let show = !args.quiet;
@@ -300,9 +301,8 @@ fn train(args: RecommendTrainArgs) -> Result<()> {
                 b.set_message(line);
                 b.inc(1);
             }
-            None if show && (e.stats.epoch % 5 == 0 || e.stats.epoch == params.side(e.side).epochs) => {
-                eprintln!("{line}")
-            }
+            // Off a terminal, one line per RBM, after its last epoch.
+            None if show && e.stats.epoch == params.side(e.side).epochs => eprintln!("{line}"),
             None => {}
         }
         epochs.push(e.clone());
@@ -444,5 +444,68 @@ fn synthesize(args: SynthesizeArgs) -> Result<()> {
     let mut bytes = Vec::new();
     rbm_recommend::synthetic::write_csv(&mut bytes, &triples)?;
     rbm_core::write_atomically(&args.output, &bytes)?;
+    Ok(())
+}
+
+/// `rbm inspect` for a recommender model file.
+pub fn inspect(path: &Path, as_json: bool) -> Result<()> {
+    let model = Recommender::load(path)?;
+    let components: Vec<serde_json::Value> = model
+        .components
+        .iter()
+        .map(|c| {
+            json!({
+                "orientation": c.side.name(),
+                "replica": c.replica,
+                "inputs": c.rbm.n_inputs,
+                "levels": c.rbm.levels,
+                "hidden": c.rbm.hidden,
+                "conditional": c.rbm.conditional.is_some(),
+                "epochs_trained": c.epochs_trained,
+            })
+        })
+        .collect();
+    let summary = json!({
+        "format": rbm_recommend::FORMAT_NAME,
+        "format_version": rbm_recommend::FORMAT_VERSION,
+        "orientation": model.params.orientation,
+        "levels": model.levels,
+        "users": model.users.len(),
+        "items": model.items.len(),
+        "components": components,
+        "blend": model.blend,
+        "global_mean": model.global_mean,
+        "implicit_source": model.implicit_source,
+        "params": model.params,
+    });
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    println!("recommender model: {}", path.display());
+    println!(
+        "ratings: levels {:?}, {} users, {} items, global mean {:.3}",
+        model.levels,
+        model.users.len(),
+        model.items.len(),
+        model.global_mean
+    );
+    for c in &model.components {
+        println!(
+            "{}-based RBM #{}: {} softmax inputs x {} levels, {} hidden{}, {} epochs",
+            c.side.name(),
+            c.replica + 1,
+            c.rbm.n_inputs,
+            c.rbm.levels,
+            c.rbm.hidden,
+            if c.rbm.conditional.is_some() { ", conditional (D)" } else { "" },
+            c.epochs_trained
+        );
+    }
+    println!("blend: intercept {:.4}, weights {:?}", model.blend.intercept, model.blend.weights);
+    if let Some(source) = &model.implicit_source {
+        println!("conditioning sets r: {source}");
+    }
+    println!("seed: {}", model.params.seed);
     Ok(())
 }

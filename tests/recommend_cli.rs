@@ -240,8 +240,22 @@ fn bad_input_is_refused_with_a_located_message() {
     write("many.csv", &many);
     fails(train_on("many.csv"), &["many.csv", "100 distinct values"]);
     fails(
-        rbm(d, &["recommend", "train", "--ratings", "train.csv", "--output", "m.json", "--implicit", "x.csv"]),
-        &["--implicit needs --conditional"],
+        rbm(
+            d,
+            &[
+                "recommend",
+                "train",
+                "--ratings",
+                "train.csv",
+                "--output",
+                "m.json",
+                "--conditional",
+                "false",
+                "--implicit",
+                "x.csv",
+            ],
+        ),
+        &["--implicit needs the conditional model"],
     );
     fails(
         rbm(d, &["recommend", "train", "--ratings", "train.csv", "--output", "m.json", "--hidden", "0"]),

@@ -104,7 +104,7 @@ impl RecommendParams {
             growing_steps: true,
             gradient_scale: GradientScale::Batch,
             reconstruction: Reconstruction::MeanField,
-            conditional: false,
+            conditional: true,
             seed: 0,
         };
         RecommendParams {
