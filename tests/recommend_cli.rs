@@ -239,45 +239,19 @@ fn bad_input_is_refused_with_a_located_message() {
     let many: String = (0..100).map(|i| format!("{i},1,{}.5\n", i)).collect();
     write("many.csv", &many);
     fails(train_on("many.csv"), &["many.csv", "100 distinct values"]);
+    let train_with = |extra: &[&str]| {
+        let mut args = vec!["recommend", "train", "--ratings", "train.csv", "--output", "m.json", "--quiet"];
+        args.extend_from_slice(extra);
+        rbm(d, &args)
+    };
+    fails(train_with(&["--conditional", "false", "--implicit", "x.csv"]), &["--implicit needs the conditional model"]);
+    fails(train_with(&["--hidden", "0"]), &["hidden"]);
     fails(
-        rbm(
-            d,
-            &[
-                "recommend",
-                "train",
-                "--ratings",
-                "train.csv",
-                "--output",
-                "m.json",
-                "--conditional",
-                "false",
-                "--implicit",
-                "x.csv",
-            ],
-        ),
-        &["--implicit needs the conditional model"],
-    );
-    fails(
-        rbm(d, &["recommend", "train", "--ratings", "train.csv", "--output", "m.json", "--hidden", "0"]),
-        &["hidden"],
-    );
-    fails(
-        rbm(
-            d,
-            &[
-                "recommend",
-                "train",
-                "--ratings",
-                "train.csv",
-                "--output",
-                "no/such/dir/m.json",
-                "--epochs",
-                "1",
-                "--quiet",
-            ],
-        ),
+        rbm(d, &["recommend", "train", "--ratings", "train.csv", "--output", "no/such/dir/m.json", "--epochs", "1"]),
         &["no/such/dir"],
     );
+    fails(train_with(&["--learning-rate=-1"]), &["invalid parameter learning-rate"]);
+    fails(train_with(&["--momentum", "1"]), &["invalid parameter momentum"]);
 
     ok(train(d, &[]));
     fails(

@@ -11,6 +11,7 @@
 use std::ops::ControlFlow;
 use std::time::Instant;
 
+use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -330,7 +331,7 @@ pub fn train(
         let steps = params.steps_at(epoch);
         let mut shuffle = stream_generator(params.seed, u64::MAX - epoch as u64, 0);
         for i in (1..order.len()).rev() {
-            let j = (shuffle_next(&mut shuffle) % (i as u64 + 1)) as usize;
+            let j = (shuffle.next_u64() % (i as u64 + 1)) as usize;
             order.swap(i, j);
         }
         let decay = 1.0 / (1.0 + params.learning_rate_decay * epoch as f32);
@@ -373,10 +374,6 @@ pub fn train(
         }
     }
     Ok((rbm, history))
-}
-
-fn shuffle_next(rng: &mut rand_xoshiro::Xoshiro256PlusPlus) -> u64 {
-    rand::Rng::next_u64(rng)
 }
 
 /// Learning rates in force for one epoch.
