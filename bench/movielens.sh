@@ -19,6 +19,10 @@ python3 - "$work" "$start" "$end" <<'PY'
 import json, sys
 work, start, end = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 rows = [json.load(open(f"{work}/u{k}.eval")) for k in range(1, 6)]
+for r in rows:  # ranking metrics are null when there is nothing to rank
+    for key in r:
+        if r[key] is None:
+            r[key] = float("nan")
 keys = ["rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k"]
 print("fold  " + "  ".join(f"{k:>14}" for k in keys))
 for k, r in enumerate(rows, 1):

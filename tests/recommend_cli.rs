@@ -99,6 +99,14 @@ fn train_eval_top_split_workflow() {
         assert!(!e[key].is_null(), "eval output lacks {key}: {e}");
     }
     assert_eq!(e["ratings"], 800);
+    assert!(e["precision_at_k"].as_f64().is_some(), "{e}");
+    let no_ranking = ok(rbm(
+        d,
+        &["recommend", "eval", "--model", "model.json", "--train", "train.csv", "--test", "test.csv", "--k", "0"],
+    ));
+    let e0: serde_json::Value = serde_json::from_str(no_ranking.stdout.trim()).unwrap();
+    assert!(e0["precision_at_k"].is_null() && e0["ndcg_at_k"].is_null(), "{e0}");
+    assert_eq!(e0["rmse"], e["rmse"]);
     // The synthetic ratings have structure a model must beat a constant on (their sd is about 1).
     assert!(e["rmse"].as_f64().unwrap() < 0.95, "{e}");
     let top = ok(rbm(

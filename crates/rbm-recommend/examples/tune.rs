@@ -42,7 +42,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let e = evaluate::evaluate(&model, &context, &test, 10, 4.0);
     println!(
         "rmse {:.4} mae {:.4} p@10 {:.4} ndcg@10 {:.4} train {seconds:.2}s blend {:?} {}",
-        e.rmse, e.mae, e.precision_at_k, e.ndcg_at_k, model.blend, overrides
+        e.rmse,
+        e.mae,
+        e.precision_at_k.unwrap_or(f64::NAN),
+        e.ndcg_at_k.unwrap_or(f64::NAN),
+        model.blend,
+        overrides
     );
     Ok(())
 }

@@ -16,12 +16,13 @@ pub struct Evaluation {
     pub rmse: f64,
     /// Mean absolute error.
     pub mae: f64,
-    /// Mean over ranking users of (relevant items in the top k) / k.
-    pub precision_at_k: f64,
+    /// Mean over ranking users of (relevant items in the top k) / k; `None` (JSON null) when
+    /// there is no ranking user or `k = 0`.
+    pub precision_at_k: Option<f64>,
     /// Mean over ranking users of (relevant items in the top k) / (relevant items).
-    pub recall_at_k: f64,
+    pub recall_at_k: Option<f64>,
     /// Mean over ranking users of the binary-relevance NDCG of the top k.
-    pub ndcg_at_k: f64,
+    pub ndcg_at_k: Option<f64>,
     /// The k of the ranking metrics.
     pub k: usize,
     /// Distinct users in the test ratings.
@@ -99,7 +100,9 @@ pub fn evaluate(
             })
             .collect()
     };
-    let mean = |f: fn(&(f64, f64, f64)) -> f64| ranking.iter().map(f).sum::<f64>() / ranking.len().max(1) as f64;
+    let mean = |f: fn(&(f64, f64, f64)) -> f64| {
+        (!ranking.is_empty()).then(|| ranking.iter().map(f).fold(0.0, |a, b| a + b) / ranking.len() as f64)
+    };
     Evaluation {
         rmse: (squared / n).sqrt(),
         mae: absolute / n,

@@ -67,7 +67,8 @@ fn every_orientation_learns_a_planted_two_group_taste() {
             let model = fit(&train, &params);
             let context = model.context(&train, &[]).unwrap();
             let e = evaluate::evaluate(&model, &context, &test, 5, 4.0);
-            println!("{orientation:?} conditional {conditional}: rmse {:.3} p@5 {:.3}", e.rmse, e.precision_at_k);
+            println!("{orientation:?} conditional {conditional}: rmse {:.3} p@5 {:?}", e.rmse, e.precision_at_k);
+            assert!(e.ranking_users > 0 && e.precision_at_k.is_some());
             assert!(e.rmse < 0.6, "{orientation:?} conditional {conditional}: RMSE {}", e.rmse);
             // Ranking: each user's top 5 unrated items all belong to the group it loves.
             for u in 0..20 {
