@@ -5,6 +5,35 @@
 //! visible unit per rated item, no unit at all for unrated items, binary hidden units, optional
 //! conditioning on which items were rated; the user-based model, the item-based one (Sedhain et
 //! al. 2015) and a blend of both. The mathematics is in `docs/recommend.md` of the repository.
+//!
+//! ```
+//! use std::path::Path;
+//! use rbm_recommend::ratings::{parse_ratings, Fields, IdMap};
+//! use rbm_recommend::{Orientation, RecommendParams, Recommender, Source};
+//!
+//! // Two tastes: even users love items a and b, odd users love c and d.
+//! let mut text = String::from("user,item,rating\n");
+//! for u in 0..40 {
+//!     for (i, item) in ["a", "b", "c", "d"].iter().enumerate() {
+//!         if (u + i) % 4 == 3 { continue; } // leave one item unrated per user
+//!         let loves = (u % 2 == 0) == (i < 2);
+//!         text += &format!("u{u},{item},{}\n", if loves { 5 } else { 1 });
+//!     }
+//! }
+//! let ratings = parse_ratings(&text, Path::new("ratings"), Fields::Ratings, IdMap::default(), IdMap::default())?;
+//! let mut params = RecommendParams::new(Orientation::User).with_seed(1);
+//! params.user.hidden = 8;
+//! params.user.batch_size = 4; // 40 users: ten updates per epoch
+//! params.replicas = 1;
+//! let model = Recommender::fit(&ratings, &[], None, &params, |_| std::ops::ControlFlow::Continue(()))?;
+//! // Predictions condition on the ratings given (here the training ratings themselves).
+//! let context = model.context(&ratings, &[])?;
+//! let (u0, d) = (ratings.users.get("u0").unwrap(), ratings.items.get("d").unwrap());
+//! let prediction = model.predict(&context, u0, d); // u0 (even) did not rate d, and dislikes it
+//! assert_eq!(prediction.source, Source::Model);
+//! assert!(prediction.value < 2.5, "{prediction:?}");
+//! # Ok::<(), rbm_recommend::RecommendError>(())
+//! ```
 #![deny(missing_docs)]
 
 mod error;
