@@ -194,6 +194,9 @@ pub struct SynthesizeArgs {
     /// Output CSV (`user,item,rating`).
     #[arg(long)]
     output: PathBuf,
+    /// Accepted for uniformity; synthesize prints nothing.
+    #[arg(long)]
+    quiet: bool,
 }
 
 /// Runs one `rbm recommend` subcommand.

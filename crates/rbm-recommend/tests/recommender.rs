@@ -184,3 +184,15 @@ fn splits_are_seeded_disjoint_and_exact() {
         assert_eq!(*h, if *t > 3 { 3 } else { 0 });
     }
 }
+
+#[test]
+fn divergent_training_is_an_error_naming_the_rbm_and_epoch() {
+    let (train_text, _) = two_groups();
+    let mut params = small_params(Orientation::Item);
+    params.item.learning_rate = 1e30;
+    params.item.bias_learning_rate = 1e30;
+    let error = Recommender::fit(&ratings_from(&train_text), &[], None, &params, |_| ControlFlow::Continue(()))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("item-based RBM diverged in epoch 1"), "{error}");
+}
