@@ -116,6 +116,10 @@ pub struct RecommendEvalArgs {
     /// A test rating at or above this is relevant for the ranking metrics.
     #[arg(long, default_value_t = 4.0)]
     relevance: f32,
+    /// Ranking: shrink each predicted rating towards the lowest level by this many times the mean
+    /// number of ratings per item, in pseudo-ratings (0: rank by predicted rating alone).
+    #[arg(long, default_value_t = rbm_recommend::DEFAULT_RANK_SHRINKAGE)]
+    rank_shrinkage: f32,
     /// More (user,item) pairs for the conditioning sets of a conditional model.
     #[arg(long)]
     implicit: Option<PathBuf>,
@@ -144,6 +148,10 @@ pub struct RecommendTopArgs {
     /// How many items.
     #[arg(long, default_value_t = 10)]
     count: usize,
+    /// Shrink each predicted rating towards the lowest level by this many times the mean number
+    /// of ratings per item, in pseudo-ratings, before ranking (0: rank by predicted rating).
+    #[arg(long, default_value_t = rbm_recommend::DEFAULT_RANK_SHRINKAGE)]
+    rank_shrinkage: f32,
     /// More (user,item) pairs for the conditioning sets of a conditional model.
     #[arg(long)]
     implicit: Option<PathBuf>,
@@ -345,7 +353,10 @@ fn eval(args: RecommendEvalArgs) -> Result<()> {
     let test = ratings::read_ratings(&args.test, Fields::Ratings, train.users.clone(), train.items.clone())?;
     let context = model.context(&train, &implicit)?;
     let start = Instant::now();
-    let evaluation = evaluate::evaluate(&model, &context, &test, args.k, args.relevance);
+    if !(args.rank_shrinkage.is_finite() && args.rank_shrinkage >= 0.0) {
+        bail!("--rank-shrinkage must be finite and >= 0 (got {})", args.rank_shrinkage);
+    }
+    let evaluation = evaluate::evaluate(&model, &context, &test, args.k, args.relevance, args.rank_shrinkage);
     if let Some(path) = &args.predictions {
         let mut out = String::from("user,item,rating,prediction,source\n");
         for r in &test.entries {
@@ -376,6 +387,9 @@ fn eval(args: RecommendEvalArgs) -> Result<()> {
 }
 
 fn top(args: RecommendTopArgs) -> Result<()> {
+    if !(args.rank_shrinkage.is_finite() && args.rank_shrinkage >= 0.0) {
+        bail!("--rank-shrinkage must be finite and >= 0 (got {})", args.rank_shrinkage);
+    }
     let model = Recommender::load(&args.model)?;
     let (ratings, implicit) = read_context_ratings(&model, &args.ratings, args.implicit.as_deref())?;
     let Some(user) = ratings.users.get(&args.user) else {
@@ -386,10 +400,18 @@ fn top(args: RecommendTopArgs) -> Result<()> {
         eprintln!("warning: user {:?} has no ratings of known items; recommending by item mean", args.user);
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    writeln!(out, "rank,item,predicted_rating,source")?;
-    for (rank, (item, p)) in model.top(&context, user, args.count).into_iter().enumerate() {
-        let source = serde_json::to_value(p.source)?;
-        writeln!(out, "{},{},{:.4},{}", rank + 1, model.items.id(item), p.value, source.as_str().unwrap_or(""))?;
+    writeln!(out, "rank,item,predicted_rating,score,source")?;
+    for (rank, r) in model.top(&context, user, args.count, args.rank_shrinkage).into_iter().enumerate() {
+        let source = serde_json::to_value(r.prediction.source)?;
+        writeln!(
+            out,
+            "{},{},{:.4},{:.4},{}",
+            rank + 1,
+            model.items.id(r.item),
+            r.prediction.value,
+            r.score,
+            source.as_str().unwrap_or("")
+        )?;
     }
     out.flush()?;
     Ok(())

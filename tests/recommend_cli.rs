@@ -114,7 +114,7 @@ fn train_eval_top_split_workflow() {
         &["recommend", "top", "--model", "model.json", "--ratings", "train.csv", "--user", "1", "--count", "5"],
     ));
     let rows: Vec<&str> = top.stdout.lines().collect();
-    assert_eq!(rows[0], "rank,item,predicted_rating,source");
+    assert_eq!(rows[0], "rank,item,predicted_rating,score,source");
     assert_eq!(rows.len(), 6);
     let train_text = std::fs::read_to_string(d.join("train.csv")).unwrap();
     for row in &rows[1..] {

@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds = start.elapsed().as_secs_f64();
     let test = read_ratings(Path::new(test), Fields::Ratings, ratings.users.clone(), ratings.items.clone())?;
     let context = model.context(&ratings, &[])?;
-    let e = evaluate::evaluate(&model, &context, &test, 10, 4.0);
+    let e = evaluate::evaluate(&model, &context, &test, 10, 4.0, rbm_recommend::DEFAULT_RANK_SHRINKAGE);
     println!(
         "rmse {:.4} mae {:.4} p@10 {:.4} ndcg@10 {:.4} train {seconds:.2}s blend {:?} {}",
         e.rmse,

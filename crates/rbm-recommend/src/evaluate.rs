@@ -33,6 +33,8 @@ pub struct Evaluation {
     pub ranking_users: usize,
     /// A test rating at or above this is relevant.
     pub relevance_threshold: f32,
+    /// The ranking's shrinkage (see `Recommender::top`).
+    pub rank_shrinkage: f32,
     /// Test ratings predicted by a fallback instead of the model, by kind.
     pub fallbacks: Fallbacks,
 }
@@ -50,13 +52,15 @@ pub struct Fallbacks {
 
 /// Scores `model` on `test`, whose ids share the context's maps. Ranking candidates for a user are
 /// the model's items the user did not rate in the context; relevant items are test items rated at
-/// least `relevance_threshold`; `k = 0` skips the ranking metrics.
+/// least `relevance_threshold`; `k = 0` skips the ranking metrics. Lists are ranked by
+/// [`Recommender::top`] with `rank_shrinkage`.
 pub fn evaluate(
     model: &Recommender,
     context: &Context,
     test: &Ratings,
     k: usize,
     relevance_threshold: f32,
+    rank_shrinkage: f32,
 ) -> Evaluation {
     let predictions: Vec<_> = test.entries.par_iter().map(|r| model.predict(context, r.user, r.item)).collect();
     let (mut squared, mut absolute) = (0.0f64, 0.0f64);
@@ -90,8 +94,8 @@ pub fn evaluate(
             .enumerate()
             .filter(|(_, items)| !items.is_empty())
             .map(|(user, items)| {
-                let top = model.top(context, user as u32, k);
-                let gains: Vec<bool> = top.iter().map(|(i, _)| items.contains(i)).collect();
+                let top = model.top(context, user as u32, k, rank_shrinkage);
+                let gains: Vec<bool> = top.iter().map(|r| items.contains(&r.item)).collect();
                 let hits = gains.iter().filter(|&&g| g).count() as f64;
                 let dcg: f64 =
                     gains.iter().enumerate().filter(|(_, g)| **g).map(|(r, _)| 1.0 / (r as f64 + 2.0).log2()).sum();
@@ -114,6 +118,7 @@ pub fn evaluate(
         ratings: test.entries.len(),
         ranking_users: ranking.len(),
         relevance_threshold,
+        rank_shrinkage,
         fallbacks,
     }
 }

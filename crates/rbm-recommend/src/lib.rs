@@ -48,6 +48,6 @@ pub mod synthetic;
 pub use error::{RecommendError, Result};
 pub use file::{FORMAT_NAME, FORMAT_VERSION};
 pub use recommender::{
-    Blend, Component, Context, MAX_LEVELS, Orientation, Prediction, RecommendParams, Recommender, Side, Source,
-    TrainingEpoch,
+    Blend, Component, Context, DEFAULT_RANK_SHRINKAGE, MAX_LEVELS, Orientation, Prediction, Ranked, RecommendParams,
+    Recommender, Side, Source, TrainingEpoch,
 };

@@ -494,11 +494,13 @@ impl Recommender {
             })
             .collect();
         let mut rated: Vec<Vec<u32>> = vec![Vec::new(); n_users];
+        let mut item_counts = vec![0u32; n_items];
         for &(u, i, _) in triples {
             rated[u as usize].push(i);
+            item_counts[i as usize] += 1;
         }
         rated.iter_mut().for_each(|r| r.sort_unstable());
-        Context { components: hidden, rated }
+        Context { components: hidden, rated, item_counts }
     }
 
     /// Each component's prediction for `(user, item)`, or `None` if some component cannot read
@@ -542,19 +544,53 @@ impl Recommender {
     }
 
     /// The `count` best items for `user` among the model's items the user has not rated in the
-    /// context, best first (ties broken by item index), with their predictions.
-    pub fn top(&self, context: &Context, user: u32, count: usize) -> Vec<(u32, Prediction)> {
+    /// context, best first (ties broken by item index), with their predictions and ranking scores.
+    ///
+    /// The ranking score shrinks each predicted rating towards the lowest level by `λ` pseudo-
+    /// ratings, `(n_i r̂ + λ r_min) / (n_i + λ)`, where `n_i` counts the item's ratings in the
+    /// context and `λ = shrinkage x` the mean count per item: an item must have evidence to rank
+    /// high. With `shrinkage = 0` the ranking is by predicted rating alone, which favours items
+    /// too rarely rated to be known (see docs/recommend.md for what each gives on MovieLens).
+    pub fn top(&self, context: &Context, user: u32, count: usize, shrinkage: f32) -> Vec<Ranked> {
         let rated = context.rated.get(user as usize).map_or(&[][..], Vec::as_slice);
-        let mut scored: Vec<(u32, Prediction)> = (0..self.items.len() as u32)
+        let known = self.items.len();
+        let total: u64 = context.item_counts.iter().take(known).map(|&c| c as u64).sum();
+        let pseudo = shrinkage * total as f32 / known.max(1) as f32;
+        let lowest = self.levels[0];
+        let mut scored: Vec<Ranked> = (0..known as u32)
             .into_par_iter()
             .filter(|i| rated.binary_search(i).is_err())
-            .map(|i| (i, self.predict(context, user, i)))
+            .map(|item| {
+                let prediction = self.predict(context, user, item);
+                let n = context.item_counts.get(item as usize).copied().unwrap_or(0) as f32;
+                let score = if pseudo > 0.0 {
+                    (n * prediction.value + pseudo * lowest) / (n + pseudo)
+                } else {
+                    prediction.value
+                };
+                Ranked { item, prediction, score }
+            })
             .collect();
-        scored.sort_by(|a, b| b.1.value.total_cmp(&a.1.value).then(a.0.cmp(&b.0)));
+        scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
         scored.truncate(count);
         scored
     }
 }
+
+/// One item of a top-N list.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ranked {
+    /// Item index.
+    pub item: u32,
+    /// The predicted rating.
+    pub prediction: Prediction,
+    /// What the list is sorted by (see [`Recommender::top`]).
+    pub score: f32,
+}
+
+/// The default `shrinkage` of [`Recommender::top`], chosen on the validation split of
+/// MovieLens-100K's u1.base (docs/recommend.md).
+pub const DEFAULT_RANK_SHRINKAGE: f32 = 4.0;
 
 /// Trains the RBM of one side on `triples`, reporting held-out RMSE on `targets` when given.
 #[allow(clippy::too_many_arguments)]
@@ -612,6 +648,7 @@ struct CaseHidden {
 pub struct Context {
     components: Vec<CaseHidden>,
     rated: Vec<Vec<u32>>,
+    item_counts: Vec<u32>,
 }
 
 impl Context {

@@ -66,16 +66,19 @@ fn every_orientation_learns_a_planted_two_group_taste() {
             params.item.conditional = conditional;
             let model = fit(&train, &params);
             let context = model.context(&train, &[]).unwrap();
-            let e = evaluate::evaluate(&model, &context, &test, 5, 4.0);
+            let e = evaluate::evaluate(&model, &context, &test, 5, 4.0, rbm_recommend::DEFAULT_RANK_SHRINKAGE);
             println!("{orientation:?} conditional {conditional}: rmse {:.3} p@5 {:?}", e.rmse, e.precision_at_k);
             assert!(e.ranking_users > 0 && e.precision_at_k.is_some());
             assert!(e.rmse < 0.6, "{orientation:?} conditional {conditional}: RMSE {}", e.rmse);
-            // Ranking: each user's top 5 unrated items all belong to the group it loves.
-            for u in 0..20 {
-                let user = train.users.get(&format!("u{u}")).unwrap();
-                for (item, _) in model.top(&context, user, 5) {
-                    let i: usize = train.items.id(item)[1..].parse().unwrap();
-                    assert_eq!(u % 2 == 0, i < 20, "{orientation:?}: user u{u} was recommended i{i}");
+            // Ranking, by predicted rating or shrunk: each user's top 5 unrated items all belong
+            // to the group it loves.
+            for shrinkage in [0.0, rbm_recommend::DEFAULT_RANK_SHRINKAGE] {
+                for u in 0..20 {
+                    let user = train.users.get(&format!("u{u}")).unwrap();
+                    for ranked in model.top(&context, user, 5, shrinkage) {
+                        let i: usize = train.items.id(ranked.item)[1..].parse().unwrap();
+                        assert_eq!(u % 2 == 0, i < 20, "{orientation:?}: user u{u} was recommended i{i}");
+                    }
                 }
             }
             assert_eq!(e.fallbacks.item_mean + e.fallbacks.user_mean + e.fallbacks.global_mean, 0);
@@ -131,9 +134,21 @@ fn predictions_fall_back_as_documented_for_unknown_users_and_items() {
     let context = user_model.context(&context_ratings, &[]).unwrap();
     assert_eq!(user_model.predict(&context, id(users, "newuser"), id(items, "i1")).source, Source::Model);
     // Top-N never recommends what the user rated, and is sorted.
-    let top = user_model.top(&context, id(users, "u0"), 100);
-    assert!(top.iter().all(|(i, _)| context.rated(id(users, "u0")).binary_search(i).is_err()));
-    assert!(top.windows(2).all(|w| w[0].1.value >= w[1].1.value));
+    let u0 = id(users, "u0");
+    let plain = user_model.top(&context, u0, 100, 0.0);
+    assert!(plain.iter().all(|r| context.rated(u0).binary_search(&r.item).is_err()));
+    assert!(plain.windows(2).all(|w| w[0].prediction.value >= w[1].prediction.value));
+    assert!(plain.iter().all(|r| r.score == r.prediction.value));
+    // Shrunk scores: (n r + λ r_min) / (n + λ), λ = shrinkage x mean ratings per model item.
+    let shrunk = user_model.top(&context, u0, 100, 2.0);
+    let counts = |item: u32| context_ratings.entries.iter().filter(|r| r.item == item).count() as f32;
+    let per_item = (0..user_model.items.len() as u32).map(counts).sum::<f32>() / user_model.items.len() as f32;
+    for r in &shrunk {
+        let (n, lambda) = (counts(r.item), 2.0 * per_item);
+        let want = (n * r.prediction.value + lambda * 1.0) / (n + lambda);
+        assert!((r.score - want).abs() < 1e-4, "{r:?} vs {want}");
+    }
+    assert!(shrunk.windows(2).all(|w| w[0].score >= w[1].score));
 }
 
 #[test]
