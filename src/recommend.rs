@@ -51,7 +51,7 @@ pub struct RecommendTrainArgs {
     /// Which RBMs to train.
     #[arg(long, value_enum, default_value = "both")]
     orientation: OrientationArg,
-    /// Hidden units of every RBM [default: 100 user-based, 200 item-based].
+    /// Hidden units of every RBM [default: 100 user-based, 300 item-based].
     #[arg(long)]
     hidden: Option<usize>,
     /// Epochs of every RBM [default: see docs/recommend.md].

@@ -81,6 +81,13 @@ fn train(d: &Path, extra: &[&str]) -> Run {
     rbm(d, &args)
 }
 
+/// `rbm recommend eval` of model.json conditioned on train.csv, with more flags.
+fn eval(d: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["recommend", "eval", "--model", "model.json", "--train", "train.csv"];
+    args.extend_from_slice(extra);
+    rbm(d, &args)
+}
+
 #[test]
 fn train_eval_top_split_workflow() {
     let dir = setup();
@@ -92,18 +99,14 @@ fn train_eval_top_split_workflow() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("report.json")).unwrap()).unwrap();
     assert!(report["train_seconds"].as_f64().unwrap() > 0.0);
-    let eval =
-        ok(rbm(d, &["recommend", "eval", "--model", "model.json", "--train", "train.csv", "--test", "test.csv"]));
-    let e: serde_json::Value = serde_json::from_str(eval.stdout.trim()).unwrap();
+    let run = ok(eval(d, &["--test", "test.csv"]));
+    let e: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
     for key in ["rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "users", "ratings", "conditioning"] {
         assert!(!e[key].is_null(), "eval output lacks {key}: {e}");
     }
     assert_eq!(e["ratings"], 800);
     assert!(e["precision_at_k"].as_f64().is_some(), "{e}");
-    let no_ranking = ok(rbm(
-        d,
-        &["recommend", "eval", "--model", "model.json", "--train", "train.csv", "--test", "test.csv", "--k", "0"],
-    ));
+    let no_ranking = ok(eval(d, &["--test", "test.csv", "--k", "0"]));
     let e0: serde_json::Value = serde_json::from_str(no_ranking.stdout.trim()).unwrap();
     assert!(e0["precision_at_k"].is_null() && e0["ndcg_at_k"].is_null(), "{e0}");
     assert_eq!(e0["rmse"], e["rmse"]);
@@ -140,22 +143,8 @@ fn train_eval_top_split_workflow() {
     ));
     std::fs::write(d.join("implicit.csv"), "user,item\n1,2\n1,3\n999,3\n").unwrap();
     ok(train(d, &["--orientation", "item", "--conditional", "--implicit", "implicit.csv"]));
-    let eval = ok(rbm(
-        d,
-        &[
-            "recommend",
-            "eval",
-            "--model",
-            "model.json",
-            "--train",
-            "train.csv",
-            "--test",
-            "test.csv",
-            "--implicit",
-            "implicit.csv",
-        ],
-    ));
-    assert!(eval.stdout.contains("plus pairs in implicit.csv"), "{}", eval.stdout);
+    let run = ok(eval(d, &["--test", "test.csv", "--implicit", "implicit.csv"]));
+    assert!(run.stdout.contains("plus pairs in implicit.csv"), "{}", run.stdout);
 }
 
 #[test]
@@ -179,21 +168,7 @@ fn test_ratings_never_move_a_prediction() {
         .collect();
     std::fs::write(d.join("flipped.csv"), flipped).unwrap();
     let predictions = |test: &str, out: &str| {
-        ok(rbm(
-            d,
-            &[
-                "recommend",
-                "eval",
-                "--model",
-                "model.json",
-                "--train",
-                "train.csv",
-                "--test",
-                test,
-                "--predictions",
-                out,
-            ],
-        ));
+        ok(eval(d, &["--test", test, "--predictions", out]));
         let text = std::fs::read_to_string(d.join(out)).unwrap();
         // user,item,rating,prediction,source: drop the rating column.
         text.lines()
