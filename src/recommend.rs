@@ -267,7 +267,7 @@ fn train(args: RecommendTrainArgs) -> Result<()> {
     let show = !args.quiet;
     if show {
         eprintln!(
-            "training {} RBM recommender: {} ratings, {} users, {} items, rating levels {:?}",
+            "training {} RBM recommender: {} ratings, {} users, {} items",
             match orientation {
                 Orientation::User => "user-based",
                 Orientation::Item => "item-based",
@@ -276,12 +276,6 @@ fn train(args: RecommendTrainArgs) -> Result<()> {
             ratings.entries.len(),
             ratings.users.len(),
             ratings.items.len(),
-            {
-                let mut l: Vec<f32> = ratings.entries.iter().map(|r| r.value).collect();
-                l.sort_by(f32::total_cmp);
-                l.dedup();
-                l
-            }
         );
     }
     let runs = if orientation == Orientation::Both || params.replicas > 1 { 2 } else { 1 };
