@@ -255,7 +255,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             VisibleKind::Bernoulli => Some(eval::pseudo_log_likelihood(&model.rbm, &prepared, features)?),
             VisibleKind::Gaussian => None,
         },
-        "pseudo_log_likelihood_method": pll_method,
+        // Null with the value: Gaussian units have no pseudo-likelihood here.
+        "pseudo_log_likelihood_method": (model.rbm.visible_kind() == VisibleKind::Bernoulli).then_some(pll_method),
     });
     if let Some(labels) = &chunk.labels {
         let positive: Vec<bool> = labels.iter().map(|l| is_positive(l, &args.positive_label)).collect();
