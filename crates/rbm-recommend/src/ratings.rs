@@ -155,10 +155,11 @@ pub fn parse_ratings(text: &str, path: &Path, fields: Fields, users: IdMap, item
     let mut ratings = Ratings { path: path.to_path_buf(), users, items, entries: Vec::new(), separator, header: false };
     let mut first = true;
     let mut add = |record: &[&str], line: u64| -> Result<()> {
-        let is_first = std::mem::replace(&mut first, false);
         if record.iter().all(|f| f.trim().is_empty()) {
             return Ok(());
         }
+        // Only the first non-blank line can be a header.
+        let is_first = std::mem::replace(&mut first, false);
         if is_first && looks_like_header(record, fields) {
             ratings.header = true;
             return Ok(());
@@ -286,12 +287,15 @@ mod tests {
             "\u{feff}u1,i1,5,881250949\nu2,i1,3,881250950\n",
             "u1\ti1\t5\t881250949\nu2\ti1\t3\t1\n",
             "u1::i1::5::978300760\nu2::i1::3::978300760\n",
+            "\nuser::item::rating\nu1::i1::5\nu2::i1::3\n",
         ] {
             let r = parse(text).unwrap();
             assert_eq!(r.entries.len(), 2, "{text:?}");
             assert_eq!((r.users.len(), r.items.len()), (2, 1));
             assert_eq!(r.entries[1].value, 3.0);
-            assert_eq!(r.entries[1].line, if r.header { 3 } else { 2 });
+            let second = text.lines().position(|l| l.starts_with("u2")).unwrap() as u32 + 1;
+            assert_eq!(r.entries[1].line, second, "{text:?}");
+            assert_eq!(r.header, text.contains("user"), "{text:?}");
         }
     }
 
