@@ -303,6 +303,9 @@ pub struct Validation<'a> {
 /// Trains a softmax RBM on `cases` with `n_inputs` inputs of `levels` levels. Returns the
 /// (one-based) epoch after which parameters stopped being finite if training diverges.
 ///
+/// Every input index in `cases` must be below `n_inputs` and every level below `levels`
+/// (`Recommender::fit` guarantees it; an index out of range panics).
+///
 /// Deterministic for a seed whatever the thread count: each case draws from its own stream
 /// (seed, epoch, case), and each input's update sums its cases in batch order.
 pub fn train(
