@@ -46,7 +46,7 @@ pub mod split;
 pub mod synthetic;
 
 pub use error::{RecommendError, Result};
-pub use file::{FORMAT_NAME, FORMAT_VERSION};
+pub use file::{FORMAT_NAME, FORMAT_VERSION, MAX_RECOMMENDER_FILE_BYTES};
 pub use recommender::{
     Blend, Component, Context, DEFAULT_RANK_SHRINKAGE, MAX_LEVELS, Orientation, Prediction, Ranked, RecommendParams,
     Recommender, Side, Source, TrainingEpoch,
