@@ -218,6 +218,13 @@ pub fn run(command: RecommendCommand) -> Result<()> {
     }
 }
 
+fn check_rank_shrinkage(shrinkage: f32) -> Result<()> {
+    if !(shrinkage.is_finite() && shrinkage >= 0.0) {
+        bail!("--rank-shrinkage must be finite and >= 0 (got {shrinkage})");
+    }
+    Ok(())
+}
+
 fn set_threads(threads: Option<usize>) -> Result<()> {
     if let Some(n) = threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("--threads")?;
@@ -347,9 +354,7 @@ fn eval(args: RecommendEvalArgs) -> Result<()> {
     let test = ratings::read_ratings(&args.test, Fields::Ratings, train.users.clone(), train.items.clone())?;
     let context = model.context(&train, &implicit)?;
     let start = Instant::now();
-    if !(args.rank_shrinkage.is_finite() && args.rank_shrinkage >= 0.0) {
-        bail!("--rank-shrinkage must be finite and >= 0 (got {})", args.rank_shrinkage);
-    }
+    check_rank_shrinkage(args.rank_shrinkage)?;
     let evaluation = evaluate::evaluate(&model, &context, &test, args.k, args.relevance, args.rank_shrinkage);
     if let Some(path) = &args.predictions {
         let mut out = String::from("user,item,rating,prediction,source\n");
@@ -381,9 +386,7 @@ fn eval(args: RecommendEvalArgs) -> Result<()> {
 }
 
 fn top(args: RecommendTopArgs) -> Result<()> {
-    if !(args.rank_shrinkage.is_finite() && args.rank_shrinkage >= 0.0) {
-        bail!("--rank-shrinkage must be finite and >= 0 (got {})", args.rank_shrinkage);
-    }
+    check_rank_shrinkage(args.rank_shrinkage)?;
     let model = Recommender::load(&args.model)?;
     let (ratings, implicit) = read_context_ratings(&model, &args.ratings, args.implicit.as_deref())?;
     let Some(user) = ratings.users.get(&args.user) else {

@@ -500,29 +500,34 @@ impl Recommender {
             item_counts[i as usize] += 1;
         }
         rated.iter_mut().for_each(|r| r.sort_unstable());
-        Context { components: hidden, rated, item_counts }
+        let known = self.items.len();
+        let total: u64 = item_counts.iter().take(known).map(|&c| c as u64).sum();
+        let ratings_per_item = total as f32 / known.max(1) as f32;
+        Context { components: hidden, rated, item_counts, ratings_per_item }
+    }
+
+    /// Component `c`'s prediction for `(user, item)`, or `None` if it cannot read the pair
+    /// (unknown input, or a case without usable ratings).
+    fn component_prediction(&self, context: &Context, c: usize, user: u32, item: u32) -> Option<f32> {
+        let (component, hidden) = (&self.components[c], &context.components[c]);
+        let (case, input, known) = match component.side {
+            Side::User => (user, item, self.items.len()),
+            Side::Item => (item, user, self.users.len()),
+        };
+        let f = component.rbm.hidden;
+        if input as usize >= known || !*hidden.has_ratings.get(case as usize)? {
+            return None;
+        }
+        let h = &hidden.hidden[case as usize * f..][..f];
+        // Levels are at most MAX_LEVELS: a stack buffer keeps prediction free of allocation.
+        let mut scratch = [0.0f32; MAX_LEVELS];
+        Some(softmax::expected_value(&component.rbm, h, input, &self.levels, &mut scratch[..self.levels.len()]))
     }
 
     /// Each component's prediction for `(user, item)`, or `None` if some component cannot read
-    /// the pair (unknown input or a case without usable ratings).
+    /// the pair.
     fn component_predictions(&self, context: &Context, user: u32, item: u32) -> Option<Vec<f32>> {
-        let mut scratch = vec![0.0f32; self.levels.len()];
-        self.components
-            .iter()
-            .zip(&context.components)
-            .map(|(component, hidden)| {
-                let (case, input, known) = match component.side {
-                    Side::User => (user, item, self.items.len()),
-                    Side::Item => (item, user, self.users.len()),
-                };
-                let f = component.rbm.hidden;
-                if input as usize >= known || !*hidden.has_ratings.get(case as usize)? {
-                    return None;
-                }
-                let h = &hidden.hidden[case as usize * f..][..f];
-                Some(softmax::expected_value(&component.rbm, h, input, &self.levels, &mut scratch))
-            })
-            .collect()
+        (0..self.components.len()).map(|c| self.component_prediction(context, c, user, item)).collect()
     }
 
     /// The predicted rating of `item` by `user` (indices in the context's id maps), with the
@@ -530,8 +535,14 @@ impl Recommender {
     /// rating if the user is known, else the global mean.
     pub fn predict(&self, context: &Context, user: u32, item: u32) -> Prediction {
         let (low, high) = (self.levels[0], *self.levels.last().unwrap());
-        if let Some(parts) = self.component_predictions(context, user, item) {
-            let value = self.blend.intercept + parts.iter().zip(&self.blend.weights).map(|(p, w)| p * w).sum::<f32>();
+        let weighted = self
+            .blend
+            .weights
+            .iter()
+            .enumerate()
+            .try_fold(0.0f32, |total, (c, w)| Some(total + self.component_prediction(context, c, user, item)? * w));
+        if let Some(weighted) = weighted {
+            let value = self.blend.intercept + weighted;
             return Prediction { value: value.clamp(low, high), source: Source::Model };
         }
         if (item as usize) < self.items.len() {
@@ -554,8 +565,7 @@ impl Recommender {
     pub fn top(&self, context: &Context, user: u32, count: usize, shrinkage: f32) -> Vec<Ranked> {
         let rated = context.rated.get(user as usize).map_or(&[][..], Vec::as_slice);
         let known = self.items.len();
-        let total: u64 = context.item_counts.iter().take(known).map(|&c| c as u64).sum();
-        let pseudo = shrinkage * total as f32 / known.max(1) as f32;
+        let pseudo = shrinkage * context.ratings_per_item;
         let lowest = self.levels[0];
         let mut scored: Vec<Ranked> = (0..known as u32)
             .into_par_iter()
@@ -649,6 +659,8 @@ pub struct Context {
     components: Vec<CaseHidden>,
     rated: Vec<Vec<u32>>,
     item_counts: Vec<u32>,
+    /// Mean number of conditioning ratings per item the model knows (the shrinkage's unit).
+    ratings_per_item: f32,
 }
 
 impl Context {

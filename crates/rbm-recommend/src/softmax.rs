@@ -165,6 +165,19 @@ impl SoftmaxRbm {
         softmax(&mut out[..kk]);
     }
 
+    /// A model of the same shape with every parameter zero (momentum buffers, gradients).
+    pub fn zeros_like(&self) -> SoftmaxRbm {
+        SoftmaxRbm {
+            weights: vec![0.0; self.weights.len()],
+            visible_bias: vec![0.0; self.visible_bias.len()],
+            hidden_bias: vec![0.0; self.hidden_bias.len()],
+            conditional: self.conditional.as_ref().map(|d| vec![0.0; d.len()]),
+            n_inputs: self.n_inputs,
+            levels: self.levels,
+            hidden: self.hidden,
+        }
+    }
+
     /// Whether every parameter is finite.
     pub fn is_finite(&self) -> bool {
         let all = |v: &[f32]| v.iter().all(|x| x.is_finite());
@@ -229,6 +242,17 @@ pub enum GradientScale {
     /// Divide each input's gradient by the number of cases in the batch that observe it, so
     /// rarely observed inputs are not diluted by the cases that say nothing about them.
     InputCount,
+}
+
+impl GradientScale {
+    /// What an input's summed gradient is divided by, for a batch of `batch_len` cases of which
+    /// `observing` observe the input.
+    fn divisor(self, batch_len: usize, observing: usize) -> f32 {
+        match self {
+            GradientScale::Batch => batch_len as f32,
+            GradientScale::InputCount => observing.max(1) as f32,
+        }
+    }
 }
 
 /// Hyper-parameters of one softmax RBM.
@@ -318,15 +342,10 @@ pub fn train(
 ) -> Result<(SoftmaxRbm, Vec<SoftmaxEpoch>), usize> {
     let f = params.hidden;
     let mut rbm = initialise(cases, n_inputs, levels, params);
-    let mut velocity = SoftmaxRbm {
-        weights: vec![0.0; rbm.weights.len()],
-        visible_bias: vec![0.0; rbm.visible_bias.len()],
-        hidden_bias: vec![0.0; f],
-        conditional: rbm.conditional.as_ref().map(|d| vec![0.0; d.len()]),
-        ..rbm.clone()
-    };
+    let mut velocity = rbm.zeros_like();
     let mut order: Vec<u32> = (0..cases.len() as u32).collect();
     let mut history = Vec::with_capacity(params.epochs);
+    let mut phases = Phases::default();
     let mut touch = Touches::default();
     let mut implicit_touch = Touches::default();
     for epoch in 0..params.epochs {
@@ -345,7 +364,7 @@ pub fn train(
             weight_decay: params.weight_decay,
         };
         for batch in order.chunks(params.batch_size) {
-            let phases = Phases::run(&rbm, cases, batch, steps, params.reconstruction, params.seed, epoch as u64);
+            phases.run(&rbm, cases, batch, steps, params.reconstruction, params.seed, epoch as u64);
             touch.build(n_inputs, batch.iter().map(|&c| cases.observed(c as usize).0));
             update_inputs(&mut rbm, &mut velocity, cases, batch, &phases, &touch, params.gradient_scale, &rates);
             if rbm.conditional.is_some() {
@@ -354,7 +373,7 @@ pub fn train(
             }
             // Hidden biases: one short vector, summed over the batch in order.
             for j in 0..f {
-                let g: f32 = (0..batch.len()).map(|b| phases.positive[b * f + j] - phases.negative[b * f + j]).sum();
+                let g = phases.hidden_bias_gradient(j, f);
                 let v = &mut velocity.hidden_bias[j];
                 *v = rates.momentum * *v + rates.biases * g / batch.len() as f32;
                 rbm.hidden_bias[j] += *v;
@@ -421,6 +440,7 @@ fn initialise(cases: &Cases, n_inputs: usize, levels: usize, params: &SoftmaxPar
 }
 
 /// The statistics of one mini-batch's positive and negative phases.
+#[derive(Default)]
 struct Phases {
     /// `p(h | data)`, `batch x F`.
     positive: Vec<f32>,
@@ -433,7 +453,15 @@ struct Phases {
 }
 
 impl Phases {
+    /// `Σ_cases (p⁺(h_j) - p⁻(h_j))` over the batch, in batch order.
+    fn hidden_bias_gradient(&self, j: usize, f: usize) -> f32 {
+        self.positive.iter().skip(j).step_by(f).zip(self.negative.iter().skip(j).step_by(f)).map(|(p, n)| p - n).sum()
+    }
+
+    /// Runs the positive and negative phases of `batch`, reusing this value's buffers.
+    #[allow(clippy::too_many_arguments)]
     fn run(
+        &mut self,
         rbm: &SoftmaxRbm,
         cases: &Cases,
         batch: &[u32],
@@ -441,40 +469,57 @@ impl Phases {
         kind: Reconstruction,
         seed: u64,
         epoch: u64,
-    ) -> Phases {
+    ) {
         let (f, kk) = (rbm.hidden, rbm.levels);
-        let mut starts = Vec::with_capacity(batch.len() + 1);
-        starts.push(0);
+        self.starts.clear();
+        self.starts.push(0);
         for &c in batch {
-            starts.push(starts.last().unwrap() + cases.observed(c as usize).0.len());
+            self.starts.push(self.starts.last().unwrap() + cases.observed(c as usize).0.len());
         }
-        let mut phases = Phases {
-            positive: vec![0.0; batch.len() * f],
-            negative: vec![0.0; batch.len() * f],
-            reconstruction: vec![0.0; starts[batch.len()] * kk],
-            starts,
-        };
+        // Every element below is overwritten by `gibbs_case`, so stale values never leak through.
+        self.positive.resize(batch.len() * f, 0.0);
+        self.negative.resize(batch.len() * f, 0.0);
+        self.reconstruction.resize(self.starts[batch.len()] * kk, 0.0);
         let mut slices = Vec::with_capacity(batch.len());
-        let mut rest = phases.reconstruction.as_mut_slice();
+        let mut rest = self.reconstruction.as_mut_slice();
         for b in 0..batch.len() {
-            let (head, tail) = rest.split_at_mut((phases.starts[b + 1] - phases.starts[b]) * kk);
+            let (head, tail) = rest.split_at_mut((self.starts[b + 1] - self.starts[b]) * kk);
             slices.push(head);
             rest = tail;
         }
-        phases
-            .positive
+        self.positive
             .par_chunks_mut(f)
-            .zip(phases.negative.par_chunks_mut(f))
+            .zip(self.negative.par_chunks_mut(f))
             .zip(slices.into_par_iter())
             .zip(batch.par_iter())
-            .for_each(|(((positive, negative), reconstruction), &c)| {
-                let (inputs, levels) = cases.observed(c as usize);
-                let implicit = cases.implicit(c as usize);
-                let mut rng = stream_generator(seed, epoch, c as u64);
-                gibbs_case(rbm, inputs, levels, implicit, steps, kind, &mut rng, positive, negative, reconstruction);
-            });
-        phases
+            .for_each_init(
+                || (vec![0.0f32; f], Vec::new()),
+                |(hidden, sampled), (((positive, negative), reconstruction), &c)| {
+                    let (inputs, levels) = cases.observed(c as usize);
+                    let implicit = cases.implicit(c as usize);
+                    let mut rng = stream_generator(seed, epoch, c as u64);
+                    sampled.resize(inputs.len(), 0);
+                    let scratch = GibbsScratch { hidden, sampled };
+                    let out = PhaseRows { positive, negative, reconstruction };
+                    gibbs_case(rbm, inputs, levels, implicit, steps, kind, &mut rng, scratch, out);
+                },
+            );
     }
+}
+
+/// Per-worker buffers of `gibbs_case` (fully overwritten for each case).
+struct GibbsScratch<'a> {
+    /// Sampled hidden states, `F`.
+    hidden: &'a mut [f32],
+    /// Sampled levels of the case's observed inputs.
+    sampled: &'a mut [u8],
+}
+
+/// One case's rows of [`Phases`].
+struct PhaseRows<'a> {
+    positive: &'a mut [f32],
+    negative: &'a mut [f32],
+    reconstruction: &'a mut [f32],
 }
 
 /// CD-`steps` for one case: the positive hidden probabilities, then `steps` alternations ending,
@@ -489,17 +534,19 @@ fn gibbs_case(
     steps: usize,
     reconstruction_kind: Reconstruction,
     rng: &mut rand_xoshiro::Xoshiro256PlusPlus,
-    positive: &mut [f32],
-    negative: &mut [f32],
-    reconstruction: &mut [f32],
+    scratch: GibbsScratch,
+    out: PhaseRows,
 ) {
     let (f, kk) = (rbm.hidden, rbm.levels);
+    let GibbsScratch { hidden, sampled } = scratch;
+    let PhaseRows { positive, negative, reconstruction } = out;
     rbm.hidden_probabilities(inputs, levels, implicit, positive);
-    let mut hidden: Vec<f32> = positive.iter().map(|&p| if uniform01(rng) < p { 1.0 } else { 0.0 }).collect();
-    let mut sampled = vec![0u8; inputs.len()];
+    for (h, &p) in hidden.iter_mut().zip(positive.iter()) {
+        *h = if uniform01(rng) < p { 1.0 } else { 0.0 };
+    }
     for step in 0..steps {
         for (t, &i) in inputs.iter().enumerate() {
-            rbm.level_probabilities(i, &hidden, &mut reconstruction[t * kk..][..kk]);
+            rbm.level_probabilities(i, hidden, &mut reconstruction[t * kk..][..kk]);
         }
         if step + 1 == steps && reconstruction_kind == Reconstruction::MeanField {
             break;
@@ -517,7 +564,7 @@ fn gibbs_case(
                 }
             }
         }
-        rbm.hidden_probabilities(inputs, &sampled, implicit, negative);
+        rbm.hidden_probabilities(inputs, sampled, implicit, negative);
         if step + 1 == steps {
             // Sampled reconstruction: the statistics of the sampled levels, one-hot.
             for (t, &l) in sampled.iter().enumerate() {
@@ -635,18 +682,14 @@ pub fn batch_gradient(
     stream: u64,
 ) -> SoftmaxRbm {
     let (f, kk) = (rbm.hidden, rbm.levels);
-    let phases = Phases::run(rbm, cases, batch, steps.max(1), reconstruction, seed, stream);
+    let mut phases = Phases::default();
+    phases.run(rbm, cases, batch, steps.max(1), reconstruction, seed, stream);
     let mut touch = Touches::default();
     touch.build(rbm.n_inputs, batch.iter().map(|&c| cases.observed(c as usize).0));
-    let mut gradient = SoftmaxRbm {
-        weights: vec![0.0; rbm.weights.len()],
-        visible_bias: vec![0.0; rbm.visible_bias.len()],
-        hidden_bias: (0..f)
-            .map(|j| (0..batch.len()).map(|b| phases.positive[b * f + j] - phases.negative[b * f + j]).sum())
-            .collect(),
-        conditional: None,
-        ..rbm.clone()
-    };
+    let mut gradient = SoftmaxRbm { conditional: None, ..rbm.zeros_like() };
+    for (j, g) in gradient.hidden_bias.iter_mut().enumerate() {
+        *g = phases.hidden_bias_gradient(j, f);
+    }
     for i in 0..rbm.n_inputs {
         let gw = &mut gradient.weights[i * kk * f..][..kk * f];
         let gb = &mut gradient.visible_bias[i * kk..][..kk];
@@ -688,10 +731,7 @@ fn update_inputs(
                 let entries = touch.of(i);
                 let (gw, gb) = gradient.split_at_mut(kk * f);
                 input_gradient(entries, cases, batch, phases, gw, gb);
-                let n = match scale {
-                    GradientScale::Batch => batch.len(),
-                    GradientScale::InputCount => entries.len().max(1),
-                } as f32;
+                let n = scale.divisor(batch.len(), entries.len());
                 for ((w, v), g) in w.iter_mut().zip(vw.iter_mut()).zip(gw.iter()) {
                     *v = rates.momentum * *v + rates.weights * (g / n - rates.weight_decay * *w);
                     *w += *v;
@@ -721,10 +761,7 @@ fn update_conditional(
         |gradient, (i, (d, vd))| {
             let entries = touch.of(i);
             conditional_gradient(entries, phases, gradient);
-            let n = match params.gradient_scale {
-                GradientScale::Batch => batch_len,
-                GradientScale::InputCount => entries.len().max(1),
-            } as f32;
+            let n = params.gradient_scale.divisor(batch_len, entries.len());
             for ((d, v), g) in d.iter_mut().zip(vd.iter_mut()).zip(gradient.iter()) {
                 *v = rates.momentum * *v + rates.weights * (g / n - rates.weight_decay * *d);
                 *d += *v;

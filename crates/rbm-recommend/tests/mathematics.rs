@@ -70,13 +70,7 @@ fn exact_gradient(rbm: &SoftmaxRbm, inputs: &[u32], levels: &[u8], implicit: &[u
     let z: f64 = scored.iter().map(|s| (s.0 - max).exp()).sum();
     let data: Vec<usize> = levels.iter().map(|&l| l as usize).collect();
     let (_, data_hidden) = score(&data);
-    let mut g = SoftmaxRbm {
-        weights: vec![0.0; rbm.weights.len()],
-        visible_bias: vec![0.0; rbm.visible_bias.len()],
-        hidden_bias: vec![0.0; f],
-        conditional: rbm.conditional.as_ref().map(|d| vec![0.0; d.len()]),
-        ..rbm.clone()
-    };
+    let mut g = rbm.zeros_like();
     let mut add = |assignment: &[usize], hidden: &[f64], weight: f64| {
         for (&i, &k) in inputs.iter().zip(assignment) {
             g.visible_bias[i as usize * kk + k] += weight as f32;
