@@ -375,13 +375,18 @@ impl Recommender {
             triples.iter().zip(&held_out).filter(|(_, h)| **h).map(|(t, _)| (t.0, t.1, levels[t.2 as usize])).collect();
         drop(held_out);
 
+        // With a blend, each RBM trained on the fit part predicts the held-out ratings. When every
+        // RBM is to be trained again on all the ratings (`refit`), it is dropped right after, so
+        // at most one large RBM is in memory at a time.
+        let keep_first_fit = !(blended && params.refit);
         let mut components = Vec::new();
+        let mut held_out_predictions: Vec<Vec<Option<f32>>> = Vec::new();
         for &side in sides {
             for replica in 0..params.replicas {
-                components.push(train_side(
+                let component = train_side(
                     side,
                     replica,
-                    !(blended && params.refit),
+                    keep_first_fit,
                     if blended { &fit_triples } else { &triples },
                     implicit,
                     &blend_targets,
@@ -390,58 +395,63 @@ impl Recommender {
                     n_items,
                     params,
                     &mut on_epoch,
-                )?);
+                )?;
+                if blended {
+                    let ids = (n_users, n_items);
+                    let hidden = CaseHidden::new(&component, &fit_triples, implicit, ids, ids);
+                    let predict = |&(u, i, _): &(u32, u32, f32)| hidden.predict(&component, &levels, ids, u, i);
+                    held_out_predictions.push(blend_targets.iter().map(predict).collect());
+                }
+                components.push(if keep_first_fit { Ok(component) } else { Err((side, replica)) });
             }
         }
-        let model_levels = levels.clone();
-        // Equal weights until the blend is fit (a single component keeps weight 1).
-        let equal = 1.0 / components.len() as f32;
-        let initial_blend = Blend { intercept: 0.0, weights: vec![equal; components.len()] };
-        let mut model = Recommender {
+        let blend = if blended {
+            // Rows where every RBM could predict; blend weights by least squares.
+            let (x, y): (Vec<Vec<f32>>, Vec<f32>) = blend_targets
+                .iter()
+                .enumerate()
+                .filter_map(|(t, target)| {
+                    let row: Option<Vec<f32>> = held_out_predictions.iter().map(|p| p[t]).collect();
+                    Some((row?, target.2))
+                })
+                .unzip();
+            fit_blend(&x, &y)
+        } else {
+            Blend { intercept: 0.0, weights: vec![1.0] }
+        };
+        drop(held_out_predictions);
+        drop(fit_triples);
+        let components = components
+            .into_iter()
+            .map(|c| match c {
+                Ok(component) => Ok(component),
+                Err((side, replica)) => train_side(
+                    side,
+                    replica,
+                    true,
+                    &triples,
+                    implicit,
+                    &[],
+                    &levels,
+                    n_users,
+                    n_items,
+                    params,
+                    &mut on_epoch,
+                ),
+            })
+            .collect::<Result<Vec<Component>>>()?;
+        let model = Recommender {
+            item_means: finite_or(mean_ratings(&triples, &levels, n_items, |t| t.1), global_mean),
+            user_means: finite_or(mean_ratings(&triples, &levels, n_users, |t| t.0), global_mean),
             levels,
             users: ratings.users.clone(),
             items: ratings.items.clone(),
             components,
-            blend: initial_blend,
+            blend,
             global_mean,
-            // Ids with no rating (from an implicit file) get the global mean, so the file stays finite.
-            item_means: finite_or(mean_ratings(&triples, &model_levels, n_items, |t| t.1), global_mean),
-            user_means: finite_or(mean_ratings(&triples, &model_levels, n_users, |t| t.0), global_mean),
             params: params.clone(),
             implicit_source,
         };
-        if blended {
-            // Blend weights from the held-out ratings, predicted from the fit part only.
-            let context = model.context_from_triples(&fit_triples, implicit, n_users, n_items);
-            let rows: Vec<Option<Vec<f32>>> =
-                blend_targets.iter().map(|&(u, i, _)| model.component_predictions(&context, u, i)).collect();
-            let (x, y): (Vec<Vec<f32>>, Vec<f32>) =
-                rows.into_iter().zip(&blend_targets).filter_map(|(row, t)| Some((row?, t.2))).unzip();
-            model.blend = fit_blend(&x, &y);
-            drop(context);
-            drop(fit_triples);
-            if params.refit {
-                // Each old RBM is dropped before its replacement trains, to bound peak memory.
-                let old = std::mem::take(&mut model.components);
-                for component in old {
-                    let (side, replica) = (component.side, component.replica);
-                    drop(component);
-                    model.components.push(train_side(
-                        side,
-                        replica,
-                        true,
-                        &triples,
-                        implicit,
-                        &[],
-                        &model.levels,
-                        n_users,
-                        n_items,
-                        params,
-                        &mut on_epoch,
-                    )?);
-                }
-            }
-        }
         Ok(model)
     }
 
@@ -470,29 +480,9 @@ impl Recommender {
         n_users: usize,
         n_items: usize,
     ) -> Context {
-        let hidden = self
-            .components
-            .iter()
-            .map(|component| {
-                let (n_cases, known_inputs) = match component.side {
-                    Side::User => (n_users, self.items.len() as u32),
-                    Side::Item => (n_items, self.users.len() as u32),
-                };
-                let observed: Vec<(u32, u32, u8)> =
-                    oriented(triples, component.side).into_iter().filter(|t| t.1 < known_inputs).collect();
-                let extra: Vec<(u32, u32)> =
-                    oriented_pairs(implicit, component.side).into_iter().filter(|p| p.1 < known_inputs).collect();
-                let cases = Cases::new(n_cases, &observed, &extra, component.rbm.conditional.is_some());
-                let f = component.rbm.hidden;
-                let mut hidden = vec![0.0f32; n_cases * f];
-                hidden.par_chunks_mut(f).enumerate().for_each(|(c, out)| {
-                    let (inputs, levels) = cases.observed(c);
-                    component.rbm.hidden_probabilities(inputs, levels, cases.implicit(c), out);
-                });
-                let has_ratings = (0..n_cases).map(|c| !cases.observed(c).0.is_empty()).collect();
-                CaseHidden { hidden, has_ratings }
-            })
-            .collect();
+        let known = (self.users.len(), self.items.len());
+        let hidden =
+            self.components.iter().map(|c| CaseHidden::new(c, triples, implicit, (n_users, n_items), known)).collect();
         let mut rated: Vec<Vec<u32>> = vec![Vec::new(); n_users];
         let mut item_counts = vec![0u32; n_items];
         for &(u, i, _) in triples {
@@ -509,25 +499,8 @@ impl Recommender {
     /// Component `c`'s prediction for `(user, item)`, or `None` if it cannot read the pair
     /// (unknown input, or a case without usable ratings).
     fn component_prediction(&self, context: &Context, c: usize, user: u32, item: u32) -> Option<f32> {
-        let (component, hidden) = (&self.components[c], &context.components[c]);
-        let (case, input, known) = match component.side {
-            Side::User => (user, item, self.items.len()),
-            Side::Item => (item, user, self.users.len()),
-        };
-        let f = component.rbm.hidden;
-        if input as usize >= known || !*hidden.has_ratings.get(case as usize)? {
-            return None;
-        }
-        let h = &hidden.hidden[case as usize * f..][..f];
-        // Levels are at most MAX_LEVELS: a stack buffer keeps prediction free of allocation.
-        let mut scratch = [0.0f32; MAX_LEVELS];
-        Some(softmax::expected_value(&component.rbm, h, input, &self.levels, &mut scratch[..self.levels.len()]))
-    }
-
-    /// Each component's prediction for `(user, item)`, or `None` if some component cannot read
-    /// the pair.
-    fn component_predictions(&self, context: &Context, user: u32, item: u32) -> Option<Vec<f32>> {
-        (0..self.components.len()).map(|c| self.component_prediction(context, c, user, item)).collect()
+        let known = (self.users.len(), self.items.len());
+        context.components[c].predict(&self.components[c], &self.levels, known, user, item)
     }
 
     /// The predicted rating of `item` by `user` (indices in the context's id maps), with the
@@ -651,6 +624,61 @@ fn train_side(
 struct CaseHidden {
     hidden: Vec<f32>,
     has_ratings: Vec<bool>,
+}
+
+impl CaseHidden {
+    /// `p̂(h)` of every case of `component` from conditioning `triples` (user, item, level) over
+    /// `(n_users, n_items)` ids, of which the model knows the first `known = (users, items)`:
+    /// ratings of unknown inputs are left out, as they have no weights.
+    fn new(
+        component: &Component,
+        triples: &[(u32, u32, u8)],
+        implicit: &[(u32, u32)],
+        (n_users, n_items): (usize, usize),
+        (known_users, known_items): (usize, usize),
+    ) -> CaseHidden {
+        let (n_cases, known_inputs) = match component.side {
+            Side::User => (n_users, known_items as u32),
+            Side::Item => (n_items, known_users as u32),
+        };
+        let observed: Vec<(u32, u32, u8)> =
+            oriented(triples, component.side).into_iter().filter(|t| t.1 < known_inputs).collect();
+        let extra: Vec<(u32, u32)> =
+            oriented_pairs(implicit, component.side).into_iter().filter(|p| p.1 < known_inputs).collect();
+        let cases = Cases::new(n_cases, &observed, &extra, component.rbm.conditional.is_some());
+        let f = component.rbm.hidden;
+        let mut hidden = vec![0.0f32; n_cases * f];
+        hidden.par_chunks_mut(f).enumerate().for_each(|(c, out)| {
+            let (inputs, levels) = cases.observed(c);
+            component.rbm.hidden_probabilities(inputs, levels, cases.implicit(c), out);
+        });
+        let has_ratings = (0..n_cases).map(|c| !cases.observed(c).0.is_empty()).collect();
+        CaseHidden { hidden, has_ratings }
+    }
+
+    /// `component`'s expected rating of `item` by `user`, or `None` if it cannot read the pair
+    /// (an input unknown to the model, or a case without usable ratings).
+    fn predict(
+        &self,
+        component: &Component,
+        levels: &[f32],
+        (known_users, known_items): (usize, usize),
+        user: u32,
+        item: u32,
+    ) -> Option<f32> {
+        let (case, input, known) = match component.side {
+            Side::User => (user, item, known_items),
+            Side::Item => (item, user, known_users),
+        };
+        let f = component.rbm.hidden;
+        if input as usize >= known || !*self.has_ratings.get(case as usize)? {
+            return None;
+        }
+        let h = &self.hidden[case as usize * f..][..f];
+        // Levels are at most MAX_LEVELS: a stack buffer keeps prediction free of allocation.
+        let mut scratch = [0.0f32; MAX_LEVELS];
+        Some(softmax::expected_value(&component.rbm, h, input, levels, &mut scratch[..levels.len()]))
+    }
 }
 
 /// What predictions condition on: every case's mean-field hidden probabilities and each user's
