@@ -298,7 +298,7 @@ fn train(args: RecommendTrainArgs) -> Result<()> {
     let mut epochs = Vec::new();
     let start = Instant::now();
     let implicit_source = args.implicit.as_ref().map(|p| format!("training ratings + {}", p.display()));
-    let model = Recommender::fit(&ratings, &implicit, implicit_source, &params, |e| {
+    let model = Recommender::fit(ratings, &implicit, implicit_source, &params, |e| {
         let validation = e.stats.validation_rmse.map(|r| format!(", held-out RMSE {r:.4}")).unwrap_or_default();
         let stage = if e.kept { "" } else { "before blend: " };
         let line = format!(

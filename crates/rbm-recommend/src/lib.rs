@@ -25,7 +25,7 @@
 //! params.user.hidden = 8;
 //! params.user.batch_size = 4; // 40 users: ten updates per epoch
 //! params.replicas = 1;
-//! let model = Recommender::fit(&ratings, &[], None, &params, |_| std::ops::ControlFlow::Continue(()))?;
+//! let model = Recommender::fit(ratings.clone(), &[], None, &params, |_| std::ops::ControlFlow::Continue(()))?;
 //! // Predictions condition on the ratings given (here the training ratings themselves).
 //! let context = model.context(&ratings, &[])?;
 //! let (u0, d) = (ratings.users.get("u0").unwrap(), ratings.items.get("d").unwrap());

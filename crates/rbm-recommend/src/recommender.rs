@@ -338,15 +338,18 @@ pub struct TrainingEpoch {
 impl Recommender {
     /// Trains on `ratings`, with `implicit` `(user, item)` pairs (same id maps as `ratings`) added to
     /// the conditioning sets of conditional models. `on_epoch` sees each epoch of each RBM.
+    ///
+    /// `ratings` is taken by value: its entries are released once converted, which matters on
+    /// large data (160 MB of the peak at 10 million ratings), and its id maps become the model's.
     pub fn fit(
-        ratings: &Ratings,
+        ratings: Ratings,
         implicit: &[(u32, u32)],
         implicit_source: Option<String>,
         params: &RecommendParams,
         mut on_epoch: impl FnMut(&TrainingEpoch) -> ControlFlow<()>,
     ) -> Result<Recommender> {
         params.check()?;
-        let levels = rating_levels(ratings)?;
+        let levels = rating_levels(&ratings)?;
         let triples: Vec<(u32, u32, u8)> = ratings
             .entries
             .iter()
@@ -355,6 +358,8 @@ impl Recommender {
         let (n_users, n_items) = (ratings.users.len(), ratings.items.len());
         let global_mean =
             (ratings.entries.iter().map(|r| r.value as f64).sum::<f64>() / ratings.entries.len() as f64) as f32;
+        let Ratings { users, items, entries, .. } = ratings;
+        drop(entries);
         let sides = params.orientation.sides();
         let blended = sides.len() * params.replicas > 1;
 
@@ -444,8 +449,8 @@ impl Recommender {
             item_means: finite_or(mean_ratings(&triples, &levels, n_items, |t| t.1), global_mean),
             user_means: finite_or(mean_ratings(&triples, &levels, n_users, |t| t.0), global_mean),
             levels,
-            users: ratings.users.clone(),
-            items: ratings.items.clone(),
+            users,
+            items,
             components,
             blend,
             global_mean,
