@@ -1,4 +1,4 @@
-//! The subcommands: read input, call rbm-core, write output. No mathematics here.
+//! The RBM subcommands: read input, call rbm-core, write output. No mathematics here.
 
 use std::io::{IsTerminal, Write};
 use std::ops::ControlFlow;
@@ -7,93 +7,99 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use nalgebra::DMatrix;
-use rbm_core::{Model, Momentum, PersistentChains, TrainingParams, VisibleKind, eval, metrics};
+use rbm_core::{
+    ColumnEncoding, ColumnKind, Model, Momentum, RbmError, TrainingParams, VisibleKind, VisibleSpec, eval, metrics,
+};
 use serde_json::json;
 
-use crate::table::{ColumnSpec, TableReader, read_all};
-use crate::{EvalArgs, InspectArgs, Method, SampleArgs, ScoreArgs, TrainArgs, Visible};
+use crate::cli::{Columns, EvalArgs, InspectArgs, LogLikelihood, Method, SampleArgs, ScoreArgs, TrainArgs, Visible};
+use crate::table::{ColumnSpec, Fields, TableReader, read_all};
 
 /// Rows read and scored at a time by `score`: memory stays flat on any file size.
 const SCORE_CHUNK_ROWS: usize = 4096;
 
-fn spec(columns: &crate::Columns) -> ColumnSpec {
-    ColumnSpec { label: columns.label_column.clone(), ignore: columns.ignore_columns.clone(), features_by_name: None }
+/// `score --fail-on-anomaly` found anomalies: exit code 1 once everything is written.
+#[derive(Debug)]
+pub struct AnomaliesFound;
+
+impl std::fmt::Display for AnomaliesFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("anomalies found")
+    }
 }
 
-fn load_model(path: &Path) -> Result<Model> {
-    Ok(Model::load(path)?)
+impl std::error::Error for AnomaliesFound {}
+
+fn spec(columns: &Columns) -> ColumnSpec {
+    ColumnSpec { label: columns.label_column.clone(), ignore: columns.ignore_columns.clone(), ..Default::default() }
 }
 
 /// Column spec for data scored by a trained model: by the model's feature names when the file
-/// has a header, otherwise by position after removing label and ignored columns.
-fn spec_for_model(model: &Model, columns: &crate::Columns) -> ColumnSpec {
+/// has a header, otherwise by position after removing label and ignored columns; categorical
+/// columns read with the model's levels.
+fn spec_for_model(model: &Model, columns: &Columns) -> ColumnSpec {
     let mut s = spec(columns);
     if !model.feature_names.is_empty() && !model.feature_names[0].starts_with("column ") {
         s.features_by_name = Some(model.feature_names.clone());
     }
+    s.fields = model
+        .columns
+        .iter()
+        .map(|c| match c {
+            ColumnEncoding::Categorical { levels } => Fields::Levels { levels: levels.clone(), fixed: true },
+            _ => Fields::Numeric,
+        })
+        .collect();
     s
 }
 
 fn check_width(reader: &TableReader, model: &Model) -> Result<()> {
     let found = reader.feature_names().len();
-    if found != model.rbm.n_visible() {
+    if found != model.columns.len() {
         bail!(
-            "{}: {found} feature columns, but the model has {} visible units (use --label-column / --ignore-columns to leave columns out)",
+            "{}: {found} feature columns, but the model has {} columns ({} visible units; use --label-column / --ignore-columns to leave columns out)",
             reader.path(),
+            model.columns.len(),
             model.rbm.n_visible()
         );
     }
     Ok(())
 }
 
-fn to_matrix(values: Vec<f32>, features: usize) -> DMatrix<f32> {
-    rbm_core::samples_from_row_major(values, features)
+fn to_matrix(values: Vec<f32>, features: usize) -> Result<DMatrix<f32>> {
+    Ok(rbm_core::samples_from_row_major(values, features)?)
 }
 
-pub fn train(args: TrainArgs) -> Result<()> {
-    if let Some(n) = args.threads {
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("--threads")?;
     }
-    if let Some(c) = args.contamination.filter(|c| !(0.0..1.0).contains(c)) {
-        bail!("--contamination must lie in [0, 1) (got {c})");
-    }
-    let kind = match args.visible {
-        Visible::Bernoulli => VisibleKind::Bernoulli,
-        Visible::Gaussian => VisibleKind::Gaussian,
-    };
-    let (reader, chunk) = read_all(&args.input, &spec(&args.columns))?;
-    let features = reader.feature_names().to_vec();
-    let rows = chunk.rows();
-    let lines = chunk.lines;
-    let data = to_matrix(chunk.values, features.len());
-    if let Err(e) = rbm_core::check_values(kind, &data) {
-        let located = reader.locate(&lines, e);
-        return Err(match kind {
-            VisibleKind::Bernoulli => anyhow!("{located}; train with --visible gaussian"),
-            VisibleKind::Gaussian => located,
-        });
-    }
-    let validation = match &args.validation {
-        None => None,
-        Some(path) => {
-            let mut s = spec(&args.columns);
-            if reader.has_header() {
-                s.features_by_name = Some(features.clone());
-            }
-            let (vreader, mut vchunk) = read_all(path, &s)?;
-            if vreader.feature_names().len() != features.len() {
-                bail!(
-                    "{path}: {} feature columns, the training data have {}",
-                    vreader.feature_names().len(),
-                    features.len()
-                );
-            }
-            let v = to_matrix(std::mem::take(&mut vchunk.values), features.len());
-            rbm_core::check_values(kind, &v).map_err(|e| vreader.locate(&vchunk.lines, e))?;
-            Some(v)
-        }
-    };
-    let mut params = TrainingParams::for_data(kind, rows, features.len());
+    Ok(())
+}
+
+/// `--column-kinds NAME=KIND,...` parsed.
+fn column_kinds(pairs: &[String]) -> Result<Vec<(String, ColumnKind)>> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let (name, kind) = pair.rsplit_once('=').ok_or_else(|| {
+                anyhow!("--column-kinds: {pair:?} is not NAME=KIND (KIND: bernoulli, gaussian, categorical)")
+            })?;
+            let kind = match kind.trim() {
+                "bernoulli" => ColumnKind::Bernoulli,
+                "gaussian" => ColumnKind::Gaussian,
+                "categorical" => ColumnKind::Categorical,
+                other => {
+                    bail!("--column-kinds: unknown kind {other:?} for {name:?} (bernoulli, gaussian, categorical)")
+                }
+            };
+            Ok((name.trim().to_string(), kind))
+        })
+        .collect()
+}
+
+/// The training flags applied to `params` (defaults chosen from the data shape).
+fn apply_flags(mut params: TrainingParams, args: &TrainArgs) -> Result<TrainingParams> {
     params.n_hidden = args.hidden.unwrap_or(params.n_hidden);
     params.epochs = args.epochs.unwrap_or(params.epochs);
     params.batch_size = args.batch_size.unwrap_or(params.batch_size);
@@ -116,7 +122,142 @@ pub fn train(args: TrainArgs) -> Result<()> {
         params.compress_heavy_tails = compress;
     }
     params.seed = args.seed;
-    let params = params.check()?;
+    params.contamination = args.contamination;
+    Ok(params)
+}
+
+/// Each feature column's encoding from how it was read, `--column-kinds` and `--visible`.
+fn encodings(
+    reader: &TableReader,
+    data: &DMatrix<f32>,
+    visible: Visible,
+    overrides: &[(String, ColumnKind)],
+) -> Result<VisibleSpec> {
+    let names = reader.feature_names();
+    let chosen = |f: usize, name: &str| {
+        let by_number = (f + 1).to_string();
+        overrides.iter().rev().find(|(n, _)| n == name || *n == by_number).map(|(_, k)| *k)
+    };
+    for (name, _) in overrides {
+        let known = names.iter().enumerate().any(|(f, n)| n == name || (f + 1).to_string() == *name);
+        if !known {
+            bail!("{}: --column-kinds names {name:?}, which is not a feature column", reader.path());
+        }
+    }
+    let mut columns = Vec::with_capacity(names.len());
+    for (f, name) in names.iter().enumerate() {
+        let encoding = match (&reader.fields()[f], chosen(f, name), visible) {
+            (Fields::Levels { levels, .. }, _, _) => ColumnEncoding::Categorical { levels: levels.clone() },
+            (Fields::Numeric, Some(ColumnKind::Bernoulli), _) | (Fields::Numeric, None, Visible::Bernoulli) => {
+                ColumnEncoding::Bernoulli
+            }
+            (Fields::Numeric, Some(ColumnKind::Gaussian), _) | (Fields::Numeric, None, Visible::Gaussian) => {
+                ColumnEncoding::Gaussian
+            }
+            (Fields::Numeric, None, Visible::Auto) => match ColumnKind::infer(data.row(f).iter().copied()) {
+                ColumnKind::Bernoulli => ColumnEncoding::Bernoulli,
+                _ => ColumnEncoding::Gaussian,
+            },
+            (Fields::Numeric, Some(ColumnKind::Categorical), _) => unreachable!("read as levels"),
+        };
+        columns.push(encoding);
+    }
+    let uniform = match visible {
+        Visible::Bernoulli => Some(VisibleKind::Bernoulli),
+        Visible::Gaussian => Some(VisibleKind::Gaussian),
+        Visible::Auto => None,
+    };
+    Ok(match uniform {
+        Some(kind) if columns.iter().all(|c| Some(c) == ColumnEncoding::of_kind(kind).as_ref()) => {
+            VisibleSpec::Uniform(kind)
+        }
+        _ => VisibleSpec::Columns(columns),
+    })
+}
+
+/// A one-line account of the columns' kinds, for `--visible auto` and overrides.
+fn describe_columns(names: &[String], columns: &[ColumnEncoding]) -> String {
+    let of = |kind: ColumnKind| -> Vec<String> {
+        names
+            .iter()
+            .zip(columns)
+            .filter(|(_, c)| c.kind() == kind)
+            .map(|(n, c)| match c {
+                ColumnEncoding::Categorical { levels } => format!("{n} ({} levels)", levels.len()),
+                _ => n.clone(),
+            })
+            .collect()
+    };
+    [ColumnKind::Bernoulli, ColumnKind::Gaussian, ColumnKind::Categorical]
+        .into_iter()
+        .filter_map(|k| {
+            let list = of(k);
+            (!list.is_empty()).then(|| {
+                let shown = if list.len() > 8 { format!("{}, ...", list[..8].join(", ")) } else { list.join(", ") };
+                format!("{} {}: {shown}", list.len(), k.name())
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A located message for a value error, with a hint when Bernoulli units met real values.
+fn value_error(reader: &TableReader, lines: &[u64], columns: &[ColumnEncoding], e: RbmError) -> anyhow::Error {
+    let bernoulli =
+        matches!(&e, RbmError::InvalidValue { column, .. } if columns.get(*column) == Some(&ColumnEncoding::Bernoulli));
+    let located = reader.locate(lines, e);
+    if bernoulli { anyhow!("{located}; train with --visible gaussian or --visible auto") } else { located }
+}
+
+pub fn train(args: TrainArgs) -> Result<()> {
+    set_threads(args.threads)?;
+    // Every flag is checked before any file is read.
+    let overrides = column_kinds(&args.column_kinds)?;
+    apply_flags(TrainingParams::new(VisibleKind::Bernoulli, args.hidden.unwrap_or(1)), &args)?.check()?;
+
+    let mut table = spec(&args.columns);
+    table.categorical =
+        overrides.iter().filter(|(_, k)| *k == ColumnKind::Categorical).map(|(n, _)| n.clone()).collect();
+    table.detect_text = matches!(args.visible, Visible::Auto);
+    let (reader, chunk) = read_all(&args.input, &table)?;
+    let features = reader.feature_names().to_vec();
+    let rows = chunk.rows();
+    let lines = chunk.lines;
+    let data = to_matrix(chunk.values, features.len())?;
+    let visible = encodings(&reader, &data, args.visible, &overrides)?;
+    let columns = visible.columns(features.len())?;
+    rbm_core::columns::check_raw(&columns, &data).map_err(|e| value_error(&reader, &lines, &columns, e))?;
+    let validation = match &args.validation {
+        None => None,
+        Some(path) => {
+            let mut s = spec(&args.columns);
+            if reader.has_header() {
+                s.features_by_name = Some(features.clone());
+            }
+            s.fields = reader
+                .fields()
+                .iter()
+                .map(|f| match f {
+                    Fields::Levels { levels, .. } => Fields::Levels { levels: levels.clone(), fixed: true },
+                    Fields::Numeric => Fields::Numeric,
+                })
+                .collect();
+            let (vreader, mut vchunk) = read_all(path, &s)?;
+            if vreader.feature_names().len() != features.len() {
+                bail!(
+                    "{path}: {} feature columns, the training data have {}",
+                    vreader.feature_names().len(),
+                    features.len()
+                );
+            }
+            let v = to_matrix(std::mem::take(&mut vchunk.values), features.len())?;
+            rbm_core::columns::check_raw(&columns, &v)
+                .map_err(|e| value_error(&vreader, &vchunk.lines, &columns, e))?;
+            Some(v)
+        }
+    };
+    let layer = rbm_core::columns::layer_of(&columns)?;
+    let params = apply_flags(TrainingParams::for_data(visible.clone(), rows, layer.n_visible()), &args)?.check()?;
 
     let show = !args.quiet;
     let bar = (show && std::io::stderr().is_terminal()).then(|| {
@@ -128,14 +269,17 @@ pub fn train(args: TrainArgs) -> Result<()> {
         bar
     });
     if show {
+        if let VisibleSpec::Columns(columns) = &visible {
+            eprintln!("columns: {}", describe_columns(&features, columns));
+        }
         eprintln!(
-            "training {} RBM: {rows} rows x {} features, {} hidden, {} epochs, batch {}, {}{}",
-            kind.name(),
+            "training RBM: {rows} rows x {} columns, visible units {}, {} hidden, {} epochs, batch {}, {}{}",
             features.len(),
+            layer.describe(),
             params.n_hidden,
             params.epochs,
             params.batch_size,
-            if persistent { "PCD-" } else { "CD-" },
+            if params.persistent_chains.is_some() { "PCD-" } else { "CD-" },
             params.gibbs_steps
         );
     }
@@ -159,18 +303,14 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let (mut model, report) = fit.map_err(|e| anyhow!("{}: {e}", args.input))?;
+    let (model, report) = fit.map_err(|e| anyhow!("{}: {e}", args.input))?;
     let train_seconds = start.elapsed().as_secs_f64();
     let train_seconds_updates: f64 = report.history.iter().map(|s| s.seconds).sum();
     if show && !report.constant_features.is_empty() {
         let names: Vec<&str> = report.constant_features.iter().map(|&i| features[i].as_str()).collect();
         eprintln!("warning: constant columns kept with scale 1: {}", names.join(", "));
     }
-    model.feature_names = features;
-    if let Some(c) = args.contamination {
-        let scores = model.free_energy(&data)?;
-        model.anomaly_threshold = metrics::contamination_threshold(&scores, c);
-    }
+    let model = model.with_feature_names(features)?;
     model.save(&args.output)?;
     if let Some(path) = &args.report {
         let report = json!({
@@ -198,9 +338,9 @@ fn open_output(path: Option<&Path>) -> Result<Box<dyn Write>> {
     })
 }
 
-/// Scores every row; returns how many were flagged as anomalies.
-pub fn score(args: ScoreArgs) -> Result<usize> {
-    let model = load_model(&args.model)?;
+/// Scores every row; fails with [`AnomaliesFound`] after writing everything when asked to.
+pub fn score(args: ScoreArgs) -> Result<()> {
+    let model = Model::load(&args.model)?;
     let threshold = args.threshold.or(model.anomaly_threshold);
     if args.fail_on_anomaly && threshold.is_none() {
         bail!("--fail-on-anomaly needs a threshold: train with --contamination or pass --threshold");
@@ -211,9 +351,9 @@ pub fn score(args: ScoreArgs) -> Result<usize> {
     writeln!(out, "row,free_energy,anomaly")?;
     let (mut row, mut flagged) = (0usize, 0usize);
     while let Some(mut chunk) = reader.next_chunk(SCORE_CHUNK_ROWS)? {
-        let data = to_matrix(std::mem::take(&mut chunk.values), model.rbm.n_visible());
-        let prepared = model.prepare(&data).map_err(|e| reader.locate(&chunk.lines, e))?;
-        for f in model.rbm.free_energy(&prepared) {
+        let data = to_matrix(std::mem::take(&mut chunk.values), model.columns.len())?;
+        let energies = model.free_energy(&data).map_err(|e| reader.locate(&chunk.lines, e))?;
+        for f in energies {
             row += 1;
             let anomalous = threshold.map(|t| f > t);
             flagged += usize::from(anomalous == Some(true));
@@ -225,7 +365,10 @@ pub fn score(args: ScoreArgs) -> Result<usize> {
     if threshold.is_none() && !args.quiet {
         eprintln!("note: no threshold (train with --contamination or pass --threshold); the anomaly column is empty");
     }
-    Ok(flagged)
+    if args.fail_on_anomaly && flagged > 0 {
+        return Err(AnomaliesFound.into());
+    }
+    Ok(())
 }
 
 fn is_positive(label: &str, positive: &str) -> bool {
@@ -233,30 +376,27 @@ fn is_positive(label: &str, positive: &str) -> bool {
 }
 
 pub fn eval(args: EvalArgs) -> Result<()> {
-    let model = load_model(&args.model)?;
+    let model = Model::load(&args.model)?;
     let (reader, mut chunk) = read_all(&args.input, &spec_for_model(&model, &args.columns))?;
     check_width(&reader, &model)?;
-    let data = to_matrix(std::mem::take(&mut chunk.values), model.rbm.n_visible());
+    let data = to_matrix(std::mem::take(&mut chunk.values), model.columns.len())?;
     let prepared = model.prepare(&data).map_err(|e| reader.locate(&chunk.lines, e))?;
-    let energies = model.rbm.free_energy(&prepared);
+    let rbm = &model.rbm;
+    let energies = rbm.free_energy(&prepared)?;
     let rows = energies.len();
-    // Every feature of every row while that stays under about 1e9 softplus pairs (seconds);
-    // beyond, one seeded feature per row, an unbiased estimate of the same per-feature mean.
-    let (features, pll_method) = if rows * model.rbm.n_visible() * model.rbm.n_hidden() <= 1_000_000_000 {
-        (eval::PseudoLikelihood::AllFeatures, "all features")
-    } else {
-        (eval::PseudoLikelihood::OneFeature { seed: 0 }, "one random feature per row, seed 0")
+    let method = eval::PseudoLikelihood::for_size(rows, rbm.n_visible(), rbm.n_hidden());
+    let pseudo_log_likelihood = match eval::pseudo_log_likelihood(rbm, &prepared, method) {
+        Ok(p) => Some(p),
+        // Gaussian units have no pseudo-likelihood here: null, and null for its method.
+        Err(RbmError::Unsupported { .. }) => None,
+        Err(e) => return Err(e.into()),
     };
     let mut result = json!({
         "rows": rows,
         "mean_free_energy": energies.iter().sum::<f64>() / rows as f64,
-        "reconstruction_error": eval::reconstruction_error(&model.rbm, &prepared),
-        "pseudo_log_likelihood": match model.rbm.visible_kind() {
-            VisibleKind::Bernoulli => Some(eval::pseudo_log_likelihood(&model.rbm, &prepared, features)?),
-            VisibleKind::Gaussian => None,
-        },
-        // Null with the value: Gaussian units have no pseudo-likelihood here.
-        "pseudo_log_likelihood_method": (model.rbm.visible_kind() == VisibleKind::Bernoulli).then_some(pll_method),
+        "reconstruction_error": eval::reconstruction_error(rbm, &prepared)?,
+        "pseudo_log_likelihood": pseudo_log_likelihood,
+        "pseudo_log_likelihood_method": pseudo_log_likelihood.map(|_| method.describe()),
     });
     if let Some(labels) = &chunk.labels {
         let positive: Vec<bool> = labels.iter().map(|l| is_positive(l, &args.positive_label)).collect();
@@ -264,15 +404,11 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         result["roc_auc"] = json!(metrics::roc_auc(&energies, &positive));
         result["pr_auc"] = json!(metrics::average_precision(&energies, &positive));
     }
-    if let Some(crate::LogLikelihood::Exact) = args.log_likelihood {
-        let log_z = eval::log_partition_exact(&model.rbm)?;
-        let mut mean = eval::mean_log_likelihood(&model.rbm, &prepared, log_z);
-        if let Some(s) = &model.standardization {
-            mean += s.mean_log_jacobian(&data); // a density of the data in their own units
-        }
+    if let Some(LogLikelihood::Exact) = args.log_likelihood {
+        let log_z = eval::log_partition_exact(rbm)?;
         result["log_partition"] = json!(log_z);
         result["log_partition_stderr"] = json!(0.0);
-        result["mean_log_likelihood"] = json!(mean);
+        result["mean_log_likelihood"] = json!(model.mean_log_likelihood(&data, log_z)?);
     }
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
@@ -282,50 +418,42 @@ pub fn sample(args: SampleArgs) -> Result<()> {
     if args.count == 0 {
         bail!("--count must be at least 1");
     }
-    let model = load_model(&args.model)?;
-    let mut chains = PersistentChains::random(&model.rbm, args.count, args.seed);
-    chains.advance(&model.rbm, args.gibbs_steps);
-    let mut samples = chains.visible(model.rbm.n_visible());
-    if let Some(s) = &model.standardization {
-        s.invert(&mut samples);
-    }
+    let model = Model::load(&args.model)?;
+    let samples = model.sample(args.count, args.gibbs_steps, args.seed)?;
     let mut out = open_output(args.output.as_deref())?;
     let names: Vec<String> = if model.feature_names.is_empty() {
-        (1..=model.rbm.n_visible()).map(|i| format!("v{i}")).collect()
+        (1..=model.columns.len()).map(|i| format!("v{i}")).collect()
     } else {
         model.feature_names.clone()
     };
     writeln!(out, "{}", names.join(","))?;
     for column in samples.column_iter() {
-        let line: Vec<String> = column.iter().map(|v| v.to_string()).collect();
+        let line: Vec<String> = column
+            .iter()
+            .zip(&model.columns)
+            .map(|(v, c)| match c {
+                ColumnEncoding::Categorical { levels } => levels[*v as usize].clone(),
+                _ => v.to_string(),
+            })
+            .collect();
         writeln!(out, "{}", line.join(","))?;
     }
     out.flush()?;
     Ok(())
 }
 
-/// The `format` field of a model file, read from its first few kilobytes (both model writers put
-/// it first), so `inspect` can tell a recommender from an RBM without parsing the file twice.
-fn sniff_format(path: &Path) -> Option<String> {
-    use std::io::Read;
-    let mut head = vec![0u8; 4096];
-    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).ok()?;
-    let text = String::from_utf8_lossy(&head[..n]);
-    let rest = text[text.find("\"format\"")? + 8..].trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
-    Some(rest[..rest.find('"')?].to_owned())
-}
-
 pub fn inspect(args: InspectArgs) -> Result<()> {
-    if sniff_format(&args.model).as_deref() == Some(rbm_recommend::FORMAT_NAME) {
+    if rbm_core::file_format(&args.model)?.as_deref() == Some(rbm_recommend::FORMAT_NAME) {
         return crate::recommend::inspect(&args.model, args.json);
     }
-    let model = load_model(&args.model)?;
+    let model = Model::load(&args.model)?;
     let rbm = &model.rbm;
-    let w = rbm.weights();
-    let norm = (w.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / w.len() as f64).sqrt();
+    let norm = rbm.weights_rms();
+    let visible_name = rbm.visible_kind().map_or("mixed", VisibleKind::name);
     let summary = json!({
         "format_version": rbm_core::FORMAT_VERSION,
-        "visible": rbm.visible_kind().name(),
+        "visible": visible_name,
+        "columns": model.columns,
         "n_visible": rbm.n_visible(),
         "n_hidden": rbm.n_hidden(),
         "weights_rms": norm,
@@ -339,12 +467,15 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
         return Ok(());
     }
     println!("model: {}", args.model.display());
-    println!(
-        "units: {} visible ({}), {} hidden (bernoulli)",
-        rbm.n_visible(),
-        rbm.visible_kind().name(),
-        rbm.n_hidden()
-    );
+    println!("units: {} visible ({}), {} hidden (bernoulli)", rbm.n_visible(), rbm.layer().describe(), rbm.n_hidden());
+    if rbm.visible_kind().is_none() {
+        let names: Vec<String> = if model.feature_names.is_empty() {
+            (1..=model.columns.len()).map(|i| format!("column {i}")).collect()
+        } else {
+            model.feature_names.clone()
+        };
+        println!("columns: {}", describe_columns(&names, &model.columns));
+    }
     println!("weights: rms {norm:.4}");
     if let Some(s) = &model.standardization {
         println!("standardised: {} columns (mean and scale stored)", s.len());

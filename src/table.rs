@@ -1,6 +1,11 @@
-//! Reading numeric CSV tables: header detection, `-` for standard input, label and ignored
-//! columns, and errors that name the file, line and column. Reads in chunks so that scoring can
-//! stream files larger than memory.
+//! Reading CSV tables: header detection, `-` for standard input, label and ignored columns,
+//! numeric and categorical (text) columns, and errors that name the file, line and column. Reads
+//! in chunks so that scoring can stream files larger than memory.
+//!
+//! A categorical column's values are read as level indices into the column's level names: a
+//! fixed list (a model's levels: an unknown level is an error) or one that grows as new levels
+//! appear (training). A field that reads as a number is named by its number, so `1`, `1.0` and
+//! `01` are one level.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -16,6 +21,36 @@ pub struct ColumnSpec {
     pub ignore: Vec<String>,
     /// When set (a model's feature names), features are these columns, found by header name.
     pub features_by_name: Option<Vec<String>>,
+    /// How each feature column's fields are read, in feature order; empty: all numeric.
+    pub fields: Vec<Fields>,
+    /// Columns (names or 1-based numbers) read as categorical, with levels found as they come.
+    pub categorical: Vec<String>,
+    /// Numeric columns that meet text become categorical (training with `--visible auto`); only
+    /// while the whole table is read as one chunk.
+    pub detect_text: bool,
+}
+
+/// How a feature column's fields are read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Fields {
+    /// Numbers.
+    #[default]
+    Numeric,
+    /// Level names mapped to indices; `fixed` refuses levels not in `levels`.
+    Levels {
+        /// The level names seen so far (or the model's).
+        levels: Vec<String>,
+        /// Whether new levels are refused.
+        fixed: bool,
+    },
+}
+
+/// The level name of a categorical field: its number when it reads as one, else its text.
+fn level_name(field: &str) -> String {
+    match field.parse::<f64>() {
+        Ok(v) if v.is_finite() => (v as f32).to_string(),
+        _ => field.to_string(),
+    }
 }
 
 /// A block of consecutive data rows.
@@ -45,6 +80,12 @@ pub struct TableReader {
     feature_names: Vec<String>,
     label: Option<usize>,
     has_header: bool,
+    /// How each feature column is read, in feature order.
+    fields: Vec<Fields>,
+    /// Level name -> index, per categorical feature column.
+    level_index: Vec<std::collections::HashMap<String, u32>>,
+    detect_text: bool,
+    rows_read: usize,
 }
 
 fn parses_as_number(field: &str) -> bool {
@@ -99,7 +140,29 @@ impl TableReader {
             bail!("{path}: no feature columns left after removing the label and ignored columns");
         }
         let feature_names = features.iter().map(|&i| names[i].clone()).collect();
+        let mut fields = spec.fields.clone();
+        fields.resize(features.len(), Fields::Numeric);
+        for wanted in &spec.categorical {
+            let column = find(wanted, "--column-kinds")?;
+            match features.iter().position(|&c| c == column) {
+                Some(f) => fields[f] = Fields::Levels { levels: Vec::new(), fixed: false },
+                None => bail!("{path}: column {wanted:?} is given a kind but is not a feature (label or ignored)"),
+            }
+        }
+        let level_index = fields
+            .iter()
+            .map(|f| match f {
+                Fields::Levels { levels, .. } => {
+                    levels.iter().enumerate().map(|(k, l)| (l.clone(), k as u32)).collect()
+                }
+                Fields::Numeric => Default::default(),
+            })
+            .collect();
         Ok(TableReader {
+            fields,
+            level_index,
+            detect_text: spec.detect_text,
+            rows_read: 0,
             path: path.to_string(),
             records,
             pending: if has_header { None } else { Some(first) },
@@ -153,29 +216,91 @@ impl TableReader {
                     self.width
                 );
             }
-            for &i in &self.features {
+            for f in 0..self.features.len() {
+                let i = self.features[f];
                 let field = record[i].trim();
-                let value: f64 = field.parse().map_err(|_| {
-                    let what =
-                        if field.is_empty() { "empty field".to_string() } else { format!("{field:?} is not a number") };
-                    anyhow!("{}: line {line}, column {} ({}): {what}", self.path, i + 1, self.column_name(i))
-                })?;
-                if !value.is_finite() || !(value as f32).is_finite() {
-                    bail!(
-                        "{}: line {line}, column {} ({}): {field} is not a finite number",
+                if field.is_empty() {
+                    bail!("{}: line {line}, column {} ({}): empty field", self.path, i + 1, self.column_name(i));
+                }
+                if let Fields::Numeric = self.fields[f] {
+                    match field.parse::<f64>() {
+                        Ok(value) => {
+                            if !value.is_finite() || !(value as f32).is_finite() {
+                                bail!(
+                                    "{}: line {line}, column {} ({}): {field} is not a finite number",
+                                    self.path,
+                                    i + 1,
+                                    self.column_name(i)
+                                );
+                            }
+                            chunk.values.push(value as f32);
+                            continue;
+                        }
+                        Err(_) if self.detect_text && self.rows_read == 0 => {
+                            self.become_categorical(f, &mut chunk);
+                        }
+                        Err(_) => bail!(
+                            "{}: line {line}, column {} ({}): {field:?} is not a number (a categorical column? train with --visible auto or --column-kinds {}=categorical)",
+                            self.path,
+                            i + 1,
+                            self.column_name(i),
+                            self.column_name(i)
+                        ),
+                    }
+                }
+                let index = self.level(f, field).ok_or_else(|| {
+                    let Fields::Levels { levels, .. } = &self.fields[f] else { unreachable!("a categorical column") };
+                    anyhow!(
+                        "{}: line {line}, column {} ({}): level {field:?} was not seen in training (the model knows {})",
                         self.path,
                         i + 1,
-                        self.column_name(i)
-                    );
-                }
-                chunk.values.push(value as f32);
+                        self.column_name(i),
+                        levels.iter().map(|l| format!("{l:?}")).collect::<Vec<_>>().join(", ")
+                    )
+                })?;
+                chunk.values.push(index as f32);
             }
             if let (Some(labels), Some(l)) = (chunk.labels.as_mut(), self.label) {
                 labels.push(record[l].trim().to_string());
             }
             chunk.lines.push(line);
         }
+        self.rows_read += chunk.rows();
         Ok(if chunk.rows() == 0 { None } else { Some(chunk) })
+    }
+
+    /// How each feature column was read (categorical columns with their levels).
+    pub fn fields(&self) -> &[Fields] {
+        &self.fields
+    }
+
+    /// The index of `field`'s level in feature column `f`, adding a new level unless the list is
+    /// fixed (`None` then).
+    fn level(&mut self, f: usize, field: &str) -> Option<u32> {
+        let name = level_name(field);
+        if let Some(&k) = self.level_index[f].get(&name) {
+            return Some(k);
+        }
+        let Fields::Levels { levels, fixed } = &mut self.fields[f] else { return None };
+        if *fixed {
+            return None;
+        }
+        levels.push(name.clone());
+        let k = (levels.len() - 1) as u32;
+        self.level_index[f].insert(name, k);
+        Some(k)
+    }
+
+    /// Turns numeric feature column `f` into a categorical one, renaming the numbers already read
+    /// into this chunk (the table's only chunk) as levels.
+    fn become_categorical(&mut self, f: usize, chunk: &mut Chunk) {
+        self.fields[f] = Fields::Levels { levels: Vec::new(), fixed: false };
+        let width = self.features.len();
+        let rows = chunk.values.len() / width;
+        for r in 0..rows {
+            let value = chunk.values[r * width + f];
+            chunk.values[r * width + f] = self.level(f, &value.to_string()).expect("levels are not fixed") as f32;
+        }
     }
 
     fn column_name(&self, index: usize) -> String {
@@ -189,13 +314,21 @@ impl TableReader {
     /// into a located message.
     pub fn locate(&self, lines: &[u64], err: rbm_core::RbmError) -> anyhow::Error {
         match err {
-            rbm_core::RbmError::InvalidValue { row, column, value, reason } => anyhow!(
-                "{}: line {}, column {} ({}): {reason} (value {value})",
-                self.path,
-                lines.get(row).copied().unwrap_or(0),
-                self.features.get(column).map_or(0, |c| c + 1),
-                self.feature_names.get(column).map_or("?", |s| s.as_str())
-            ),
+            rbm_core::RbmError::InvalidValue { row, column, value, reason } => {
+                let shown = match self.fields.get(column) {
+                    Some(Fields::Levels { levels, .. }) => {
+                        format!("level {:?}", levels.get(value as usize).map_or("?", |s| s.as_str()))
+                    }
+                    _ => format!("value {value}"),
+                };
+                anyhow!(
+                    "{}: line {}, column {} ({}): {reason} ({shown})",
+                    self.path,
+                    lines.get(row).copied().unwrap_or(0),
+                    self.features.get(column).map_or(0, |c| c + 1),
+                    self.feature_names.get(column).map_or("?", |s| s.as_str())
+                )
+            }
             other => anyhow!("{}: {other}", self.path),
         }
     }

@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         rows += 1;
     }
-    let all = rbm_core::samples_from_row_major(values, 64);
+    let all = rbm_core::samples_from_row_major(values, 64).unwrap();
     let n_train = rows * 5 / 6;
     let train = all.columns(0, n_train).clone_owned();
     let test = all.columns(n_train, rows - n_train).clone_owned();
@@ -56,8 +56,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("exact log Z = {log_z:.3} (20 hidden units: 2^20 states enumerated)");
     println!(
         "mean log-likelihood: train {:.3}, held-out {:.3} nats per digit",
-        eval::mean_log_likelihood(rbm, &train, log_z),
-        eval::mean_log_likelihood(rbm, &test, log_z)
+        eval::mean_log_likelihood(rbm, &train, log_z).unwrap(),
+        eval::mean_log_likelihood(rbm, &test, log_z).unwrap()
     );
     let pll = eval::pseudo_log_likelihood(rbm, &test, eval::PseudoLikelihood::AllFeatures)?;
     println!("pseudo-log-likelihood per feature, held-out: {pll:.4}");
@@ -67,10 +67,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((state >> 33) % 17) as f32 / 16.0
     });
-    let digits_f = eval::mean_free_energy(rbm, &test);
-    let noise_f = eval::mean_free_energy(rbm, &noise);
-    let highest_train = rbm.free_energy(&train).into_iter().fold(f64::MIN, f64::max);
-    let flagged = rbm.free_energy(&noise).iter().filter(|&&f| f > highest_train).count();
+    let digits_f = eval::mean_free_energy(rbm, &test).unwrap();
+    let noise_f = eval::mean_free_energy(rbm, &noise).unwrap();
+    let highest_train = rbm.free_energy(&train).unwrap().into_iter().fold(f64::MIN, f64::max);
+    let flagged = rbm.free_energy(&noise).unwrap().iter().filter(|&&f| f > highest_train).count();
     println!("mean free energy: held-out digits {digits_f:.2}, random noise images {noise_f:.2}");
     println!("{flagged} of {} noise images have a free energy above every training digit's", noise.ncols());
     Ok(())

@@ -40,6 +40,31 @@ pub enum RbmError {
     #[error("the initial weight scale must be finite and >= 0 (got {0})")]
     InvalidWeightScale(f64),
 
+    /// The contamination (expected fraction of anomalies) must lie in [0, 1).
+    #[error("the contamination must lie in [0, 1) (got {0})")]
+    InvalidContamination(f64),
+    /// A uniform visible layer of a kind that needs groups (softmax needs its columns' levels).
+    #[error("{0} visible units need per-column levels: give the columns (categorical) instead of one kind")]
+    InvalidVisible(&'static str),
+    /// A categorical column has no levels or too many.
+    #[error("categorical column {column} has {levels} levels; 1 to {max} are accepted")]
+    InvalidLevels {
+        /// Zero-based column index.
+        column: usize,
+        /// Its number of levels.
+        levels: usize,
+        /// The most accepted.
+        max: usize,
+    },
+    /// A categorical column names one level twice.
+    #[error("categorical column {column} names level {level:?} twice")]
+    DuplicateLevel {
+        /// Zero-based column index.
+        column: usize,
+        /// The repeated name.
+        level: String,
+    },
+
     /// A matrix or vector has the wrong shape.
     #[error("{what}: expected {expected}, found {found}")]
     ShapeMismatch {
@@ -82,9 +107,7 @@ pub enum RbmError {
         epoch: usize,
     },
     /// Exact enumeration was asked of a model too large for it.
-    #[error(
-        "exact computation enumerates 2^{n_hidden} hidden states; refused above {max} hidden units (use an AIS estimate)"
-    )]
+    #[error("exact computation enumerates 2^{n_hidden} hidden states; refused above {max} hidden units")]
     TooLargeForExact {
         /// The model's hidden units.
         n_hidden: usize,

@@ -6,9 +6,8 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::error::{RbmError, Result};
-use crate::linalg::{Operand, gemm, log_add_exp, softplus};
+use crate::linalg::{Operand, gemm, log_add_exp, log_sum_exp, softplus};
 use crate::model::{Rbm, fill_columns};
-use crate::units::VisibleKind;
 
 /// Samples per chunk in evaluations that hold per-sample buffers.
 const CHUNK: usize = 2048;
@@ -16,15 +15,28 @@ const CHUNK: usize = 2048;
 /// The largest hidden layer [`log_partition_exact`] enumerates (2^25 states).
 pub const MAX_EXACT_HIDDEN: usize = 25;
 
-/// Mean free energy of the samples of `data`.
-pub fn mean_free_energy(rbm: &Rbm, data: &DMatrix<f32>) -> f64 {
-    let f = rbm.free_energy(data);
+/// Mean free energy of the samples of `data` (`n_visible x n`).
+pub fn mean_free_energy(rbm: &Rbm, data: &DMatrix<f32>) -> Result<f64> {
+    rbm.check_visible_rows("data", data.nrows())?;
+    Ok(mean_free_energy_of(rbm, data))
+}
+
+/// [`mean_free_energy`] of data of the right shape.
+pub(crate) fn mean_free_energy_of(rbm: &Rbm, data: &DMatrix<f32>) -> f64 {
+    let mut f = vec![0.0; data.ncols()];
+    rbm.free_energy_into(data.as_slice(), &mut Vec::new(), &mut f);
     f.iter().sum::<f64>() / f.len().max(1) as f64
 }
 
-/// Mean squared error per feature of the deterministic (mean-field) reconstruction
-/// `E[v | h = p(h | v)]` of each sample.
-pub fn reconstruction_error(rbm: &Rbm, data: &DMatrix<f32>) -> f64 {
+/// Mean squared error per visible unit of the deterministic (mean-field) reconstruction
+/// `E[v | h = p(h | v)]` of each sample (`data` is `n_visible x n`).
+pub fn reconstruction_error(rbm: &Rbm, data: &DMatrix<f32>) -> Result<f64> {
+    rbm.check_visible_rows("data", data.nrows())?;
+    Ok(reconstruction_error_of(rbm, data))
+}
+
+/// [`reconstruction_error`] of data of the right shape.
+pub(crate) fn reconstruction_error_of(rbm: &Rbm, data: &DMatrix<f32>) -> f64 {
     let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
     let mut hidden = Vec::new();
     let mut recon = Vec::new();
@@ -47,36 +59,79 @@ pub fn reconstruction_error(rbm: &Rbm, data: &DMatrix<f32>) -> f64 {
     total / data.len().max(1) as f64
 }
 
-/// Which features the pseudo-log-likelihood conditions on.
+/// Which variables the pseudo-log-likelihood conditions on. A *variable* is one Bernoulli unit
+/// or one softmax group (a categorical column).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PseudoLikelihood {
-    /// Every feature of every sample (exact; costs one free-energy pass per sample).
+    /// Every variable of every sample (exact; costs one pass over the hidden units per variable).
     AllFeatures,
-    /// One feature per sample drawn with this seed (scikit-learn's estimator, but normalised per
-    /// feature); cheap and unbiased for the same per-feature mean.
+    /// One variable per sample drawn with this seed (scikit-learn's estimator, but normalised per
+    /// variable); cheap and unbiased for the same per-variable mean.
     OneFeature {
-        /// Seed of the feature choice.
+        /// Seed of the variable choice.
         seed: u64,
     },
 }
 
-/// Mean over samples and features of `log p(v_i | v_-i)`, i.e. the pseudo-log-likelihood
-/// normalised per feature (scikit-learn's `score_samples` multiplies by the number of features).
-///
-/// For Bernoulli units `p(v_i = 1 | v_-i) = sigmoid(F(v_i=0) - F(v_i=1))`, and a fractional value
-/// `v_i` in [0, 1] is scored by cross-entropy, `v_i log p + (1 - v_i) log (1 - p)`.
-/// Gaussian units are refused: their conditional is a density that needs a 1-D integral.
-pub fn pseudo_log_likelihood(rbm: &Rbm, data: &DMatrix<f32>, features: PseudoLikelihood) -> Result<f64> {
-    if rbm.visible_kind() != VisibleKind::Bernoulli {
-        return Err(RbmError::Unsupported { operation: "pseudo-log-likelihood", kind: rbm.visible_kind().name() });
+impl PseudoLikelihood {
+    /// Above this many softplus evaluations (`samples x visible units x hidden units`, seconds
+    /// of work) [`PseudoLikelihood::for_size`] switches to one variable per sample.
+    pub const EXACT_WORK_LIMIT: usize = 1_000_000_000;
+
+    /// Every variable while the work stays under [`Self::EXACT_WORK_LIMIT`]; beyond, one
+    /// variable per sample with seed 0, an unbiased estimate of the same per-variable mean.
+    pub fn for_size(samples: usize, n_visible: usize, n_hidden: usize) -> Self {
+        if samples.saturating_mul(n_visible).saturating_mul(n_hidden) <= Self::EXACT_WORK_LIMIT {
+            PseudoLikelihood::AllFeatures
+        } else {
+            PseudoLikelihood::OneFeature { seed: 0 }
+        }
     }
+
+    /// How the estimate was made, in words.
+    pub fn describe(self) -> String {
+        match self {
+            PseudoLikelihood::AllFeatures => "all features".into(),
+            PseudoLikelihood::OneFeature { seed } => format!("one random feature per row, seed {seed}"),
+        }
+    }
+}
+
+/// The variables of a layer for the pseudo-likelihood: each Bernoulli unit alone, each softmax
+/// group as one; `None` when a Gaussian group makes the conditional a density.
+fn discrete_variables(rbm: &Rbm) -> Option<Vec<(crate::units::VisibleKind, std::ops::Range<usize>)>> {
+    use crate::units::VisibleKind as K;
+    let mut variables = Vec::new();
+    for (kind, range) in rbm.layer().ranges() {
+        match kind {
+            K::Bernoulli => variables.extend(range.map(|i| (K::Bernoulli, i..i + 1))),
+            K::Softmax => variables.push((K::Softmax, range)),
+            K::Gaussian => return None,
+        }
+    }
+    Some(variables)
+}
+
+/// Mean over samples and variables of `log p(x_i | x_-i)`, i.e. the pseudo-log-likelihood
+/// normalised per variable (scikit-learn's `score_samples` multiplies by the number of features).
+/// A variable is one Bernoulli unit or one softmax group (a categorical column).
+///
+/// For a Bernoulli unit `p(v_i = 1 | v_-i) = sigmoid(F(v_i=0) - F(v_i=1))`, and a fractional value
+/// `v_i` in [0, 1] is scored by cross-entropy, `v_i log p + (1 - v_i) log (1 - p)`. For a softmax
+/// group, `log p(level k | rest) = -F(v with k) - log sum_l exp(-F(v with l))`.
+/// Layers with Gaussian units are refused: their conditional is a density that needs a 1-D integral.
+pub fn pseudo_log_likelihood(rbm: &Rbm, data: &DMatrix<f32>, features: PseudoLikelihood) -> Result<f64> {
+    let Some(variables) = discrete_variables(rbm) else {
+        return Err(RbmError::Unsupported { operation: "pseudo-log-likelihood", kind: "gaussian" });
+    };
     rbm.check_data(data)?;
     let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
+    let n_variables = variables.len();
     let chosen: Option<Vec<usize>> = match features {
         PseudoLikelihood::AllFeatures => None,
         PseudoLikelihood::OneFeature { seed } => {
             let mut rng = crate::rng::generator(seed, 0, 0);
-            Some((0..data.ncols()).map(|_| (rng.next_u64() % nv as u64) as usize).collect())
+            Some((0..data.ncols()).map(|_| (rng.next_u64() % n_variables as u64) as usize).collect())
         }
     };
     let w = rbm.weights().as_slice();
@@ -91,26 +146,49 @@ pub fn pseudo_log_likelihood(rbm: &Rbm, data: &DMatrix<f32>, features: PseudoLik
             .par_chunks(nv)
             .zip(activations.par_chunks(nh))
             .enumerate()
-            .map(|(s, (v, a))| {
-                // log p(v_i | v_-i) for one feature: remove v_i's input to the hidden units, then
-                // logit = b_i + sum_j softplus(a_j^-i + W_ij) - softplus(a_j^-i).
-                let score = |i: usize| {
-                    let row = |j: usize| w[i + j * nv] as f64;
-                    let logit = b[i] as f64
-                        + (0..nh)
-                            .map(|j| {
-                                let without = a[j] as f64 - v[i] as f64 * row(j);
-                                softplus(without + row(j)) - softplus(without)
-                            })
-                            .sum::<f64>();
-                    let x = v[i] as f64;
-                    -(x * softplus(-logit) + (1.0 - x) * softplus(logit))
-                };
-                match &chosen {
-                    None => (0..nv).map(score).sum::<f64>() / nv as f64,
-                    Some(features) => score(features[chunk_index * CHUNK + s]),
-                }
-            })
+            .map_init(
+                || (Vec::new(), Vec::new()),
+                |(levels, without), (s, (v, a))| {
+                    let mut score = |(kind, range): &(crate::units::VisibleKind, std::ops::Range<usize>)| {
+                        if *kind == crate::units::VisibleKind::Bernoulli {
+                            // Remove v_i's input to the hidden units, then
+                            // logit = b_i + sum_j softplus(a_j^-i + W_ij) - softplus(a_j^-i).
+                            let i = range.start;
+                            let row = |j: usize| w[i + j * nv] as f64;
+                            let logit = b[i] as f64
+                                + (0..nh)
+                                    .map(|j| {
+                                        let without = a[j] as f64 - v[i] as f64 * row(j);
+                                        softplus(without + row(j)) - softplus(without)
+                                    })
+                                    .sum::<f64>();
+                            let x = v[i] as f64;
+                            return -(x * softplus(-logit) + (1.0 - x) * softplus(logit));
+                        }
+                        // A softmax group: the hidden input without the group, then -F of each level
+                        // up to the terms shared by all levels, normalised over the levels.
+                        without.clear();
+                        without.extend((0..nh).map(|j| {
+                            a[j] as f64 - range.clone().map(|l| v[l] as f64 * w[l + j * nv] as f64).sum::<f64>()
+                        }));
+                        levels.clear();
+                        levels.extend(range.clone().map(|k| {
+                            b[k] as f64
+                                + without
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(j, &x)| softplus(x + w[k + j * nv] as f64))
+                                    .sum::<f64>()
+                        }));
+                        let log_norm = log_sum_exp(levels);
+                        range.clone().zip(levels.iter()).map(|(k, l)| v[k] as f64 * (l - log_norm)).sum::<f64>()
+                    };
+                    match &chosen {
+                        None => variables.iter().map(&mut score).sum::<f64>() / n_variables as f64,
+                        Some(features) => score(&variables[features[chunk_index * CHUNK + s]]),
+                    }
+                },
+            )
             .collect();
         // Summed in order (see `reconstruction_error`) so the result is the same on every run.
         total += per_sample.iter().sum::<f64>();
@@ -120,7 +198,7 @@ pub fn pseudo_log_likelihood(rbm: &Rbm, data: &DMatrix<f32>, features: PseudoLik
 
 /// Exact `log Z` by enumerating all `2^n_hidden` hidden states and summing (or integrating) the
 /// visible units out analytically:
-/// `log Z = logsumexp_h [ c.h + sum_i log_partition_term(b_i + (W h)_i, b_i) ]`.
+/// `log Z = logsumexp_h [ c.h + sum_g log_partition_g(b_g + (W h)_g, b_g) ]` over the visible groups.
 /// Refuses models with more than [`MAX_EXACT_HIDDEN`] hidden units.
 pub fn log_partition_exact(rbm: &Rbm) -> Result<f64> {
     let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
@@ -132,7 +210,7 @@ pub fn log_partition_exact(rbm: &Rbm) -> Result<f64> {
     // computed independently and the blocks are combined in order, so the result does not depend
     // on the thread count.
     let block: u64 = states.min(1024);
-    let kind = rbm.visible_kind();
+    let layer = rbm.layer();
     let b = rbm.visible_bias().as_slice();
     let c = rbm.hidden_bias().as_slice();
     let w = rbm.weights().as_slice();
@@ -153,7 +231,7 @@ pub fn log_partition_exact(rbm: &Rbm) -> Result<f64> {
             gemm(1.0, Operand::new(w, nv, nh), Operand::new(&hidden, nh, cols), 1.0, &mut activation);
             hidden.chunks(nh).zip(activation.chunks(nv)).fold(f64::NEG_INFINITY, |acc, (h, a)| {
                 let hidden_term: f64 = h.iter().zip(c).map(|(&h, &c)| h as f64 * c as f64).sum();
-                let visible_term: f64 = a.iter().zip(b).map(|(&a, &b)| kind.log_partition_term(a, b)).sum();
+                let visible_term = layer.log_partition(a, b);
                 log_add_exp(acc, hidden_term + visible_term)
             })
         })
@@ -164,11 +242,11 @@ pub fn log_partition_exact(rbm: &Rbm) -> Result<f64> {
 /// Mean exact log-likelihood `-F(v) - log Z` of the samples of `data`, with `log Z` from
 /// [`log_partition_exact`] (given, to avoid recomputing it). For Gaussian units this is a log
 /// density in the model's (standardised) units.
-pub fn mean_log_likelihood(rbm: &Rbm, data: &DMatrix<f32>, log_partition: f64) -> f64 {
-    -mean_free_energy(rbm, data) - log_partition
+pub fn mean_log_likelihood(rbm: &Rbm, data: &DMatrix<f32>, log_partition: f64) -> Result<f64> {
+    Ok(-mean_free_energy(rbm, data)? - log_partition)
 }
 
 /// Probability of each hidden unit being on, `n_hidden x n_samples`: the feature transform.
-pub fn transform(rbm: &Rbm, data: &DMatrix<f32>) -> DMatrix<f32> {
+pub fn transform(rbm: &Rbm, data: &DMatrix<f32>) -> Result<DMatrix<f32>> {
     rbm.hidden_probabilities(data)
 }

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
+use crate::columns::{self, ColumnEncoding, check_raw};
 use crate::error::{RbmError, Result};
+use crate::gibbs::PersistentChains;
 use crate::model::Rbm;
 use crate::params::{TrainingParams, ValidParams};
 use crate::standardize::Standardization;
@@ -18,8 +20,9 @@ use crate::units::VisibleKind;
 
 /// The `format` field of every model file.
 pub const FORMAT_NAME: &str = "rbm-model";
-/// The model file version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The model file version this build writes. Version 1 files (one visible kind for every column)
+/// are read as well.
+pub const FORMAT_VERSION: u32 = 2;
 /// Model files above this size are refused before being read (about 50 million weights).
 pub const MAX_MODEL_FILE_BYTES: u64 = 1 << 30;
 
@@ -34,14 +37,18 @@ pub struct Provenance {
     pub epochs_trained: usize,
 }
 
-/// A model ready to use on raw data.
+/// A model ready to use on raw data: one value per column, categorical columns holding level
+/// indices (see [`crate::columns`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
-    /// The machine, in model units (standardised data for Gaussian units).
+    /// The machine, in model units (standardised Gaussian columns, one-hot categorical columns).
     pub rbm: Rbm,
-    /// Standardisation applied to raw data before the machine sees it (Gaussian units).
+    /// How each raw column maps to visible units.
+    pub columns: Vec<ColumnEncoding>,
+    /// Standardisation applied to raw data before the machine sees it (when any column is
+    /// Gaussian; the identity on other columns).
     pub standardization: Option<Standardization>,
-    /// Names of the features, in order (empty if unknown).
+    /// Names of the columns, in order (empty if unknown).
     pub feature_names: Vec<String>,
     /// Free energy above which a sample is called anomalous.
     pub anomaly_threshold: Option<f64>,
@@ -54,49 +61,61 @@ pub struct Model {
 pub struct FitReport {
     /// Per-epoch statistics.
     pub history: Vec<EpochStats>,
-    /// Features that were constant in the training data (Gaussian units: kept with scale 1).
+    /// Gaussian columns that were constant in the training data (kept with scale 1).
     pub constant_features: Vec<usize>,
     /// Whether the callback stopped training early.
     pub stopped_early: bool,
 }
 
 impl Model {
-    /// Trains a new model on raw `data` (`n_features x n_samples`): standardises it first for
-    /// Gaussian units, initialises as in Hinton's guide, and runs [`Trainer::fit`].
+    /// Trains a new model on raw `data` (`n_columns x n_samples`, categorical columns as level
+    /// indices): checks every value once, standardises the Gaussian columns, expands the
+    /// categorical ones, initialises as in Hinton's guide, runs the trainer and, when
+    /// `params.contamination` is set, stores the anomaly threshold at that quantile of the
+    /// training rows' free energies.
     pub fn fit(
         params: ValidParams,
         data: &DMatrix<f32>,
         validation: Option<&DMatrix<f32>>,
         on_epoch: impl FnMut(&EpochStats) -> ControlFlow<()>,
     ) -> Result<(Model, FitReport)> {
-        let (standardization, constant_features) = match params.visible {
-            VisibleKind::Gaussian => {
-                crate::model::check_values(VisibleKind::Gaussian, data)?; // finite, before the statistics
-                let (s, constant) = if params.compress_heavy_tails {
-                    Standardization::fit_compressing_heavy_tails(data)
-                } else {
-                    Standardization::fit(data)
-                };
-                (Some(s), constant)
+        let columns = params.visible.columns(data.nrows())?;
+        check_raw(&columns, data)?;
+        if let Some(v) = validation {
+            if v.nrows() != data.nrows() {
+                return Err(RbmError::ShapeMismatch {
+                    what: "validation data",
+                    expected: format!("{} features", data.nrows()),
+                    found: format!("{} features", v.nrows()),
+                });
             }
-            VisibleKind::Bernoulli => (None, Vec::new()),
-        };
-        let train = standardised(standardization.as_ref(), data);
-        if let Some(v) = validation.filter(|v| v.nrows() != data.nrows()) {
-            return Err(RbmError::ShapeMismatch {
-                what: "validation data",
-                expected: format!("{} features", data.nrows()),
-                found: format!("{} features", v.nrows()),
-            });
+            check_raw(&columns, v)?;
         }
-        let validation = validation.map(|v| standardised(standardization.as_ref(), v));
-        let trainer = Trainer::initialise(params.clone(), &train)?;
-        let outcome = trainer.fit(&train, validation.as_deref(), on_epoch)?;
+        let gaussian: Vec<bool> = columns.iter().map(|c| *c == ColumnEncoding::Gaussian).collect();
+        let (standardization, constant_features) = if gaussian.contains(&true) {
+            let (s, constant) = Standardization::fit_columns(data, &gaussian, params.compress_heavy_tails);
+            (Some(s), constant)
+        } else {
+            (None, Vec::new())
+        };
+        let train = to_visible(&columns, standardization.as_ref(), data);
+        let validation = validation.map(|v| to_visible(&columns, standardization.as_ref(), v));
+        let trainer = Trainer::initialise_checked(params.clone(), columns::layer_of(&columns)?, &train)?;
+        let outcome = trainer.fit_checked(&train, validation.as_deref(), on_epoch)?;
+        let anomaly_threshold = match params.contamination {
+            Some(c) => {
+                let mut scores = vec![0.0; train.ncols()];
+                outcome.rbm.free_energy_into(train.as_slice(), &mut Vec::new(), &mut scores);
+                crate::metrics::contamination_threshold(&scores, c)
+            }
+            None => None,
+        };
         let model = Model {
             rbm: outcome.rbm,
+            columns,
             standardization,
             feature_names: Vec::new(),
-            anomaly_threshold: None,
+            anomaly_threshold,
             provenance: Provenance {
                 toolkit_version: env!("CARGO_PKG_VERSION").to_string(),
                 training: Some(params.into_inner()),
@@ -106,31 +125,69 @@ impl Model {
         Ok((model, FitReport { history: outcome.history, constant_features, stopped_early: outcome.stopped_early }))
     }
 
-    /// Raw data mapped to model units (standardised for Gaussian units, a copy; Bernoulli data as
-    /// they are) and checked against the visible units; errors name the sample and feature.
-    pub fn prepare<'a>(&self, raw: &'a DMatrix<f32>) -> Result<Cow<'a, DMatrix<f32>>> {
-        if raw.nrows() != self.rbm.n_visible() {
+    /// The model with its columns named (one name per column).
+    pub fn with_feature_names(mut self, names: Vec<String>) -> Result<Model> {
+        if names.len() != self.columns.len() {
             return Err(RbmError::ShapeMismatch {
-                what: "data for this model",
-                expected: format!("{} features per sample", self.rbm.n_visible()),
-                found: format!("{} features", raw.nrows()),
+                what: "feature names",
+                expected: format!("{} names, one per column", self.columns.len()),
+                found: format!("{} names", names.len()),
             });
         }
-        crate::model::check_values(self.rbm.visible_kind(), raw)?;
-        Ok(standardised(self.standardization.as_ref(), raw))
+        self.feature_names = names;
+        Ok(self)
     }
 
-    /// Free energy of each raw sample (in model units: for Gaussian units, of the standardised data).
+    /// Raw data mapped to visible vectors (standardised Gaussian columns and one-hot categorical
+    /// columns, a copy; Bernoulli data as they are) after checking every value against its
+    /// column; errors name the sample and the column.
+    pub fn prepare<'a>(&self, raw: &'a DMatrix<f32>) -> Result<Cow<'a, DMatrix<f32>>> {
+        check_raw(&self.columns, raw)?;
+        Ok(to_visible(&self.columns, self.standardization.as_ref(), raw))
+    }
+
+    /// Free energy of each raw sample (in model units: for Gaussian columns, of the standardised
+    /// data).
     pub fn free_energy(&self, raw: &DMatrix<f32>) -> Result<Vec<f64>> {
-        Ok(self.rbm.free_energy(&*self.prepare(raw)?))
+        self.rbm.free_energy(&*self.prepare(raw)?)
+    }
+
+    /// Mean log-likelihood of raw samples given `log Z` (from [`crate::eval::log_partition_exact`]):
+    /// `-F(v) - log Z` plus, for Gaussian columns, the log-Jacobian of the standardisation (and
+    /// of the tail compression), so that it is a log density of the data in their own units.
+    pub fn mean_log_likelihood(&self, raw: &DMatrix<f32>, log_partition: f64) -> Result<f64> {
+        let prepared = self.prepare(raw)?;
+        let mut mean = crate::eval::mean_log_likelihood(&self.rbm, &prepared, log_partition)?;
+        if let Some(s) = &self.standardization {
+            mean += s.mean_log_jacobian(raw);
+        }
+        Ok(mean)
+    }
+
+    /// `count` samples in raw units (`n_columns x count`): chains started at random hidden
+    /// states, `gibbs_steps` block Gibbs steps, then categorical groups collapsed to level
+    /// indices and Gaussian columns mapped back through the standardisation.
+    pub fn sample(&self, count: usize, gibbs_steps: usize, seed: u64) -> Result<DMatrix<f32>> {
+        if count == 0 {
+            return Err(RbmError::EmptyData);
+        }
+        let mut chains = PersistentChains::random(&self.rbm, count, seed);
+        chains.advance(&self.rbm, gibbs_steps)?;
+        let visible = chains.visible();
+        let mut raw =
+            if columns::has_categorical(&self.columns) { columns::collapse(&self.columns, &visible) } else { visible };
+        if let Some(s) = &self.standardization {
+            s.invert(&mut raw);
+        }
+        Ok(raw)
     }
 
     /// The model as pretty-printed JSON text.
     pub fn to_json(&self) -> String {
-        let file = ModelFileV1 {
+        let file = ModelFileV2 {
             format: FORMAT_NAME.to_string(),
             version: FORMAT_VERSION,
-            visible: self.rbm.visible_kind(),
+            columns: self.columns.clone(),
             n_visible: self.rbm.n_visible(),
             n_hidden: self.rbm.n_hidden(),
             weights: self.rbm.weights().row_iter().map(|r| r.iter().copied().collect()).collect(),
@@ -144,39 +201,33 @@ impl Model {
         serde_json::to_string_pretty(&file).expect("a model always serialises")
     }
 
-    /// Parses and checks model JSON; `path` only names the source in errors.
+    /// Parses and checks model JSON (version 2, or version 1 as older builds wrote it); `path`
+    /// only names the source in errors.
     pub fn from_json(text: &str, path: &Path) -> Result<Model> {
         let bad = |reason: String| RbmError::ModelFile { path: path.to_path_buf(), reason };
-        let file: ModelFileV1 = match serde_json::from_str(text) {
-            Ok(f) => f,
-            Err(e) => {
-                // Say "wrong version" rather than "missing field" when the header is readable.
-                if let Ok(header) = serde_json::from_str::<Header>(text) {
-                    if header.format != FORMAT_NAME {
-                        return Err(bad(format!("format is {:?}, expected {FORMAT_NAME:?}", header.format)));
-                    }
-                    if header.version != FORMAT_VERSION {
-                        return Err(bad(format!(
-                            "format version {} is not supported (this build reads version {FORMAT_VERSION})",
-                            header.version
-                        )));
-                    }
-                }
-                return Err(bad(format!("JSON error at line {}, column {}: {e}", e.line(), e.column())));
+        let json_error =
+            |e: serde_json::Error| bad(format!("JSON error at line {}, column {}: {e}", e.line(), e.column()));
+        let header: Header = serde_json::from_str(text).map_err(json_error)?;
+        if header.format != FORMAT_NAME {
+            return Err(bad(format!("format is {:?}, expected {FORMAT_NAME:?}", header.format)));
+        }
+        let file: ModelFileV2 = match header.version {
+            1 => serde_json::from_str::<ModelFileV1>(text).map_err(json_error)?.upgrade().map_err(bad)?,
+            FORMAT_VERSION => serde_json::from_str(text).map_err(json_error)?,
+            other => {
+                return Err(bad(format!(
+                    "format version {other} is not supported (this build reads versions 1 and {FORMAT_VERSION})"
+                )));
             }
         };
-        if file.format != FORMAT_NAME {
-            return Err(bad(format!("format is {:?}, expected {FORMAT_NAME:?}", file.format)));
-        }
-        if file.version != FORMAT_VERSION {
-            return Err(bad(format!(
-                "format version {} is not supported (this build reads version {FORMAT_VERSION})",
-                file.version
-            )));
-        }
+        columns::check_columns(&file.columns).map_err(|e| bad(e.to_string()))?;
+        let layer = columns::layer_of(&file.columns).map_err(|e| bad(e.to_string()))?;
         let (nv, nh) = (file.n_visible, file.n_hidden);
         if nv == 0 || nh == 0 {
             return Err(bad(format!("n_visible = {nv} and n_hidden = {nh} must both be at least 1")));
+        }
+        if layer.n_visible() != nv {
+            return Err(bad(format!("the columns make {} visible units, n_visible is {nv}", layer.n_visible())));
         }
         if file.weights.len() != nv {
             return Err(bad(format!("weights has {} rows, n_visible is {nv}", file.weights.len())));
@@ -187,35 +238,43 @@ impl Model {
         let check_len = |what: &str, len: usize, want: usize| {
             if len != want { Err(bad(format!("{what} has {len} values, expected {want}"))) } else { Ok(()) }
         };
+        let n_columns = file.columns.len();
         check_len("visible_bias", file.visible_bias.len(), nv)?;
         check_len("hidden_bias", file.hidden_bias.len(), nh)?;
         if let Some(s) = &file.standardization {
-            check_len("standardization.mean", s.mean.len(), nv)?;
-            check_len("standardization.scale", s.scale.len(), nv)?;
+            check_len("standardization.mean", s.mean.len(), n_columns)?;
+            check_len("standardization.scale", s.scale.len(), n_columns)?;
             if s.mean.iter().any(|x| !x.is_finite()) || s.scale.iter().any(|&x| !(x.is_finite() && x > 0.0)) {
                 return Err(bad("standardization holds a non-finite mean or a non-positive scale".into()));
             }
             if !s.compress.is_empty() {
-                check_len("standardization.compress", s.compress.len(), nv)?;
+                check_len("standardization.compress", s.compress.len(), n_columns)?;
                 if s.compress.iter().flatten().any(|&[c, sp]| !(c.is_finite() && sp.is_finite() && sp > 0.0)) {
                     return Err(bad(
                         "standardization.compress holds a non-finite center or a non-positive spread".into()
                     ));
                 }
             }
+            let identity_elsewhere = file.columns.iter().enumerate().all(|(i, c)| {
+                *c == ColumnEncoding::Gaussian
+                    || (s.mean[i] == 0.0 && s.scale[i] == 1.0 && s.compress.get(i).is_none_or(Option::is_none))
+            });
+            if !identity_elsewhere {
+                return Err(bad("standardization changes a column that is not Gaussian".into()));
+            }
         }
-        if file.visible == VisibleKind::Gaussian && file.standardization.is_none() {
+        if file.columns.contains(&ColumnEncoding::Gaussian) && file.standardization.is_none() {
             return Err(bad("Gaussian visible units need a standardization block".into()));
         }
         if !file.feature_names.is_empty() {
-            check_len("feature_names", file.feature_names.len(), nv)?;
+            check_len("feature_names", file.feature_names.len(), n_columns)?;
         }
         if file.anomaly_threshold.is_some_and(|t| !t.is_finite()) {
             return Err(bad("anomaly_threshold is not finite".into()));
         }
         let weights = DMatrix::from_fn(nv, nh, |i, j| file.weights[i][j]);
         let rbm = Rbm::from_parameters(
-            file.visible,
+            layer,
             weights,
             DVector::from_vec(file.visible_bias),
             DVector::from_vec(file.hidden_bias),
@@ -223,6 +282,7 @@ impl Model {
         .map_err(|e| bad(e.to_string()))?;
         Ok(Model {
             rbm,
+            columns: file.columns,
             standardization: file.standardization,
             feature_names: file.feature_names,
             anomaly_threshold: file.anomaly_threshold,
@@ -253,6 +313,23 @@ impl Model {
     }
 }
 
+/// The `format` field of a model file written by this toolkit (an RBM's [`FORMAT_NAME`], or the
+/// recommender's), read from its first 4 KiB: every writer puts it first, so a loader can be
+/// chosen without parsing the file twice. `None` when the head holds no such field.
+pub fn file_format(path: &Path) -> Result<Option<String>> {
+    use std::io::Read;
+    let io = |source: std::io::Error| RbmError::Io { path: path.to_path_buf(), source };
+    let mut head = vec![0u8; 4096];
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(io)?;
+    let text = String::from_utf8_lossy(&head[..n]);
+    let value = (|| {
+        let rest =
+            text[text.find("\"format\"")? + 8..].trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+        Some(rest[..rest.find('"')?].to_owned())
+    })();
+    Ok(value)
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to disk,
 /// then renamed over `path`. A crash leaves either the old file or the new one.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -276,16 +353,22 @@ pub fn write_atomically_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> 
     Ok(())
 }
 
-/// `raw` standardised when there is a standardisation (a copy), else `raw` itself (no copy).
-fn standardised<'a>(standardization: Option<&Standardization>, raw: &'a DMatrix<f32>) -> Cow<'a, DMatrix<f32>> {
-    match standardization {
+/// Checked raw data as visible vectors: standardised when there is a standardisation (a copy),
+/// categorical columns expanded to one-hot (a copy), else `raw` itself (no copy).
+fn to_visible<'a>(
+    columns: &[ColumnEncoding],
+    standardization: Option<&Standardization>,
+    raw: &'a DMatrix<f32>,
+) -> Cow<'a, DMatrix<f32>> {
+    let standardised = match standardization {
         Some(s) => {
             let mut x = raw.clone();
             s.apply(&mut x);
             Cow::Owned(x)
         }
         None => Cow::Borrowed(raw),
-    }
+    };
+    if columns::has_categorical(columns) { Cow::Owned(columns::expand(columns, &standardised)) } else { standardised }
 }
 
 #[derive(Deserialize)]
@@ -294,12 +377,31 @@ struct Header {
     version: u32,
 }
 
-/// The on-disk layout of version 1. Weights are stored one row per visible unit.
+/// The on-disk layout of version 2. Weights are stored one row per visible unit.
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelFileV2 {
+    format: String,
+    version: u32,
+    columns: Vec<ColumnEncoding>,
+    n_visible: usize,
+    n_hidden: usize,
+    weights: Vec<Vec<f32>>,
+    visible_bias: Vec<f32>,
+    hidden_bias: Vec<f32>,
+    standardization: Option<Standardization>,
+    feature_names: Vec<String>,
+    anomaly_threshold: Option<f64>,
+    provenance: Provenance,
+}
+
+/// The on-disk layout of version 1: one visible kind for every column.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ModelFileV1 {
     format: String,
-    version: u32,
+    #[serde(rename = "version")]
+    _version: u32,
     visible: VisibleKind,
     n_visible: usize,
     n_hidden: usize,
@@ -310,4 +412,26 @@ struct ModelFileV1 {
     feature_names: Vec<String>,
     anomaly_threshold: Option<f64>,
     provenance: Provenance,
+}
+
+impl ModelFileV1 {
+    /// The same model in version 2's layout.
+    fn upgrade(self) -> std::result::Result<ModelFileV2, String> {
+        let encoding = ColumnEncoding::of_kind(self.visible)
+            .ok_or_else(|| format!("version 1 files hold bernoulli or gaussian units, not {}", self.visible.name()))?;
+        Ok(ModelFileV2 {
+            format: self.format,
+            version: FORMAT_VERSION,
+            columns: vec![encoding; self.n_visible],
+            n_visible: self.n_visible,
+            n_hidden: self.n_hidden,
+            weights: self.weights,
+            visible_bias: self.visible_bias,
+            hidden_bias: self.hidden_bias,
+            standardization: self.standardization,
+            feature_names: self.feature_names,
+            anomaly_threshold: self.anomaly_threshold,
+            provenance: self.provenance,
+        })
+    }
 }

@@ -2,6 +2,7 @@
 
 use nalgebra::DMatrix;
 
+use crate::error::{RbmError, Result};
 use crate::model::Rbm;
 use crate::rng::RandomStreams;
 
@@ -62,7 +63,7 @@ impl ChainBuffers {
         for _ in 0..steps {
             streams.bernoulli(&self.hidden_probabilities, &mut self.hidden);
             rbm.visible_means_into(&self.hidden, self.cols, &mut self.visible_means);
-            rbm.visible_kind().sample(&self.visible_means, &mut self.visible, streams);
+            streams.visible(rbm.layer(), &self.visible_means, &mut self.visible);
             rbm.hidden_probabilities_into(&self.visible, self.cols, &mut self.hidden_probabilities);
         }
     }
@@ -83,17 +84,17 @@ impl PersistentChains {
         buffers.hidden_probabilities.fill(0.5);
         streams.bernoulli(&buffers.hidden_probabilities, &mut buffers.hidden);
         rbm.visible_means_into(&buffers.hidden, n_chains, &mut buffers.visible_means);
-        rbm.visible_kind().sample(&buffers.visible_means, &mut buffers.visible, &mut streams);
+        streams.visible(rbm.layer(), &buffers.visible_means, &mut buffers.visible);
         // `advance` computes p(h | v) before stepping, so nothing more here.
         PersistentChains { buffers, streams }
     }
 
     /// Chains started at the columns of `start` (`n_visible x n_chains`).
-    pub fn from_visible(rbm: &Rbm, start: &DMatrix<f32>, seed: u64) -> Self {
-        assert_eq!(start.nrows(), rbm.n_visible(), "start rows must equal n_visible");
+    pub fn from_visible(rbm: &Rbm, start: &DMatrix<f32>, seed: u64) -> Result<Self> {
+        rbm.check_visible_rows("chain start", start.nrows())?;
         let mut buffers = ChainBuffers::new(rbm.n_visible(), rbm.n_hidden(), start.ncols());
         buffers.visible.copy_from_slice(start.as_slice());
-        PersistentChains { buffers, streams: RandomStreams::new(seed) }
+        Ok(PersistentChains { buffers, streams: RandomStreams::new(seed) })
     }
 
     /// Number of chains.
@@ -107,26 +108,39 @@ impl PersistentChains {
     }
 
     /// Advances every chain by `steps` Gibbs steps under `rbm` (whose parameters may have changed
-    /// since the last call).
-    pub fn advance(&mut self, rbm: &Rbm, steps: usize) {
+    /// since the last call; its shape must be the one the chains were made for).
+    pub fn advance(&mut self, rbm: &Rbm, steps: usize) -> Result<()> {
+        let (nv, nh) = (self.n_visible(), self.buffers.hidden.len() / self.buffers.cols.max(1));
+        if (rbm.n_visible(), rbm.n_hidden()) != (nv, nh) {
+            return Err(RbmError::ShapeMismatch {
+                what: "model for these chains",
+                expected: format!("{nv} visible and {nh} hidden units"),
+                found: format!("{} visible and {} hidden units", rbm.n_visible(), rbm.n_hidden()),
+            });
+        }
         self.buffers.refresh_hidden(rbm);
         self.buffers.run(rbm, steps, &mut self.streams);
+        Ok(())
+    }
+
+    fn n_visible(&self) -> usize {
+        self.buffers.visible.len() / self.buffers.cols.max(1)
     }
 
     /// The chains' current visible states, `n_visible x n_chains`.
-    pub fn visible(&self, n_visible: usize) -> DMatrix<f32> {
-        DMatrix::from_column_slice(n_visible, self.buffers.cols, &self.buffers.visible)
+    pub fn visible(&self) -> DMatrix<f32> {
+        DMatrix::from_column_slice(self.n_visible(), self.buffers.cols, &self.buffers.visible)
     }
 
     /// The chains' `E[v | h]` from the last step (less noisy than the samples), `n_visible x n_chains`.
-    pub fn visible_means(&self, n_visible: usize) -> DMatrix<f32> {
-        DMatrix::from_column_slice(n_visible, self.buffers.cols, &self.buffers.visible_means)
+    pub fn visible_means(&self) -> DMatrix<f32> {
+        DMatrix::from_column_slice(self.n_visible(), self.buffers.cols, &self.buffers.visible_means)
     }
 }
 
 /// Runs `steps` Gibbs steps from each column of `start` and returns the final visible samples.
-pub fn gibbs_sample(rbm: &Rbm, start: &DMatrix<f32>, steps: usize, seed: u64) -> DMatrix<f32> {
-    let mut chains = PersistentChains::from_visible(rbm, start, seed);
-    chains.advance(rbm, steps);
-    chains.visible(rbm.n_visible())
+pub fn gibbs_sample(rbm: &Rbm, start: &DMatrix<f32>, steps: usize, seed: u64) -> Result<DMatrix<f32>> {
+    let mut chains = PersistentChains::from_visible(rbm, start, seed)?;
+    chains.advance(rbm, steps)?;
+    Ok(chains.visible())
 }

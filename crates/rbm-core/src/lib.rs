@@ -14,17 +14,18 @@
 //!
 //! // Eight samples of four binary features: two repeated patterns.
 //! let rows: Vec<f32> = [[1., 1., 0., 0.], [0., 0., 1., 1.]].iter().cycle().take(8).flatten().copied().collect();
-//! let data = rbm_core::samples_from_row_major(rows, 4);
+//! let data = rbm_core::samples_from_row_major(rows, 4)?;
 //! let params = TrainingParams { epochs: 50, batch_size: 4, learning_rate: 0.1, ..TrainingParams::new(VisibleKind::Bernoulli, 3) };
 //! let (model, report) = Model::fit(params.check()?, &data, None, |_| std::ops::ControlFlow::Continue(()))?;
 //! assert_eq!(report.history.len(), 50);
 //! let log_z = eval::log_partition_exact(&model.rbm)?;
-//! let log_likelihood = eval::mean_log_likelihood(&model.rbm, &data, log_z);
+//! let log_likelihood = eval::mean_log_likelihood(&model.rbm, &data, log_z)?;
 //! assert!(log_likelihood > 4.0 * 0.5f64.ln()); // better than the uniform distribution
 //! # Ok::<(), rbm_core::RbmError>(())
 //! ```
 #![deny(missing_docs)]
 
+pub mod columns;
 mod error;
 pub mod eval;
 mod file;
@@ -36,21 +37,22 @@ mod params;
 mod rng;
 mod standardize;
 mod train;
-mod units;
+pub mod units;
 
+pub use columns::{ColumnEncoding, ColumnKind};
 pub use error::{RbmError, Result};
 pub use file::{
-    FORMAT_NAME, FORMAT_VERSION, FitReport, MAX_MODEL_FILE_BYTES, Model, Provenance, write_atomically,
+    FORMAT_NAME, FORMAT_VERSION, FitReport, MAX_MODEL_FILE_BYTES, Model, Provenance, file_format, write_atomically,
     write_atomically_with,
 };
 pub use gibbs::{PersistentChains, gibbs_sample};
 pub use linalg::{log_add_exp, log_sum_exp, sigmoid, softplus};
 pub use model::{Rbm, check_values, samples_from_row_major};
-pub use params::{Momentum, Sparsity, TrainingParams, ValidParams};
+pub use params::{Momentum, Sparsity, TrainingParams, ValidParams, VisibleSpec};
 pub use rng::{RandomStreams, generator as stream_generator, uniform01};
 pub use standardize::Standardization;
 pub use train::{EpochStats, Gradient, Trainer, TrainingOutcome};
-pub use units::VisibleKind;
+pub use units::{VisibleGroup, VisibleKind, VisibleLayer};
 
 /// The README's Rust example, compiled and run as a doc test.
 #[cfg(doctest)]

@@ -10,28 +10,37 @@ use rayon::prelude::*;
 
 use crate::error::{RbmError, Result};
 use crate::linalg::{Operand, gemm, sigmoid, softplus};
-use crate::units::VisibleKind;
+use crate::units::{VisibleKind, VisibleLayer};
 
 /// Builds the crate's `n_visible x n_samples` data matrix from row-major values (one sample per
 /// row, as read from a CSV file) without reordering anything.
 ///
 /// ```
 /// let data = rbm_core::samples_from_row_major(vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0], 2);
+/// let data = data?;
 /// assert_eq!((data.nrows(), data.ncols()), (2, 3));
 /// assert_eq!(data.column(1).as_slice(), &[0.0, 1.0]);
+/// # Ok::<(), rbm_core::RbmError>(())
 /// ```
-pub fn samples_from_row_major(values: Vec<f32>, n_features: usize) -> DMatrix<f32> {
-    assert!(n_features > 0 && values.len().is_multiple_of(n_features), "values do not form whole rows");
+pub fn samples_from_row_major(values: Vec<f32>, n_features: usize) -> Result<DMatrix<f32>> {
+    if n_features == 0 || !values.len().is_multiple_of(n_features) {
+        return Err(RbmError::ShapeMismatch {
+            what: "row-major values",
+            expected: format!("whole rows of {n_features} features"),
+            found: format!("{} values", values.len()),
+        });
+    }
     let n = values.len() / n_features;
-    DMatrix::from_vec(n_features, n, values)
+    Ok(DMatrix::from_vec(n_features, n, values))
 }
 
-/// A restricted Boltzmann machine with visible units of one [`VisibleKind`] and Bernoulli hidden
-/// units. Energy `E(v, h) = sum_i e_i(v_i; b_i) - c.h - v^T W h` with `e_i = -b_i v_i` (Bernoulli)
-/// or `(v_i - b_i)^2 / 2` (Gaussian, unit variance).
+/// A restricted Boltzmann machine with a [`VisibleLayer`] of groups of visible units
+/// (Bernoulli, Gaussian, softmax; possibly mixed) and Bernoulli hidden units. Energy
+/// `E(v, h) = sum_g e_g(v_g; b_g) - c.h - v^T W h` with each group's term from its kind:
+/// `-b.v` (Bernoulli, softmax) or `|v - b|^2 / 2` (Gaussian, unit variance).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rbm {
-    visible: VisibleKind,
+    layer: VisibleLayer,
     /// `n_visible x n_hidden`.
     weights: DMatrix<f32>,
     /// `n_visible`.
@@ -42,9 +51,10 @@ pub struct Rbm {
 
 impl Rbm {
     /// A model with all parameters zero.
-    pub fn zeros(visible: VisibleKind, n_visible: usize, n_hidden: usize) -> Self {
+    pub fn zeros(layer: VisibleLayer, n_hidden: usize) -> Self {
+        let n_visible = layer.n_visible();
         Rbm {
-            visible,
+            layer,
             weights: DMatrix::zeros(n_visible, n_hidden),
             visible_bias: DVector::zeros(n_visible),
             hidden_bias: DVector::zeros(n_hidden),
@@ -53,7 +63,7 @@ impl Rbm {
 
     /// A model from given parameters, checking shapes and finiteness.
     pub fn from_parameters(
-        visible: VisibleKind,
+        layer: VisibleLayer,
         weights: DMatrix<f32>,
         visible_bias: DVector<f32>,
         hidden_bias: DVector<f32>,
@@ -64,6 +74,13 @@ impl Rbm {
                 what: "weights",
                 expected: "at least 1 x 1".into(),
                 found: format!("{nv} x {nh}"),
+            });
+        }
+        if layer.n_visible() != nv {
+            return Err(RbmError::ShapeMismatch {
+                what: "weights",
+                expected: format!("{} rows, one per visible unit of the layer", layer.n_visible()),
+                found: format!("{nv} rows"),
             });
         }
         if visible_bias.len() != nv {
@@ -80,7 +97,7 @@ impl Rbm {
                 found: format!("{} values", hidden_bias.len()),
             });
         }
-        let rbm = Rbm { visible, weights, visible_bias, hidden_bias };
+        let rbm = Rbm { layer, weights, visible_bias, hidden_bias };
         rbm.check_finite()?;
         Ok(rbm)
     }
@@ -100,9 +117,13 @@ impl Rbm {
         Ok(())
     }
 
-    /// The visible unit kind.
-    pub fn visible_kind(&self) -> VisibleKind {
-        self.visible
+    /// The visible layer: its groups and their kinds.
+    pub fn layer(&self) -> &VisibleLayer {
+        &self.layer
+    }
+    /// The kind of every visible unit, or `None` for a mixed layer.
+    pub fn visible_kind(&self) -> Option<VisibleKind> {
+        self.layer.single_kind()
     }
     /// Number of visible units.
     pub fn n_visible(&self) -> usize {
@@ -124,6 +145,12 @@ impl Rbm {
     pub fn hidden_bias(&self) -> &DVector<f32> {
         &self.hidden_bias
     }
+    /// Root mean square of the weights: a quick scale check (Hinton's guide: updates about 1e-3
+    /// of it).
+    pub fn weights_rms(&self) -> f64 {
+        let w = self.weights.as_slice();
+        (w.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / w.len().max(1) as f64).sqrt()
+    }
     pub(crate) fn parameters_mut(&mut self) -> (&mut DMatrix<f32>, &mut DVector<f32>, &mut DVector<f32>) {
         (&mut self.weights, &mut self.visible_bias, &mut self.hidden_bias)
     }
@@ -131,31 +158,30 @@ impl Rbm {
     /// Checks that `data` has one row per visible unit, at least one sample, and only values the
     /// visible units can take; the error names the sample (row of the user's file) and feature.
     pub fn check_data(&self, data: &DMatrix<f32>) -> Result<()> {
-        if data.nrows() != self.n_visible() {
-            return Err(RbmError::ShapeMismatch {
-                what: "data",
-                expected: format!("{} features per sample", self.n_visible()),
-                found: format!("{} features", data.nrows()),
-            });
-        }
-        check_values(self.visible, data)
+        self.check_visible_rows("data", data.nrows())?;
+        check_values(&self.layer, data)
+    }
+
+    /// Fails unless `rows` equals the number of visible units.
+    pub(crate) fn check_visible_rows(&self, what: &'static str, rows: usize) -> Result<()> {
+        check_rows(what, rows, self.n_visible(), "visible units")
     }
 
     /// `p(h_j = 1 | v) = sigmoid(c_j + (W^T v)_j)` for every sample: the hidden-feature transform,
     /// `n_hidden x n_samples`.
-    pub fn hidden_probabilities(&self, data: &DMatrix<f32>) -> DMatrix<f32> {
-        assert_eq!(data.nrows(), self.n_visible(), "data rows must equal n_visible");
+    pub fn hidden_probabilities(&self, data: &DMatrix<f32>) -> Result<DMatrix<f32>> {
+        self.check_visible_rows("data", data.nrows())?;
         let mut out = DMatrix::zeros(self.n_hidden(), data.ncols());
         self.hidden_probabilities_into(data.as_slice(), data.ncols(), out.as_mut_slice());
-        out
+        Ok(out)
     }
 
     /// `E[v | h]` for every column of `hidden` (`n_hidden x n`), giving `n_visible x n`.
-    pub fn visible_means(&self, hidden: &DMatrix<f32>) -> DMatrix<f32> {
-        assert_eq!(hidden.nrows(), self.n_hidden(), "hidden rows must equal n_hidden");
+    pub fn visible_means(&self, hidden: &DMatrix<f32>) -> Result<DMatrix<f32>> {
+        check_rows("hidden states", hidden.nrows(), self.n_hidden(), "hidden units")?;
         let mut out = DMatrix::zeros(self.n_visible(), hidden.ncols());
         self.visible_means_into(hidden.as_slice(), hidden.ncols(), out.as_mut_slice());
-        out
+        Ok(out)
     }
 
     /// `out = c + W^T v` for `cols` samples in `v`: the hidden pre-activations, `n_hidden x cols`.
@@ -178,18 +204,17 @@ impl Rbm {
         fill_columns(out, self.visible_bias.as_slice());
         // (n_visible x cols) += W (n_visible x n_hidden) * h (n_hidden x cols)
         gemm(1.0, Operand::new(self.weights.as_slice(), nv, nh), Operand::new(h, nh, cols), 1.0, out);
-        let kind = self.visible;
-        out.par_iter_mut().for_each(|x| *x = kind.mean(*x));
+        self.layer.means_columns(out);
     }
 
     /// Free energy `F(v) = -log sum_h exp(-E(v, h)) = sum_i e_i(v_i) - sum_j softplus(c_j + W_j^T v)`
     /// of every sample, in f64, finite for any finite input.
-    pub fn free_energy(&self, data: &DMatrix<f32>) -> Vec<f64> {
-        assert_eq!(data.nrows(), self.n_visible(), "data rows must equal n_visible");
+    pub fn free_energy(&self, data: &DMatrix<f32>) -> Result<Vec<f64>> {
+        self.check_visible_rows("data", data.nrows())?;
         let mut out = vec![0.0; data.ncols()];
         let mut scratch = Vec::new();
         self.free_energy_into(data.as_slice(), &mut scratch, &mut out);
-        out
+        Ok(out)
     }
 
     /// Free energies of the `out.len()` samples in `v`, using `scratch` for the activations.
@@ -201,10 +226,9 @@ impl Rbm {
             let cols = out.len();
             scratch.resize(nh * cols, 0.0);
             self.hidden_activations_into(v, cols, scratch);
-            let kind = self.visible;
             let b = self.visible_bias.as_slice();
             out.par_iter_mut().zip(v.par_chunks(nv).zip(scratch.par_chunks(nh))).for_each(|(f, (v, a))| {
-                let visible: f64 = v.iter().zip(b).map(|(&v, &b)| kind.energy_term(v, b)).sum();
+                let visible = self.layer.energy(v, b);
                 let hidden: f64 = a.iter().map(|&a| softplus(a as f64)).sum();
                 *f = visible - hidden;
             });
@@ -212,10 +236,10 @@ impl Rbm {
     }
 
     /// The energy `E(v, h)` of one joint configuration.
-    pub fn energy(&self, v: &[f32], h: &[f32]) -> f64 {
-        assert_eq!(v.len(), self.n_visible());
-        assert_eq!(h.len(), self.n_hidden());
-        let visible: f64 = v.iter().zip(self.visible_bias.iter()).map(|(&v, &b)| self.visible.energy_term(v, b)).sum();
+    pub fn energy(&self, v: &[f32], h: &[f32]) -> Result<f64> {
+        self.check_visible_rows("visible state", v.len())?;
+        check_rows("hidden state", h.len(), self.n_hidden(), "hidden units")?;
+        let visible = self.layer.energy(v, self.visible_bias.as_slice());
         let hidden: f64 = h.iter().zip(self.hidden_bias.iter()).map(|(&h, &c)| h as f64 * c as f64).sum();
         let mut interaction = 0.0f64;
         for (j, &hj) in h.iter().enumerate() {
@@ -224,8 +248,20 @@ impl Rbm {
                 interaction += hj as f64 * v.iter().zip(column.iter()).map(|(&v, &w)| v as f64 * w as f64).sum::<f64>();
             }
         }
-        visible - hidden - interaction
+        Ok(visible - hidden - interaction)
     }
+}
+
+/// A shape error unless `found == expected`.
+fn check_rows(what: &'static str, found: usize, expected: usize, unit: &str) -> Result<()> {
+    if found == expected {
+        return Ok(());
+    }
+    Err(RbmError::ShapeMismatch {
+        what,
+        expected: format!("{expected} rows, one per {}", unit.trim_end_matches('s')),
+        found: format!("{found} rows"),
+    })
 }
 
 /// Sets every column of the `rows x n` slice `out` to `column`.
@@ -235,16 +271,16 @@ pub(crate) fn fill_columns(out: &mut [f32], column: &[f32]) {
     }
 }
 
-/// Checks every value of `data` against the unit kind; the error names sample and feature.
-pub fn check_values(kind: VisibleKind, data: &DMatrix<f32>) -> Result<()> {
+/// Checks every visible vector of `data` (`n_visible x n`) against the layer's unit kinds; the
+/// error names the sample and the visible unit.
+pub fn check_values(layer: &VisibleLayer, data: &DMatrix<f32>) -> Result<()> {
     if data.is_empty() {
         return Err(RbmError::EmptyData);
     }
+    check_rows("data", data.nrows(), layer.n_visible(), "visible units")?;
     for (row, sample) in data.column_iter().enumerate() {
-        for (column, &value) in sample.iter().enumerate() {
-            if let Some(reason) = kind.check_value(value) {
-                return Err(RbmError::InvalidValue { row, column, value: value as f64, reason });
-            }
+        if let Some((column, reason)) = layer.check(sample.as_slice()) {
+            return Err(RbmError::InvalidValue { row, column, value: sample[column] as f64, reason });
         }
     }
     Ok(())

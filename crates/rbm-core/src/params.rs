@@ -3,8 +3,70 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::columns::{ColumnEncoding, check_columns};
 use crate::error::{RbmError, Result};
 use crate::units::VisibleKind;
+
+/// Which visible units a model gets: one elementwise kind for every column, or one encoding per
+/// column (a mixed layer: Bernoulli, Gaussian and categorical columns side by side).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum VisibleSpec {
+    /// Every column is one unit of this kind (Bernoulli or Gaussian).
+    Uniform(VisibleKind),
+    /// One encoding per column of the data.
+    Columns(Vec<ColumnEncoding>),
+}
+
+impl From<VisibleKind> for VisibleSpec {
+    fn from(kind: VisibleKind) -> Self {
+        VisibleSpec::Uniform(kind)
+    }
+}
+
+impl VisibleSpec {
+    /// The encoding of each of `n_columns` columns.
+    pub fn columns(&self, n_columns: usize) -> Result<Vec<ColumnEncoding>> {
+        match self {
+            VisibleSpec::Uniform(kind) => {
+                let encoding = ColumnEncoding::of_kind(*kind).ok_or(RbmError::InvalidVisible(kind.name()))?;
+                Ok(vec![encoding; n_columns])
+            }
+            VisibleSpec::Columns(columns) => {
+                if columns.len() != n_columns {
+                    return Err(RbmError::ShapeMismatch {
+                        what: "data for these column encodings",
+                        expected: format!("{} columns", columns.len()),
+                        found: format!("{n_columns} columns"),
+                    });
+                }
+                Ok(columns.clone())
+            }
+        }
+    }
+
+    /// Whether any unit is of `kind`.
+    pub fn has(&self, kind: VisibleKind) -> bool {
+        match self {
+            VisibleSpec::Uniform(k) => *k == kind,
+            VisibleSpec::Columns(columns) => columns.iter().any(|c| c.group().kind == kind),
+        }
+    }
+
+    /// The unit kinds present.
+    fn kinds(&self) -> Vec<VisibleKind> {
+        [VisibleKind::Bernoulli, VisibleKind::Gaussian, VisibleKind::Softmax]
+            .into_iter()
+            .filter(|&k| self.has(k))
+            .collect()
+    }
+
+    /// The default learning rate: the smallest of the kinds' defaults (the most sensitive kind
+    /// sets the pace of a mixed layer).
+    pub fn default_learning_rate(&self) -> f64 {
+        self.kinds().iter().map(|k| k.default_learning_rate()).fold(f64::INFINITY, f64::min)
+    }
+}
 
 /// The momentum applied to parameter updates.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,8 +122,8 @@ pub struct Sparsity {
 /// Every setting of a training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainingParams {
-    /// Kind of the visible units.
-    pub visible: VisibleKind,
+    /// The visible units: one kind, or one encoding per column.
+    pub visible: VisibleSpec,
     /// Number of hidden units.
     pub n_hidden: usize,
     /// Passes over the training data.
@@ -91,22 +153,25 @@ pub struct TrainingParams {
     /// At most this many training samples (a fixed random subset) are used for the per-epoch
     /// statistics, to keep monitoring cheap on large data.
     pub monitor_rows: usize,
+    /// When set, [`crate::Model::fit`] stores an anomaly threshold: the `1 - contamination`
+    /// quantile of the training rows' free energies (the expected fraction of anomalies), in [0, 1).
+    #[serde(default)]
+    pub contamination: Option<f64>,
 }
 
 impl TrainingParams {
-    /// Defaults for the given units and hidden-layer size: 10 epochs of CD-1, batch 100, learning
-    /// rate 0.05 (0.005 for Gaussian units, whose gradients are larger), Hinton's momentum schedule,
-    /// weight decay 1e-4, no sparsity, seed 0.
-    pub fn new(visible: VisibleKind, n_hidden: usize) -> Self {
+    /// Defaults for the given units and hidden-layer size: 10 epochs of CD-1, batch 100, the
+    /// units' default learning rate ([`VisibleKind::default_learning_rate`]: 0.05 for Bernoulli
+    /// and softmax units, 0.005 for Gaussian units, whose gradients are larger; the smallest of a
+    /// mixed layer's), Hinton's momentum schedule, weight decay 1e-4, no sparsity, seed 0.
+    pub fn new(visible: impl Into<VisibleSpec>, n_hidden: usize) -> Self {
+        let visible = visible.into();
         TrainingParams {
+            learning_rate: visible.default_learning_rate(),
             visible,
             n_hidden,
             epochs: 10,
             batch_size: 100,
-            learning_rate: match visible {
-                VisibleKind::Bernoulli => 0.05,
-                VisibleKind::Gaussian => 0.005,
-            },
             momentum: Momentum::HINTON,
             weight_decay: 1e-4,
             gibbs_steps: 1,
@@ -116,6 +181,7 @@ impl TrainingParams {
             seed: 0,
             compress_heavy_tails: false,
             monitor_rows: 10_000,
+            contamination: None,
         }
     }
 
@@ -123,19 +189,23 @@ impl TrainingParams {
     /// command line uses them:
     /// - batch size `rows / 20` clamped to [10, 100], and enough epochs for about 5,000 updates,
     ///   `ceil(5000 * batch / rows)` clamped to [10, 200];
-    /// - Bernoulli units: as many hidden units as features, clamped to [8, 256]; CD-1, learning
-    ///   rate 0.05, Hinton's momentum schedule;
-    /// - Gaussian units: 8 hidden units, PCD-1 with one chain per batch row, learning rate 0.001,
-    ///   constant momentum 0.5, and heavy-tailed features compressed. Chosen on the ODDS outlier
-    ///   sets (docs/anomaly.md): CD-1, more hidden units, or larger steps made the free energy a
-    ///   worse anomaly score there.
-    pub fn for_data(visible: VisibleKind, rows: usize, features: usize) -> Self {
+    /// - without Gaussian units: as many hidden units as visible units, clamped to [8, 256];
+    ///   CD-1, the units' learning rate (see [`TrainingParams::new`]), Hinton's momentum schedule;
+    /// - with Gaussian units (alone or in a mixed layer): 8 hidden units, PCD-1 with one chain per
+    ///   batch row, learning rate 0.001, constant momentum 0.5, and heavy-tailed features
+    ///   compressed. Chosen on the ODDS outlier sets (docs/anomaly.md): CD-1, more hidden units,
+    ///   or larger steps made the free energy a worse anomaly score there.
+    ///
+    /// `visible_units` counts units (a categorical column has one per level).
+    pub fn for_data(visible: impl Into<VisibleSpec>, rows: usize, visible_units: usize) -> Self {
+        let visible = visible.into();
         let batch_size = (rows / 20).clamp(10, 100);
         let epochs = (5000 * batch_size).div_ceil(rows.max(1)).clamp(10, 200);
+        let gaussian = visible.has(VisibleKind::Gaussian);
         let base = TrainingParams { epochs, batch_size, ..TrainingParams::new(visible, 0) };
-        match visible {
-            VisibleKind::Bernoulli => TrainingParams { n_hidden: features.clamp(8, 256), ..base },
-            VisibleKind::Gaussian => TrainingParams {
+        match gaussian {
+            false => TrainingParams { n_hidden: visible_units.clamp(8, 256), ..base },
+            true => TrainingParams {
                 n_hidden: 8,
                 learning_rate: 0.001,
                 momentum: Momentum::Constant { value: 0.5 },
@@ -148,6 +218,11 @@ impl TrainingParams {
 
     /// Validates every value, returning the first one that is out of range.
     pub fn check(self) -> Result<ValidParams> {
+        match &self.visible {
+            VisibleSpec::Uniform(kind) if !kind.is_elementwise() => return Err(RbmError::InvalidVisible(kind.name())),
+            VisibleSpec::Columns(columns) => check_columns(columns)?,
+            VisibleSpec::Uniform(_) => {}
+        }
         if self.n_hidden == 0 {
             return Err(RbmError::InvalidHiddenUnits(self.n_hidden));
         }
@@ -186,6 +261,9 @@ impl TrainingParams {
         }
         if !(self.weight_scale.is_finite() && self.weight_scale >= 0.0) {
             return Err(RbmError::InvalidWeightScale(self.weight_scale));
+        }
+        if let Some(c) = self.contamination.filter(|c| !(0.0..1.0).contains(c)) {
+            return Err(RbmError::InvalidContamination(c));
         }
         Ok(ValidParams(self))
     }

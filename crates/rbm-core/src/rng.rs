@@ -6,9 +6,10 @@
 //! same seed gives the same samples whatever the thread count.
 
 use rand::{Rng, SeedableRng};
-use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
+
+use crate::units::VisibleLayer;
 
 /// Elements of an output filled by one generator.
 const BLOCK: usize = 4096;
@@ -71,15 +72,10 @@ impl RandomStreams {
         });
     }
 
-    /// `out[i] = means[i] + N(0, 1)`.
-    pub(crate) fn gaussian(&mut self, means: &[f32], out: &mut [f32]) {
+    /// Draws visible values from their conditional means on a fresh stream (see
+    /// [`VisibleLayer::sample_columns`]).
+    pub(crate) fn visible(&mut self, layer: &VisibleLayer, means: &[f32], out: &mut [f32]) {
         let (seed, stream) = (self.seed, self.claim());
-        out.par_chunks_mut(BLOCK).zip(means.par_chunks(BLOCK)).enumerate().for_each(|(block, (out, m))| {
-            let mut rng = generator(seed, stream, block as u64);
-            for (o, &m) in out.iter_mut().zip(m) {
-                let noise: f32 = StandardNormal.sample(&mut rng);
-                *o = m + noise;
-            }
-        });
+        layer.sample_columns(means, out, seed, stream);
     }
 }

@@ -52,19 +52,28 @@ impl Standardization {
     /// Returns the indices of constant features too: their scale is set to 1 so they stay usable
     /// (they standardise to 0).
     pub fn fit(data: &DMatrix<f32>) -> (Self, Vec<usize>) {
-        Self::fit_inner(data, false)
+        Self::fit_columns(data, &vec![true; data.nrows()], false)
     }
 
     /// As [`Standardization::fit`], compressing heavy-tailed features first (see the module docs).
     pub fn fit_compressing_heavy_tails(data: &DMatrix<f32>) -> (Self, Vec<usize>) {
-        Self::fit_inner(data, true)
+        Self::fit_columns(data, &vec![true; data.nrows()], true)
     }
 
-    fn fit_inner(data: &DMatrix<f32>, compress_heavy: bool) -> (Self, Vec<usize>) {
+    /// Standardises the features `selected` (one flag per feature; optionally compressing heavy
+    /// tails) and leaves the others as they are (mean 0, scale 1): the Gaussian columns of a
+    /// mixed layer. Constant features are reported among the selected ones only.
+    pub fn fit_columns(data: &DMatrix<f32>, selected: &[bool], compress_heavy: bool) -> (Self, Vec<usize>) {
         let n = data.ncols().max(1) as f64;
         let mut s = Standardization { mean: Vec::new(), scale: Vec::new(), compress: Vec::new() };
         let mut constant = Vec::new();
         for (i, row) in data.row_iter().enumerate() {
+            if !selected.get(i).copied().unwrap_or(false) {
+                s.mean.push(0.0);
+                s.scale.push(1.0);
+                s.compress.push(None);
+                continue;
+            }
             let values = row.iter().map(|&x| x as f64);
             let mut tail = None;
             if let (true, (m, Some(sd))) = (compress_heavy, moments(values.clone(), n)) {
@@ -106,7 +115,8 @@ impl Standardization {
         self.compress.get(i).copied().flatten()
     }
 
-    /// Standardises `data` in place.
+    /// Standardises `data` in place (`data` must have one row per feature: callers check the
+    /// shape first; a mismatch panics).
     pub fn apply(&self, data: &mut DMatrix<f32>) {
         assert_eq!(data.nrows(), self.len(), "feature count differs from the standardisation");
         for mut column in data.column_iter_mut() {

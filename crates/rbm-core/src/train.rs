@@ -20,13 +20,14 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::error::{RbmError, Result};
-use crate::eval::reconstruction_error;
+use crate::eval::{mean_free_energy_of, reconstruction_error_of};
 use crate::gibbs::ChainBuffers;
 use crate::linalg::{Operand, gemm};
 use crate::model::Rbm;
 use crate::params::ValidParams;
+use crate::params::VisibleSpec;
 use crate::rng::RandomStreams;
-use crate::units::VisibleKind;
+use crate::units::VisibleLayer;
 
 /// A log-likelihood gradient estimate (the ascent direction), shaped like the parameters.
 #[derive(Clone, Debug, PartialEq)]
@@ -108,11 +109,12 @@ pub struct Trainer {
 impl Trainer {
     /// A trainer for an existing model (continued training); the model's shape must match.
     pub fn new(params: ValidParams, rbm: Rbm) -> Result<Self> {
-        if rbm.n_hidden() != params.n_hidden || rbm.visible_kind() != params.visible {
+        let layer = layer_for(&params.visible, rbm.n_visible())?;
+        if rbm.n_hidden() != params.n_hidden || layer != *rbm.layer() {
             return Err(RbmError::ShapeMismatch {
                 what: "model for training",
-                expected: format!("{} visible units and {} hidden units", params.visible.name(), params.n_hidden),
-                found: format!("{} visible units and {} hidden units", rbm.visible_kind().name(), rbm.n_hidden()),
+                expected: format!("visible units {} and {} hidden units", layer.describe(), params.n_hidden),
+                found: format!("visible units {} and {} hidden units", rbm.layer().describe(), rbm.n_hidden()),
             });
         }
         let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
@@ -131,14 +133,27 @@ impl Trainer {
         })
     }
 
-    /// A trainer for a new model initialised as in Hinton's guide from `data`
-    /// (`n_visible x n_samples`): `W ~ N(0, weight_scale^2)`, hidden biases 0, visible biases
-    /// `log(p / (1 - p))` of each feature's mean `p` (clamped to [0.001, 0.999]) for Bernoulli
-    /// units and the feature's mean for Gaussian units.
+    /// A trainer for a new model initialised as in Hinton's guide from `data` (visible vectors,
+    /// `n_visible x n_samples`): `W ~ N(0, weight_scale^2)`, hidden biases 0, visible biases from
+    /// each unit's data mean by its kind (`log(p / (1 - p))` clamped for Bernoulli units, the mean
+    /// for Gaussian units, the log of the smoothed level frequency for softmax groups).
     pub fn initialise(params: ValidParams, data: &DMatrix<f32>) -> Result<Self> {
-        crate::model::check_values(params.visible, data)?;
+        let layer = layer_for(&params.visible, data.nrows())?;
+        crate::model::check_values(&layer, data)?;
+        Self::initialise_checked(params, layer, data)
+    }
+
+    /// [`Trainer::initialise`] on data already checked against `layer`.
+    pub(crate) fn initialise_checked(params: ValidParams, layer: VisibleLayer, data: &DMatrix<f32>) -> Result<Self> {
         let (nv, nh) = (data.nrows(), params.n_hidden);
-        let mut rbm = Rbm::zeros(params.visible, nv, nh);
+        let mut sums = vec![0f64; nv];
+        for column in data.column_iter() {
+            sums.iter_mut().zip(column.iter()).for_each(|(s, &x)| *s += x as f64);
+        }
+        let means: Vec<f64> = sums.iter().map(|s| s / data.ncols() as f64).collect();
+        let mut initial_bias = vec![0f32; nv];
+        layer.initial_bias(&means, data.ncols(), &mut initial_bias);
+        let mut rbm = Rbm::zeros(layer, nh);
         let mut streams = RandomStreams::new(params.seed);
         {
             let (weights, visible_bias, _) = rbm.parameters_mut();
@@ -148,20 +163,7 @@ impl Trainer {
                 let z: f32 = rand_distr::Distribution::sample(&rand_distr::StandardNormal, &mut rng);
                 *w = scale * z;
             }
-            let mut sums = vec![0f64; nv];
-            for column in data.column_iter() {
-                sums.iter_mut().zip(column.iter()).for_each(|(s, &x)| *s += x as f64);
-            }
-            for (b, sum) in visible_bias.iter_mut().zip(sums) {
-                let mean = sum / data.ncols() as f64;
-                *b = match params.visible {
-                    VisibleKind::Bernoulli => {
-                        let p = mean.clamp(1e-3, 1.0 - 1e-3);
-                        (p / (1.0 - p)).ln() as f32
-                    }
-                    VisibleKind::Gaussian => mean as f32,
-                };
-            }
+            visible_bias.as_mut_slice().copy_from_slice(&initial_bias);
         }
         let mut trainer = Trainer::new(params, rbm)?;
         trainer.streams = streams;
@@ -175,12 +177,15 @@ impl Trainer {
 
     /// Estimates the log-likelihood gradient on `batch` (`n_visible x B`) with CD-k or PCD-k,
     /// advancing the persistent chains. No weight decay or sparsity term is included.
-    pub fn estimate_gradient(&mut self, batch: &DMatrix<f32>) -> &Gradient {
-        assert_eq!(batch.nrows(), self.rbm.n_visible(), "batch rows must equal n_visible");
+    pub fn estimate_gradient(&mut self, batch: &DMatrix<f32>) -> Result<&Gradient> {
+        self.rbm.check_visible_rows("batch", batch.nrows())?;
+        if batch.ncols() == 0 {
+            return Err(RbmError::EmptyData);
+        }
         self.batch.clear();
         self.batch.extend_from_slice(batch.as_slice());
         self.compute_gradient(batch.ncols());
-        &self.gradient
+        Ok(&self.gradient)
     }
 
     /// Starts the persistent chains at (cyclically repeated) columns of `data`.
@@ -326,15 +331,25 @@ impl Trainer {
     /// `on_epoch` after each; it may return `ControlFlow::Break(())` to stop early. Fails with
     /// [`RbmError::Diverged`] if the parameters stop being finite, rather than return such a model.
     pub fn fit(
-        mut self,
+        self,
         data: &DMatrix<f32>,
         validation: Option<&DMatrix<f32>>,
-        mut on_epoch: impl FnMut(&EpochStats) -> ControlFlow<()>,
+        on_epoch: impl FnMut(&EpochStats) -> ControlFlow<()>,
     ) -> Result<TrainingOutcome> {
         self.rbm.check_data(data)?;
         if let Some(v) = validation {
             self.rbm.check_data(v)?;
         }
+        self.fit_checked(data, validation, on_epoch)
+    }
+
+    /// [`Trainer::fit`] on data already checked against the model's visible units.
+    pub(crate) fn fit_checked(
+        mut self,
+        data: &DMatrix<f32>,
+        validation: Option<&DMatrix<f32>>,
+        mut on_epoch: impl FnMut(&EpochStats) -> ControlFlow<()>,
+    ) -> Result<TrainingOutcome> {
         let monitor = {
             let mut order: Vec<usize> = (0..data.ncols()).collect();
             shuffle(&mut order, &mut self.streams.serial());
@@ -354,9 +369,9 @@ impl Trainer {
             let stats = EpochStats {
                 epoch: epoch + 1,
                 seconds,
-                reconstruction_error: reconstruction_error(&self.rbm, &monitor),
-                free_energy_train: crate::eval::mean_free_energy(&self.rbm, &monitor),
-                free_energy_validation: validation.map(|v| crate::eval::mean_free_energy(&self.rbm, v)),
+                reconstruction_error: reconstruction_error_of(&self.rbm, &monitor),
+                free_energy_train: mean_free_energy_of(&self.rbm, &monitor),
+                free_energy_validation: validation.map(|v| mean_free_energy_of(&self.rbm, v)),
             };
             if !(stats.free_energy_train.is_finite() && stats.reconstruction_error.is_finite()) {
                 return Err(RbmError::Diverged { epoch: epoch + 1 });
@@ -370,6 +385,22 @@ impl Trainer {
         }
         Ok(TrainingOutcome { rbm: self.rbm, history, stopped_early })
     }
+}
+
+/// The visible layer `visible` describes for data of `n_visible` rows (visible units).
+fn layer_for(visible: &VisibleSpec, n_visible: usize) -> Result<VisibleLayer> {
+    let layer = match visible {
+        VisibleSpec::Uniform(_) => crate::columns::layer_of(&visible.columns(n_visible)?)?,
+        VisibleSpec::Columns(columns) => crate::columns::layer_of(columns)?,
+    };
+    if layer.n_visible() != n_visible {
+        return Err(RbmError::ShapeMismatch {
+            what: "data for these visible units",
+            expected: format!("{} rows, one per visible unit", layer.n_visible()),
+            found: format!("{n_visible} rows"),
+        });
+    }
+    Ok(layer)
 }
 
 /// `out[i] = mean over columns of a[i, :] - mean over columns of b[i, :]`, for column-major

@@ -4,14 +4,16 @@ mod common;
 
 use common::*;
 use nalgebra::DMatrix;
-use rbm_core::{Model, Momentum, PersistentChains, Rbm, Trainer, TrainingParams, VisibleKind, eval, log_sum_exp};
+use rbm_core::{
+    Model, Momentum, PersistentChains, Rbm, Trainer, TrainingParams, VisibleKind, VisibleLayer, eval, log_sum_exp,
+};
 
 #[test]
 fn free_energy_equals_brute_force_for_bernoulli_units() {
     for seed in 0..5 {
         let rbm = random_rbm(VisibleKind::Bernoulli, 6, 5, 2.0, seed);
         let data = all_binary(6);
-        let fast = rbm.free_energy(&data);
+        let fast = rbm.free_energy(&data).unwrap();
         for (s, f) in fast.iter().enumerate() {
             let brute = brute_free_energy(&rbm, data.column(s).as_slice());
             assert!((f - brute).abs() < 1e-5 * (1.0 + brute.abs()), "seed {seed} state {s}: {f} vs {brute}");
@@ -25,7 +27,7 @@ fn free_energy_equals_brute_force_for_gaussian_units() {
         let rbm = random_rbm(VisibleKind::Gaussian, 4, 6, 1.5, seed);
         let mut r = rng(100 + seed);
         let data = DMatrix::from_fn(4, 20, |_, _| uniform(&mut r, 3.0));
-        let fast = rbm.free_energy(&data);
+        let fast = rbm.free_energy(&data).unwrap();
         for (s, f) in fast.iter().enumerate() {
             let brute = brute_free_energy(&rbm, data.column(s).as_slice());
             assert!((f - brute).abs() < 1e-5 * (1.0 + brute.abs()), "seed {seed} sample {s}: {f} vs {brute}");
@@ -40,7 +42,7 @@ fn exact_log_partition_equals_brute_force_over_all_joint_states() {
         let mut terms = Vec::new();
         for sv in 0..1u64 << 8 {
             for sh in 0..1u64 << 6 {
-                terms.push(-rbm.energy(&bits(sv, 8), &bits(sh, 6)));
+                terms.push(-rbm.energy(&bits(sv, 8), &bits(sh, 6)).unwrap());
             }
         }
         let brute = log_sum_exp(&terms);
@@ -56,7 +58,7 @@ fn exact_log_partition_of_gaussian_units_matches_numerical_integration() {
     let (lo, hi, n) = (-40.0f64, 40.0f64, 80_001usize);
     let step = (hi - lo) / (n - 1) as f64;
     let grid = DMatrix::from_fn(1, n, |_, i| (lo + i as f64 * step) as f32);
-    let log_terms: Vec<f64> = rbm.free_energy(&grid).iter().map(|f| -f + step.ln()).collect();
+    let log_terms: Vec<f64> = rbm.free_energy(&grid).unwrap().iter().map(|f| -f + step.ln()).collect();
     let numeric = log_sum_exp(&log_terms);
     let exact = eval::log_partition_exact(&rbm).unwrap();
     assert!((exact - numeric).abs() < 1e-4, "{exact} vs {numeric}");
@@ -64,16 +66,16 @@ fn exact_log_partition_of_gaussian_units_matches_numerical_integration() {
 
 #[test]
 fn exact_log_partition_refuses_large_hidden_layers() {
-    let rbm = Rbm::zeros(VisibleKind::Bernoulli, 3, 26);
+    let rbm = Rbm::zeros(VisibleLayer::uniform(VisibleKind::Bernoulli, 3), 26);
     let err = eval::log_partition_exact(&rbm).unwrap_err();
     assert!(matches!(err, rbm_core::RbmError::TooLargeForExact { n_hidden: 26, max: 25 }), "{err}");
 }
 
 #[test]
 fn exact_log_likelihood_of_a_zero_model_is_uniform() {
-    let rbm = Rbm::zeros(VisibleKind::Bernoulli, 5, 4);
+    let rbm = Rbm::zeros(VisibleLayer::uniform(VisibleKind::Bernoulli, 5), 4);
     let log_z = eval::log_partition_exact(&rbm).unwrap();
-    let ll = eval::mean_log_likelihood(&rbm, &all_binary(5), log_z);
+    let ll = eval::mean_log_likelihood(&rbm, &all_binary(5), log_z).unwrap();
     assert!((ll - 5.0 * 0.5f64.ln()).abs() < 1e-9, "{ll}");
 }
 
@@ -82,11 +84,11 @@ fn gibbs_chains_reproduce_the_exact_visible_distribution() {
     let rbm = random_rbm(VisibleKind::Bernoulli, 4, 3, 1.5, 11);
     let exact = exact_visible_distribution(&rbm);
     let mut chains = PersistentChains::random(&rbm, 2000, 42);
-    chains.advance(&rbm, 50); // burn-in
+    chains.advance(&rbm, 50).unwrap(); // burn-in
     let mut counts = [0usize; 16];
     for _ in 0..100 {
-        chains.advance(&rbm, 2);
-        for column in chains.visible(4).column_iter() {
+        chains.advance(&rbm, 2).unwrap();
+        for column in chains.visible().column_iter() {
             counts[state_of(column.as_slice())] += 1;
         }
     }
@@ -104,15 +106,15 @@ fn gaussian_gibbs_samples_match_the_exact_density_moments() {
     let step = (hi - lo) / (n - 1) as f64;
     let grid = DMatrix::from_fn(1, n, |_, i| (lo + i as f64 * step) as f32);
     let log_z = eval::log_partition_exact(&rbm).unwrap();
-    let density: Vec<f64> = rbm.free_energy(&grid).iter().map(|f| (-f - log_z).exp() * step).collect();
+    let density: Vec<f64> = rbm.free_energy(&grid).unwrap().iter().map(|f| (-f - log_z).exp() * step).collect();
     let mean: f64 = density.iter().enumerate().map(|(i, p)| p * (lo + i as f64 * step)).sum();
     let second: f64 = density.iter().enumerate().map(|(i, p)| p * (lo + i as f64 * step).powi(2)).sum();
     let mut chains = PersistentChains::random(&rbm, 4000, 3);
-    chains.advance(&rbm, 50);
+    chains.advance(&rbm, 50).unwrap();
     let (mut s1, mut s2, mut count) = (0.0f64, 0.0f64, 0.0f64);
     for _ in 0..25 {
-        chains.advance(&rbm, 2);
-        for &v in chains.visible(1).iter() {
+        chains.advance(&rbm, 2).unwrap();
+        for &v in chains.visible().iter() {
             s1 += v as f64;
             s2 += (v as f64).powi(2);
             count += 1.0;
@@ -128,7 +130,7 @@ fn gaussian_gibbs_samples_match_the_exact_density_moments() {
 fn exact_gradient(rbm: &Rbm, data: &DMatrix<f32>) -> (DMatrix<f64>, Vec<f64>, Vec<f64>) {
     let nv = rbm.n_visible();
     let moments = |x: &DMatrix<f32>, weights: &[f64]| {
-        let ph = rbm.hidden_probabilities(x);
+        let ph = rbm.hidden_probabilities(x).unwrap();
         let mut w = DMatrix::<f64>::zeros(nv, rbm.n_hidden());
         let mut b = vec![0.0; nv];
         let mut c = vec![0.0; rbm.n_hidden()];
@@ -184,7 +186,7 @@ fn long_chain_gradient_estimates_approach_the_exact_gradient() {
             ..TrainingParams::new(VisibleKind::Bernoulli, 4)
         };
         let mut trainer = Trainer::new(params.check().unwrap(), rbm.clone()).unwrap();
-        let error = max_gradient_error(trainer.estimate_gradient(&batch), &exact);
+        let error = max_gradient_error(trainer.estimate_gradient(&batch).unwrap(), &exact);
         assert!(error < 0.02, "persistent {persistent:?}: largest gradient error {error}");
     }
     // On a model with strong weights a one-step estimate is measurably biased, so a check of this
@@ -193,12 +195,12 @@ fn long_chain_gradient_estimates_approach_the_exact_gradient() {
     let exact = exact_gradient(&strong, &patterns);
     let params = TrainingParams { batch_size: 20_000, ..TrainingParams::new(VisibleKind::Bernoulli, 4) };
     let mut cd1 = Trainer::new(params.check().unwrap(), strong.clone()).unwrap();
-    let cd1_error = max_gradient_error(cd1.estimate_gradient(&batch), &exact);
+    let cd1_error = max_gradient_error(cd1.estimate_gradient(&batch).unwrap(), &exact);
     assert!(cd1_error > 0.05, "CD-1 unexpectedly unbiased here: {cd1_error}");
     let params =
         TrainingParams { gibbs_steps: 200, batch_size: 20_000, ..TrainingParams::new(VisibleKind::Bernoulli, 4) };
     let mut long = Trainer::new(params.check().unwrap(), strong).unwrap();
-    let long_error = max_gradient_error(long.estimate_gradient(&batch), &exact);
+    let long_error = max_gradient_error(long.estimate_gradient(&batch).unwrap(), &exact);
     assert!(long_error < 0.03, "CD-200 on the strong model: {long_error}");
 }
 
@@ -233,9 +235,10 @@ fn training_raises_exact_log_likelihood_of_bars_and_stripes() {
         ..TrainingParams::new(VisibleKind::Bernoulli, 16)
     };
     let trainer = Trainer::initialise(params.check().unwrap(), &data).unwrap();
-    let start = eval::mean_log_likelihood(trainer.rbm(), &data, eval::log_partition_exact(trainer.rbm()).unwrap());
+    let start =
+        eval::mean_log_likelihood(trainer.rbm(), &data, eval::log_partition_exact(trainer.rbm()).unwrap()).unwrap();
     let outcome = trainer.fit(&data, None, |_| std::ops::ControlFlow::Continue(())).unwrap();
-    let end = eval::mean_log_likelihood(&outcome.rbm, &data, eval::log_partition_exact(&outcome.rbm).unwrap());
+    let end = eval::mean_log_likelihood(&outcome.rbm, &data, eval::log_partition_exact(&outcome.rbm).unwrap()).unwrap();
     // The optimum is the uniform distribution over the 14 patterns: -ln 14 = -2.64.
     println!("bars and stripes: log-likelihood {start:.3} -> {end:.3}");
     assert!(start < -5.0, "{start}");
@@ -248,17 +251,22 @@ fn training_raises_exact_log_likelihood_of_bars_and_stripes() {
 fn free_energy_stays_finite_for_extreme_pre_activations() {
     let weights = DMatrix::from_row_slice(2, 2, &[1e4, -1e4, 1e4, -1e4]);
     for kind in [VisibleKind::Bernoulli, VisibleKind::Gaussian] {
-        let rbm = Rbm::from_parameters(kind, weights.clone(), nalgebra::DVector::zeros(2), nalgebra::DVector::zeros(2))
-            .unwrap();
+        let rbm = Rbm::from_parameters(
+            VisibleLayer::uniform(kind, 2),
+            weights.clone(),
+            nalgebra::DVector::zeros(2),
+            nalgebra::DVector::zeros(2),
+        )
+        .unwrap();
         let data = DMatrix::from_row_slice(2, 3, &[1.0, 0.0, 0.5, 1.0, 1.0, 0.5]);
-        for f in rbm.free_energy(&data) {
+        for f in rbm.free_energy(&data).unwrap() {
             assert!(f.is_finite(), "{kind:?}: {f}");
         }
         // One unit with pre-activation 2e4, one with -2e4: F = -2e4 plus the visible term.
-        let f = rbm.free_energy(&DMatrix::from_column_slice(2, 1, &[1.0, 1.0]))[0];
+        let f = rbm.free_energy(&DMatrix::from_column_slice(2, 1, &[1.0, 1.0])).unwrap()[0];
         let visible = if kind == VisibleKind::Gaussian { 1.0 } else { 0.0 };
         assert!((f - (visible - 2e4)).abs() < 1e-6, "{kind:?}: {f}");
-        assert!(rbm.hidden_probabilities(&data).iter().all(|p| p.is_finite()));
+        assert!(rbm.hidden_probabilities(&data).unwrap().iter().all(|p| p.is_finite()));
     }
 }
 
@@ -292,9 +300,9 @@ fn pseudo_likelihood_equals_brute_force_conditionals_and_sampled_estimate_agrees
 fn reconstruction_error_is_mean_squared_error_of_the_mean_field_reconstruction() {
     let rbm = random_rbm(VisibleKind::Bernoulli, 5, 3, 1.0, 8);
     let data = all_binary(5);
-    let recon = rbm.visible_means(&rbm.hidden_probabilities(&data));
+    let recon = rbm.visible_means(&rbm.hidden_probabilities(&data).unwrap()).unwrap();
     let want = (&recon - &data).iter().map(|d| (*d as f64).powi(2)).sum::<f64>() / data.len() as f64;
-    let got = eval::reconstruction_error(&rbm, &data);
+    let got = eval::reconstruction_error(&rbm, &data).unwrap();
     assert!((got - want).abs() < 1e-9, "{got} vs {want}");
 }
 
@@ -343,10 +351,10 @@ fn evaluation_is_bit_identical_across_runs_and_thread_counts() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
             [
-                eval::reconstruction_error(&rbm, &data),
+                eval::reconstruction_error(&rbm, &data).unwrap(),
                 eval::pseudo_log_likelihood(&rbm, &data, eval::PseudoLikelihood::AllFeatures).unwrap(),
                 eval::pseudo_log_likelihood(&rbm, &data, eval::PseudoLikelihood::OneFeature { seed: 4 }).unwrap(),
-                eval::mean_free_energy(&rbm, &data),
+                eval::mean_free_energy(&rbm, &data).unwrap(),
                 eval::log_partition_exact(&rbm).unwrap(),
             ]
         })
@@ -424,7 +432,7 @@ fn bernoulli_training_refuses_values_outside_the_unit_interval() {
 fn transform_equals_the_hidden_probabilities() {
     let rbm = random_rbm(VisibleKind::Bernoulli, 4, 3, 1.0, 2);
     let data = all_binary(4);
-    let t = eval::transform(&rbm, &data);
+    let t = eval::transform(&rbm, &data).unwrap();
     for s in 0..16 {
         for j in 0..3 {
             let a = rbm.hidden_bias()[j] as f64
@@ -441,7 +449,7 @@ fn sparsity_target_pulls_mean_hidden_activation_towards_it() {
         let params = TrainingParams { epochs: 20, sparsity, ..TrainingParams::new(VisibleKind::Bernoulli, 20) };
         let (model, _) =
             Model::fit(params.check().unwrap(), &data, None, |_| std::ops::ControlFlow::Continue(())).unwrap();
-        let h = model.rbm.hidden_probabilities(&data);
+        let h = model.rbm.hidden_probabilities(&data).unwrap();
         h.iter().map(|&p| p as f64).sum::<f64>() / h.len() as f64
     };
     let free = mean_activation(None);

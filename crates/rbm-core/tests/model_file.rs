@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use common::*;
-use rbm_core::{MAX_MODEL_FILE_BYTES, Model, RbmError, TrainingParams, VisibleKind};
+use rbm_core::{ColumnEncoding, MAX_MODEL_FILE_BYTES, Model, RbmError, TrainingParams, VisibleKind, VisibleSpec};
 
 fn trained(kind: VisibleKind) -> Model {
     let mut r = rng(3);
@@ -96,7 +96,8 @@ fn inconsistent_files_are_refused_with_the_reason() {
     let cases: Vec<(Edit, &str)> = vec![
         (Box::new(|v| v["version"] = 99.into()), "version 99"),
         (Box::new(|v| v["format"] = "something-else".into()), "format"),
-        (Box::new(|v| v["n_visible"] = 1_000_000_000_000u64.into()), "weights has 6 rows"),
+        (Box::new(|v| v["n_visible"] = 1_000_000_000_000u64.into()), "the columns make 6 visible units"),
+        (Box::new(|v| v["columns"].as_array_mut().unwrap().truncate(5)), "the columns make 5 visible units"),
         (Box::new(|v| v["n_hidden"] = 0.into()), "at least 1"),
         (Box::new(|v| v["weights"][2].as_array_mut().unwrap().pop().map(|_| ()).unwrap()), "weights row 2"),
         (Box::new(|v| v["weights"][1][1] = serde_json::Value::Null), "JSON"),
@@ -104,7 +105,12 @@ fn inconsistent_files_are_refused_with_the_reason() {
         (Box::new(|v| v["hidden_bias"] = serde_json::json!([])), "hidden_bias has 0"),
         (Box::new(|v| v["standardization"]["scale"][0] = (-1.0).into()), "scale"),
         (Box::new(|v| v["standardization"] = serde_json::Value::Null), "Gaussian visible units need"),
-        (Box::new(|v| v["visible"] = "softmax".into()), "JSON"),
+        (Box::new(|v| v["columns"][0] = serde_json::json!({"kind": "softmax"})), "JSON"),
+        (
+            Box::new(|v| v["columns"][0] = serde_json::json!({"kind": "categorical", "levels": ["a", "a"]})),
+            "level \"a\" twice",
+        ),
+        (Box::new(|v| v["visible"] = "gaussian".into()), "unknown field"),
         (Box::new(|v| v["weights"][0][0] = 1e39.into()), "weights[0] is not finite"),
         (Box::new(|v| v["feature_names"] = serde_json::json!(["a"])), "feature_names has 1"),
         (Box::new(|v| v["surprise"] = 1.into()), "unknown field"),
@@ -149,4 +155,64 @@ fn prepare_checks_feature_count_and_values_against_the_model() {
     assert!(model.prepare(&bad).is_ok(), "fractional values in [0, 1] are allowed");
     bad[(4, 2)] = -0.5;
     assert!(matches!(model.prepare(&bad).unwrap_err(), RbmError::InvalidValue { row: 2, column: 4, .. }));
+}
+
+/// A mixed model: Gaussian, categorical (3 levels) and Bernoulli columns.
+fn trained_mixed() -> Model {
+    let columns = vec![
+        ColumnEncoding::Gaussian,
+        ColumnEncoding::Categorical { levels: vec!["red".into(), "green".into(), "blue".into()] },
+        ColumnEncoding::Bernoulli,
+    ];
+    let mut r = rng(5);
+    let data = nalgebra::DMatrix::from_fn(3, 60, |i, s| match i {
+        0 => uniform(&mut r, 3.0) + s as f32 * 0.01,
+        1 => (s % 3) as f32,
+        _ => (s % 2) as f32,
+    });
+    let params = TrainingParams { epochs: 2, ..TrainingParams::new(VisibleSpec::Columns(columns), 4) };
+    let (model, _) = Model::fit(params.check().unwrap(), &data, None, |_| ControlFlow::Continue(())).unwrap();
+    model.with_feature_names(vec!["size".into(), "colour".into(), "member".into()]).unwrap()
+}
+
+#[test]
+fn a_mixed_model_round_trips_with_its_levels() {
+    let model = trained_mixed();
+    assert_eq!(model.rbm.n_visible(), 5);
+    let text = model.to_json();
+    assert!(text.contains("\"green\""), "level names are stored");
+    let loaded = Model::from_json(&text, Path::new("m.json")).unwrap();
+    assert_eq!(loaded, model);
+    // The standardisation is the identity on the categorical and Bernoulli columns.
+    let s = loaded.standardization.as_ref().unwrap();
+    assert_eq!((s.mean[1], s.scale[1], s.mean[2], s.scale[2]), (0.0, 1.0, 0.0, 1.0));
+    let edited = edit(&model, |v| v["standardization"]["scale"][1] = 2.0.into());
+    let reason = reason_of(Model::from_json(&edited, Path::new("m.json")).unwrap_err());
+    assert!(reason.contains("not Gaussian"), "{reason}");
+}
+
+#[test]
+fn version_1_files_are_read_as_one_kind_for_every_column() {
+    let model = trained(VisibleKind::Bernoulli);
+    let v1 = edit(&model, |v| {
+        let map = v.as_object_mut().unwrap();
+        map.remove("columns");
+        map.insert("visible".into(), "bernoulli".into());
+        map.insert("version".into(), 1.into());
+    });
+    let loaded = Model::from_json(&v1, Path::new("old.json")).unwrap();
+    assert_eq!(loaded, model);
+    let bad = v1.replace("\"bernoulli\"", "\"softmax\"");
+    let reason = reason_of(Model::from_json(&bad, Path::new("old.json")).unwrap_err());
+    assert!(reason.contains("version 1 files hold bernoulli or gaussian"), "{reason}");
+}
+
+#[test]
+fn file_format_reads_the_format_field_from_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.json");
+    trained(VisibleKind::Bernoulli).save(&path).unwrap();
+    assert_eq!(rbm_core::file_format(&path).unwrap().as_deref(), Some(rbm_core::FORMAT_NAME));
+    std::fs::write(&path, "[1, 2, 3]").unwrap();
+    assert_eq!(rbm_core::file_format(&path).unwrap(), None);
 }

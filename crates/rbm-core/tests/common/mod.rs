@@ -4,7 +4,7 @@
 use nalgebra::{DMatrix, DVector};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use rbm_core::{Rbm, VisibleKind};
+use rbm_core::{Rbm, VisibleKind, VisibleLayer};
 
 pub fn rng(seed: u64) -> Xoshiro256PlusPlus {
     Xoshiro256PlusPlus::seed_from_u64(seed)
@@ -17,11 +17,17 @@ pub fn uniform(rng: &mut Xoshiro256PlusPlus, scale: f32) -> f32 {
 
 /// A model with weights and biases uniform in [-scale, scale).
 pub fn random_rbm(kind: VisibleKind, nv: usize, nh: usize, scale: f32, seed: u64) -> Rbm {
+    random_layer_rbm(VisibleLayer::uniform(kind, nv), nh, scale, seed)
+}
+
+/// A model of any visible layer with weights and biases uniform in [-scale, scale).
+pub fn random_layer_rbm(layer: VisibleLayer, nh: usize, scale: f32, seed: u64) -> Rbm {
+    let nv = layer.n_visible();
     let mut r = rng(seed);
     let w = DMatrix::from_fn(nv, nh, |_, _| uniform(&mut r, scale));
     let b = DVector::from_fn(nv, |_, _| uniform(&mut r, scale));
     let c = DVector::from_fn(nh, |_, _| uniform(&mut r, scale));
-    Rbm::from_parameters(kind, w, b, c).unwrap()
+    Rbm::from_parameters(layer, w, b, c).unwrap()
 }
 
 /// The `n` bits of `state` as 0/1 values, least significant first.
@@ -37,7 +43,7 @@ pub fn all_binary(n: usize) -> DMatrix<f32> {
 /// `-log sum_h exp(-E(v, h))` by brute force over the hidden states.
 pub fn brute_free_energy(rbm: &Rbm, v: &[f32]) -> f64 {
     let nh = rbm.n_hidden();
-    let terms: Vec<f64> = (0..1u64 << nh).map(|s| -rbm.energy(v, &bits(s, nh))).collect();
+    let terms: Vec<f64> = (0..1u64 << nh).map(|s| -rbm.energy(v, &bits(s, nh)).unwrap()).collect();
     -rbm_core::log_sum_exp(&terms)
 }
 

@@ -1,0 +1,265 @@
+//! From the user's columns to visible units: each data column is Bernoulli (one binary unit),
+//! Gaussian (one real-valued unit, standardised) or categorical (one softmax group with a unit
+//! per level). Raw data hold one value per column; a categorical column holds the level's index
+//! (`0..K`, as an exact integer) into the column's level names, which the caller maps from text.
+
+use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{RbmError, Result};
+use crate::units::{VisibleGroup, VisibleKind, VisibleLayer};
+
+/// The most levels one categorical column may have (a column with more distinct values is
+/// almost certainly an identifier or a number, and each level costs a row of weights).
+pub const MAX_LEVELS: usize = 1000;
+
+/// What a user asks a column to be, before the data say how many levels it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnKind {
+    /// Values in [0, 1]: one Bernoulli unit.
+    Bernoulli,
+    /// Real values: one Gaussian unit on the standardised column.
+    Gaussian,
+    /// A categorical value: one softmax group with a unit per level.
+    Categorical,
+}
+
+impl ColumnKind {
+    /// The kind's name as used on the command line and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnKind::Bernoulli => "bernoulli",
+            ColumnKind::Gaussian => "gaussian",
+            ColumnKind::Categorical => "categorical",
+        }
+    }
+
+    /// The kind chosen for a numeric column by `--visible auto`: Bernoulli when every value is
+    /// 0 or 1, Gaussian otherwise. (Text columns are categorical; the reader knows those.)
+    /// Values strictly between 0 and 1 are not taken as probabilities here: in tabular data they
+    /// are usually measurements, which Gaussian units model better.
+    pub fn infer(values: impl IntoIterator<Item = f32>) -> ColumnKind {
+        if values.into_iter().all(|v| v == 0.0 || v == 1.0) { ColumnKind::Bernoulli } else { ColumnKind::Gaussian }
+    }
+}
+
+/// How one column of the raw data maps to visible units; stored in the model file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ColumnEncoding {
+    /// One Bernoulli unit; raw values in [0, 1].
+    Bernoulli,
+    /// One Gaussian unit; raw values finite, standardised by the model.
+    Gaussian,
+    /// One softmax group of `levels.len()` units; raw values are level indices.
+    Categorical {
+        /// The level names, in index order.
+        levels: Vec<String>,
+    },
+}
+
+impl ColumnEncoding {
+    /// The encoding of an elementwise unit kind (`None` for softmax, which needs levels).
+    pub fn of_kind(kind: VisibleKind) -> Option<ColumnEncoding> {
+        match kind {
+            VisibleKind::Bernoulli => Some(ColumnEncoding::Bernoulli),
+            VisibleKind::Gaussian => Some(ColumnEncoding::Gaussian),
+            VisibleKind::Softmax => None,
+        }
+    }
+
+    /// The column's kind.
+    pub fn kind(&self) -> ColumnKind {
+        match self {
+            ColumnEncoding::Bernoulli => ColumnKind::Bernoulli,
+            ColumnEncoding::Gaussian => ColumnKind::Gaussian,
+            ColumnEncoding::Categorical { .. } => ColumnKind::Categorical,
+        }
+    }
+
+    /// The visible group the column becomes.
+    pub fn group(&self) -> VisibleGroup {
+        match self {
+            ColumnEncoding::Bernoulli => VisibleGroup { kind: VisibleKind::Bernoulli, units: 1 },
+            ColumnEncoding::Gaussian => VisibleGroup { kind: VisibleKind::Gaussian, units: 1 },
+            ColumnEncoding::Categorical { levels } => VisibleGroup { kind: VisibleKind::Softmax, units: levels.len() },
+        }
+    }
+
+    /// Why `value` cannot be a raw value of this column, if it cannot.
+    pub fn check_raw(&self, value: f32) -> Option<&'static str> {
+        if !value.is_finite() {
+            return Some("value is not a finite number");
+        }
+        match self {
+            ColumnEncoding::Bernoulli if !(0.0..=1.0).contains(&value) => {
+                Some("Bernoulli visible units need values in [0, 1] (use Gaussian units for real-valued data)")
+            }
+            ColumnEncoding::Categorical { levels }
+                if !(value >= 0.0 && value.fract() == 0.0 && (value as usize) < levels.len()) =>
+            {
+                Some("not the index of one of the categorical column's levels")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Checks a list of column encodings: at least one column, and 1..=[`MAX_LEVELS`] levels,
+/// all distinct, for each categorical column.
+pub fn check_columns(columns: &[ColumnEncoding]) -> Result<()> {
+    if columns.is_empty() {
+        return Err(RbmError::EmptyData);
+    }
+    for (column, c) in columns.iter().enumerate() {
+        if let ColumnEncoding::Categorical { levels } = c {
+            if levels.is_empty() || levels.len() > MAX_LEVELS {
+                return Err(RbmError::InvalidLevels { column, levels: levels.len(), max: MAX_LEVELS });
+            }
+            let mut sorted: Vec<&String> = levels.iter().collect();
+            sorted.sort();
+            if let Some(pair) = sorted.windows(2).find(|p| p[0] == p[1]) {
+                return Err(RbmError::DuplicateLevel { column, level: pair[0].clone() });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The visible layer that `columns` map to.
+pub fn layer_of(columns: &[ColumnEncoding]) -> Result<VisibleLayer> {
+    check_columns(columns)?;
+    VisibleLayer::new(columns.iter().map(ColumnEncoding::group))
+}
+
+/// Whether any column is categorical (raw data then differ from visible vectors).
+pub fn has_categorical(columns: &[ColumnEncoding]) -> bool {
+    columns.iter().any(|c| matches!(c, ColumnEncoding::Categorical { .. }))
+}
+
+/// Checks every raw value against its column; the error names the sample and the column.
+pub fn check_raw(columns: &[ColumnEncoding], raw: &DMatrix<f32>) -> Result<()> {
+    if raw.nrows() != columns.len() {
+        return Err(RbmError::ShapeMismatch {
+            what: "data for this model",
+            expected: format!("{} features per sample", columns.len()),
+            found: format!("{} features", raw.nrows()),
+        });
+    }
+    if raw.is_empty() {
+        return Err(RbmError::EmptyData);
+    }
+    for (row, sample) in raw.column_iter().enumerate() {
+        for ((column, &value), encoding) in sample.iter().enumerate().zip(columns) {
+            if let Some(reason) = encoding.check_raw(value) {
+                return Err(RbmError::InvalidValue { row, column, value: value as f64, reason });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Raw samples (`n_columns x n`, checked) as visible vectors (`n_visible x n`): categorical
+/// indices become one-hot groups, other values are copied.
+pub fn expand(columns: &[ColumnEncoding], raw: &DMatrix<f32>) -> DMatrix<f32> {
+    let nv: usize = columns.iter().map(|c| c.group().units).sum();
+    let mut out = DMatrix::zeros(nv, raw.ncols());
+    for (sample, mut visible) in raw.column_iter().zip(out.column_iter_mut()) {
+        let mut unit = 0;
+        for (&value, c) in sample.iter().zip(columns) {
+            match c {
+                ColumnEncoding::Categorical { levels } => {
+                    visible[unit + value as usize] = 1.0;
+                    unit += levels.len();
+                }
+                _ => {
+                    visible[unit] = value;
+                    unit += 1;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Visible vectors (`n_visible x n`) back to raw samples (`n_columns x n`): each softmax group
+/// becomes the index of its largest unit (the level drawn, for sampled one-hot groups).
+pub fn collapse(columns: &[ColumnEncoding], visible: &DMatrix<f32>) -> DMatrix<f32> {
+    let mut out = DMatrix::zeros(columns.len(), visible.ncols());
+    for (v, mut sample) in visible.column_iter().zip(out.column_iter_mut()) {
+        let mut unit = 0;
+        for (value, c) in sample.iter_mut().zip(columns) {
+            let units = c.group().units;
+            let group = &v.as_slice()[unit..unit + units];
+            *value = match c {
+                ColumnEncoding::Categorical { .. } => {
+                    let best = group
+                        .iter()
+                        .enumerate()
+                        .fold((0, f32::NEG_INFINITY), |acc, (k, &x)| if x > acc.1 { (k, x) } else { acc });
+                    best.0 as f32
+                }
+                _ => group[0],
+            };
+            unit += units;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mixed() -> Vec<ColumnEncoding> {
+        vec![
+            ColumnEncoding::Gaussian,
+            ColumnEncoding::Categorical { levels: vec!["a".into(), "b".into(), "c".into()] },
+            ColumnEncoding::Bernoulli,
+        ]
+    }
+
+    #[test]
+    fn expand_and_collapse_are_inverse_and_the_layer_has_one_group_per_column_kind_run() {
+        let raw = DMatrix::from_column_slice(3, 2, &[0.5, 2.0, 1.0, -1.0, 0.0, 0.0]);
+        let columns = mixed();
+        check_raw(&columns, &raw).unwrap();
+        let visible = expand(&columns, &raw);
+        assert_eq!(visible.column(0).as_slice(), &[0.5, 0.0, 0.0, 1.0, 1.0]);
+        assert_eq!(visible.column(1).as_slice(), &[-1.0, 1.0, 0.0, 0.0, 0.0]);
+        assert_eq!(collapse(&columns, &visible), raw);
+        let layer = layer_of(&columns).unwrap();
+        assert_eq!(layer.n_visible(), 5);
+        assert_eq!(layer.groups().len(), 3);
+        assert_eq!(layer.describe(), "1 gaussian + 1 softmax (3 units) + 1 bernoulli");
+    }
+
+    #[test]
+    fn raw_values_are_checked_against_their_column() {
+        let columns = mixed();
+        for (column, bad) in [(1usize, 3.0f32), (1, 0.5), (1, -1.0), (2, 2.0), (0, f32::NAN)] {
+            let mut raw = DMatrix::from_column_slice(3, 1, &[0.0, 0.0, 0.0]);
+            raw[(column, 0)] = bad;
+            match check_raw(&columns, &raw) {
+                Err(RbmError::InvalidValue { row: 0, column: c, .. }) => assert_eq!(c, column, "value {bad}"),
+                other => panic!("value {bad} in column {column}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn categorical_columns_need_distinct_levels() {
+        let dup = [ColumnEncoding::Categorical { levels: vec!["x".into(), "x".into()] }];
+        assert!(matches!(check_columns(&dup), Err(RbmError::DuplicateLevel { column: 0, .. })));
+        let none = [ColumnEncoding::Categorical { levels: vec![] }];
+        assert!(matches!(check_columns(&none), Err(RbmError::InvalidLevels { column: 0, levels: 0, .. })));
+    }
+
+    #[test]
+    fn auto_kind_is_bernoulli_only_for_zero_one_columns() {
+        assert_eq!(ColumnKind::infer([0.0, 1.0, 1.0]), ColumnKind::Bernoulli);
+        assert_eq!(ColumnKind::infer([0.0, 0.5, 1.0]), ColumnKind::Gaussian);
+        assert_eq!(ColumnKind::infer([3.0, 1.0]), ColumnKind::Gaussian);
+    }
+}

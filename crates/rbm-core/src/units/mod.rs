@@ -1,0 +1,292 @@
+//! Visible unit kinds, one module each, and the visible layer: a list of groups of possibly
+//! different kinds side by side.
+//!
+//! A kind's module owns everything that differs between kinds: the conditional mean `E[v | h]`,
+//! sampling `v ~ p(v | h)`, the visible energy term, its term of `log Z` (the sum or integral over
+//! the group's values), the data check and the initial biases from data, and the default learning
+//! rate. Each works on one *group*: a slice of one sample's units (a run of independent units for
+//! Bernoulli and Gaussian kinds, exactly the K units of one categorical value for softmax). Every
+//! other part of the crate (Gibbs sampling, gradients, free energy, exact log Z, pseudo-likelihood)
+//! is written once against [`VisibleLayer`]. Adding a kind: docs/architecture.md.
+
+pub mod bernoulli;
+pub mod gaussian;
+pub mod softmax;
+
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{RbmError, Result};
+
+/// The kind of a group of visible units (hidden units are always Bernoulli).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VisibleKind {
+    /// Binary units, `p(v_i = 1 | h) = sigmoid(b_i + W_i h)`. Data must lie in [0, 1].
+    Bernoulli,
+    /// Real-valued units with unit variance on standardised data, `v_i | h ~ N(b_i + W_i h, 1)`.
+    Gaussian,
+    /// One categorical value as K one-hot units, `p(v = e_k | h) = softmax(b + W h)_k`.
+    Softmax,
+}
+
+impl VisibleKind {
+    /// The kind's name as used in files and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            VisibleKind::Bernoulli => "bernoulli",
+            VisibleKind::Gaussian => "gaussian",
+            VisibleKind::Softmax => "softmax",
+        }
+    }
+
+    /// Whether each unit is independent of the others given `h` (so a group may be any run of
+    /// units, and a layer of one such kind may be processed element by element).
+    pub fn is_elementwise(self) -> bool {
+        !matches!(self, VisibleKind::Softmax)
+    }
+
+    /// The default learning rate for layers of this kind (a mixed layer takes the smallest).
+    pub fn default_learning_rate(self) -> f64 {
+        match self {
+            VisibleKind::Bernoulli => bernoulli::DEFAULT_LEARNING_RATE,
+            VisibleKind::Gaussian => gaussian::DEFAULT_LEARNING_RATE,
+            VisibleKind::Softmax => softmax::DEFAULT_LEARNING_RATE,
+        }
+    }
+
+    /// `E[v | h]` of one group in place, from its activations `b + W h`.
+    #[inline]
+    pub fn means(self, activations: &mut [f32]) {
+        match self {
+            VisibleKind::Bernoulli => bernoulli::means(activations),
+            VisibleKind::Gaussian => gaussian::means(activations),
+            VisibleKind::Softmax => softmax::means(activations),
+        }
+    }
+
+    /// Draws one group's values from its conditional means.
+    #[inline]
+    pub fn sample(self, means: &[f32], out: &mut [f32], rng: &mut Xoshiro256PlusPlus) {
+        match self {
+            VisibleKind::Bernoulli => bernoulli::sample(means, out, rng),
+            VisibleKind::Gaussian => gaussian::sample(means, out, rng),
+            VisibleKind::Softmax => softmax::sample(means, out, rng),
+        }
+    }
+
+    /// The visible part of the energy of one group's values, in f64.
+    #[inline]
+    pub fn energy(self, values: &[f32], bias: &[f32]) -> f64 {
+        match self {
+            VisibleKind::Bernoulli => bernoulli::energy(values, bias),
+            VisibleKind::Gaussian => gaussian::energy(values, bias),
+            VisibleKind::Softmax => softmax::energy(values, bias),
+        }
+    }
+
+    /// `log` of the sum (or integral) over the group's values of `exp(-energy(v, b) + v.(a - b))`
+    /// given its activations `a = b + W h`. Summed over groups, then log-sum-exp'd over hidden
+    /// states, it gives the exact log partition function.
+    #[inline]
+    pub fn log_partition(self, activations: &[f32], bias: &[f32]) -> f64 {
+        match self {
+            VisibleKind::Bernoulli => bernoulli::log_partition(activations, bias),
+            VisibleKind::Gaussian => gaussian::log_partition(activations, bias),
+            VisibleKind::Softmax => softmax::log_partition(activations, bias),
+        }
+    }
+
+    /// The first unit of the group whose value this kind cannot take, and why.
+    #[inline]
+    pub fn check(self, values: &[f32]) -> Option<(usize, &'static str)> {
+        match self {
+            VisibleKind::Bernoulli => bernoulli::check(values),
+            VisibleKind::Gaussian => gaussian::check(values),
+            VisibleKind::Softmax => softmax::check(values),
+        }
+    }
+
+    /// The initial visible biases of one group from its units' data means over `samples` samples.
+    pub fn initial_bias(self, means: &[f64], samples: usize, out: &mut [f32]) {
+        match self {
+            VisibleKind::Bernoulli => bernoulli::initial_bias(means, samples, out),
+            VisibleKind::Gaussian => gaussian::initial_bias(means, samples, out),
+            VisibleKind::Softmax => softmax::initial_bias(means, samples, out),
+        }
+    }
+}
+
+/// A group of visible units of one kind: a run of `units` independent units (Bernoulli,
+/// Gaussian), or the `units` = K levels of one categorical value (softmax).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisibleGroup {
+    /// The kind of the units.
+    pub kind: VisibleKind,
+    /// How many units (levels, for softmax).
+    pub units: usize,
+}
+
+/// The visible layer: groups of units side by side, in the order of the visible vector.
+/// Adjacent runs of the same elementwise kind are merged, so a model of one kind has one group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VisibleLayer {
+    groups: Vec<VisibleGroup>,
+    /// `starts[g]..starts[g + 1]` are group `g`'s units.
+    starts: Vec<usize>,
+}
+
+impl VisibleLayer {
+    /// `n` units of one kind (for softmax: one categorical value of `n` levels).
+    pub fn uniform(kind: VisibleKind, n: usize) -> Self {
+        VisibleLayer::new(vec![VisibleGroup { kind, units: n }]).expect("one non-empty group is a valid layer")
+    }
+
+    /// A layer from its groups; refuses an empty layer or an empty group.
+    pub fn new(groups: impl IntoIterator<Item = VisibleGroup>) -> Result<Self> {
+        let mut merged: Vec<VisibleGroup> = Vec::new();
+        for g in groups {
+            if g.units == 0 {
+                return Err(RbmError::ShapeMismatch {
+                    what: "visible group",
+                    expected: "at least 1 unit".into(),
+                    found: format!("0 {} units", g.kind.name()),
+                });
+            }
+            match merged.last_mut() {
+                Some(last) if last.kind == g.kind && g.kind.is_elementwise() => last.units += g.units,
+                _ => merged.push(g),
+            }
+        }
+        if merged.is_empty() {
+            return Err(RbmError::ShapeMismatch {
+                what: "visible layer",
+                expected: "at least 1 unit".into(),
+                found: "no units".into(),
+            });
+        }
+        let mut starts = vec![0];
+        for g in &merged {
+            starts.push(starts.last().unwrap() + g.units);
+        }
+        Ok(VisibleLayer { groups: merged, starts })
+    }
+
+    /// The groups, in order.
+    pub fn groups(&self) -> &[VisibleGroup] {
+        &self.groups
+    }
+
+    /// Number of visible units.
+    pub fn n_visible(&self) -> usize {
+        *self.starts.last().unwrap()
+    }
+
+    /// The kind of every unit when the layer has one group, else `None` (a mixed layer).
+    pub fn single_kind(&self) -> Option<VisibleKind> {
+        match self.groups.as_slice() {
+            [g] => Some(g.kind),
+            _ => None,
+        }
+    }
+
+    /// Whether any group is of `kind`.
+    pub fn has(&self, kind: VisibleKind) -> bool {
+        self.groups.iter().any(|g| g.kind == kind)
+    }
+
+    /// A short description: `784 bernoulli` or `3 gaussian + 2 softmax (7 units)`.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<(VisibleKind, usize, usize)> = Vec::new(); // kind, groups or units, units
+        for g in &self.groups {
+            let count = if g.kind.is_elementwise() { g.units } else { 1 };
+            match parts.iter_mut().find(|p| p.0 == g.kind) {
+                Some(p) => {
+                    p.1 += count;
+                    p.2 += g.units;
+                }
+                None => parts.push((g.kind, count, g.units)),
+            }
+        }
+        let text: Vec<String> = parts
+            .iter()
+            .map(|(k, count, units)| match k {
+                VisibleKind::Softmax => format!("{count} softmax ({units} units)"),
+                _ => format!("{count} {}", k.name()),
+            })
+            .collect();
+        text.join(" + ")
+    }
+
+    /// Each group with its units' range in the visible vector.
+    pub fn ranges(&self) -> impl Iterator<Item = (VisibleKind, std::ops::Range<usize>)> + '_ {
+        self.groups.iter().zip(self.starts.windows(2)).map(|(g, s)| (g.kind, s[0]..s[1]))
+    }
+
+    /// `E[v | h]` in place for `out`, column-major with one column (sample) of `n_visible` per chunk.
+    pub(crate) fn means_columns(&self, out: &mut [f32]) {
+        use rayon::prelude::*;
+        let nv = self.n_visible();
+        match self.single_kind() {
+            // One elementwise kind: element by element, whatever the columns.
+            Some(kind) if kind.is_elementwise() => {
+                out.par_chunks_mut(4096).for_each(|chunk| kind.means(chunk));
+            }
+            _ => out.par_chunks_mut(nv).for_each(|column| {
+                for (kind, range) in self.ranges() {
+                    kind.means(&mut column[range]);
+                }
+            }),
+        }
+    }
+
+    /// The visible energy of one sample, summed over groups in order.
+    pub(crate) fn energy(&self, values: &[f32], bias: &[f32]) -> f64 {
+        self.ranges().map(|(kind, r)| kind.energy(&values[r.clone()], &bias[r])).sum()
+    }
+
+    /// The visible groups' `log Z` terms of one hidden state's activations, summed in order.
+    pub(crate) fn log_partition(&self, activations: &[f32], bias: &[f32]) -> f64 {
+        self.ranges().map(|(kind, r)| kind.log_partition(&activations[r.clone()], &bias[r])).sum()
+    }
+
+    /// The first unit of one sample whose value its kind cannot take, and why.
+    pub(crate) fn check(&self, values: &[f32]) -> Option<(usize, &'static str)> {
+        self.ranges().find_map(|(kind, r)| kind.check(&values[r.clone()]).map(|(i, why)| (r.start + i, why)))
+    }
+
+    /// Initial visible biases from the units' data means.
+    pub(crate) fn initial_bias(&self, means: &[f64], samples: usize, out: &mut [f32]) {
+        for (kind, r) in self.ranges() {
+            kind.initial_bias(&means[r.clone()], samples, &mut out[r]);
+        }
+    }
+
+    /// Draws every sample's values from `means` (column-major, `n_visible` per column) on the
+    /// random stream `stream`: fixed blocks, each with its own generator, so the draws do not
+    /// depend on the thread count. One elementwise kind draws element by element in blocks of
+    /// 4096 values; otherwise blocks are whole columns and each group draws in unit order.
+    pub(crate) fn sample_columns(&self, means: &[f32], out: &mut [f32], seed: u64, stream: u64) {
+        use rayon::prelude::*;
+        const BLOCK: usize = 4096;
+        let nv = self.n_visible();
+        match self.single_kind() {
+            Some(kind) if kind.is_elementwise() => {
+                out.par_chunks_mut(BLOCK).zip(means.par_chunks(BLOCK)).enumerate().for_each(|(block, (o, m))| {
+                    kind.sample(m, o, &mut crate::rng::generator(seed, stream, block as u64));
+                });
+            }
+            _ => {
+                let block = BLOCK.div_ceil(nv) * nv;
+                out.par_chunks_mut(block).zip(means.par_chunks(block)).enumerate().for_each(|(b, (o, m))| {
+                    let mut rng = crate::rng::generator(seed, stream, b as u64);
+                    for (o, m) in o.chunks_mut(nv).zip(m.chunks(nv)) {
+                        for (kind, r) in self.ranges() {
+                            kind.sample(&m[r.clone()], &mut o[r], &mut rng);
+                        }
+                    }
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The command line: argument structs and their documentation (what `--help` prints). No
+//! behaviour here; `commands` and `recommend` hold the handlers.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Restricted Boltzmann Machines for tabular data.
+#[derive(Parser, Debug)]
+#[command(name = "rbm", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train an RBM on a CSV file and save it as JSON.
+    Train(TrainArgs),
+    /// Score rows by free energy: writes `row,free_energy,anomaly` per input row.
+    Score(ScoreArgs),
+    /// Evaluate a model on a CSV file: prints one JSON object.
+    Eval(EvalArgs),
+    /// Draw samples from a model by Gibbs sampling.
+    Sample(SampleArgs),
+    /// Summarise a model file.
+    Inspect(InspectArgs),
+    /// Recommendations with the conditional RBM for collaborative filtering.
+    #[command(subcommand)]
+    Recommend(crate::recommend::RecommendCommand),
+}
+
+/// Kind of visible units.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Visible {
+    /// Binary data in [0, 1].
+    Bernoulli,
+    /// Real-valued data (standardised per column).
+    Gaussian,
+    /// Per column: text columns categorical (softmax units), 0/1 columns Bernoulli, other
+    /// numeric columns Gaussian.
+    Auto,
+}
+
+/// Training method.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Method {
+    /// CD for Bernoulli units, PCD for Gaussian units.
+    Auto,
+    /// Contrastive divergence, chains restarted at the data.
+    Cd,
+    /// Persistent contrastive divergence.
+    Pcd,
+}
+
+/// Flags shared by commands that read a data table.
+#[derive(Args, Debug, Clone)]
+pub struct Columns {
+    /// Column (name or 1-based number) holding labels; kept out of the features.
+    #[arg(long)]
+    pub label_column: Option<String>,
+    /// Comma-separated columns (names or 1-based numbers) to leave out.
+    #[arg(long, value_delimiter = ',')]
+    pub ignore_columns: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// CSV file of training rows (`-` for standard input).
+    #[arg(long)]
+    pub input: String,
+    /// Where to write the model (JSON, written atomically).
+    #[arg(long)]
+    pub output: std::path::PathBuf,
+    /// Visible unit kind of every column, or auto to choose per column.
+    #[arg(long, value_enum, default_value = "bernoulli")]
+    pub visible: Visible,
+    /// Per-column kinds overriding --visible: NAME=KIND pairs, comma-separated, KIND one of
+    /// bernoulli, gaussian, categorical (names or 1-based numbers).
+    #[arg(long, value_delimiter = ',')]
+    pub column_kinds: Vec<String>,
+    /// Hidden units [default: from the units and data shape, see docs/cli.md].
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Passes over the data [default: from the data shape].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Rows per mini-batch [default: from the data shape].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Learning rate [default: 0.05 Bernoulli, 0.001 Gaussian].
+    #[arg(long)]
+    pub learning_rate: Option<f64>,
+    /// Constant momentum [default: Bernoulli Hinton's 0.5 for 5 epochs then 0.9; Gaussian 0.5].
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    /// Gibbs steps per update (k of CD-k).
+    #[arg(long, default_value_t = 1)]
+    pub cd_k: usize,
+    /// Persistent CD (PCD) with as many chains as the batch size (same as --method pcd).
+    #[arg(long)]
+    pub persistent: bool,
+    /// Training method: auto is CD for Bernoulli units and PCD for Gaussian units.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub method: Method,
+    /// Gaussian units: compress heavy-tailed columns with a signed log before standardising
+    /// [default: true].
+    #[arg(long)]
+    pub compress_tails: Option<bool>,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub columns: Columns,
+    /// Validation CSV, for the per-epoch free-energy gap.
+    #[arg(long)]
+    pub validation: Option<String>,
+    /// Store an anomaly threshold: the (1 - F) quantile of the training rows' free energies.
+    #[arg(long)]
+    pub contamination: Option<f64>,
+    /// Worker threads [default: all cores]; results do not depend on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Write a JSON training report here.
+    #[arg(long)]
+    pub report: Option<std::path::PathBuf>,
+    /// No progress or per-epoch output.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// Model file.
+    #[arg(long)]
+    pub model: std::path::PathBuf,
+    /// CSV file of rows to score (`-` for standard input).
+    #[arg(long)]
+    pub input: String,
+    /// Output CSV [default: standard output].
+    #[arg(long)]
+    pub output: Option<std::path::PathBuf>,
+    /// Free-energy threshold [default: the model's stored threshold].
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Exit with code 1 when any row is flagged as an anomaly (after writing every score).
+    #[arg(long)]
+    pub fail_on_anomaly: bool,
+    #[command(flatten)]
+    pub columns: Columns,
+    /// No chatter on standard error.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// How to compute the log-likelihood in `eval`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogLikelihood {
+    /// Exact, by enumerating the hidden states (at most 25 hidden units).
+    Exact,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Model file.
+    #[arg(long)]
+    pub model: std::path::PathBuf,
+    /// CSV file to evaluate on.
+    #[arg(long)]
+    pub input: String,
+    #[command(flatten)]
+    pub columns: Columns,
+    /// Label value that marks an anomaly (any other value is normal).
+    #[arg(long, default_value = "1")]
+    pub positive_label: String,
+    /// Also compute log Z and the mean log-likelihood.
+    #[arg(long, value_enum)]
+    pub log_likelihood: Option<LogLikelihood>,
+    /// No chatter on standard error.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// Model file.
+    #[arg(long)]
+    pub model: std::path::PathBuf,
+    /// Number of samples (one Gibbs chain each).
+    #[arg(long)]
+    pub count: usize,
+    /// Gibbs steps from the random start (burn-in).
+    #[arg(long, default_value_t = 1000)]
+    pub gibbs_steps: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output CSV [default: standard output].
+    #[arg(long)]
+    pub output: Option<std::path::PathBuf>,
+    /// No chatter on standard error.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Model file.
+    #[arg(long)]
+    pub model: std::path::PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Accepted for uniformity; inspect prints only its result.
+    #[arg(long)]
+    pub quiet: bool,
+}
