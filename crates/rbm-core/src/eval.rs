@@ -154,7 +154,7 @@ pub fn pseudo_log_likelihood(rbm: &Rbm, data: &DMatrix<f32>, features: PseudoLik
                             // Remove v_i's input to the hidden units, then
                             // logit = b_i + sum_j softplus(a_j^-i + W_ij) - softplus(a_j^-i).
                             let i = range.start;
-                            let row = |j: usize| w[i + j * nv] as f64;
+                            let row = |j: usize| w[j + i * nh] as f64;
                             let logit = b[i] as f64
                                 + (0..nh)
                                     .map(|j| {
@@ -169,7 +169,7 @@ pub fn pseudo_log_likelihood(rbm: &Rbm, data: &DMatrix<f32>, features: PseudoLik
                         // up to the terms shared by all levels, normalised over the levels.
                         without.clear();
                         without.extend((0..nh).map(|j| {
-                            a[j] as f64 - range.clone().map(|l| v[l] as f64 * w[l + j * nv] as f64).sum::<f64>()
+                            a[j] as f64 - range.clone().map(|l| v[l] as f64 * w[j + l * nh] as f64).sum::<f64>()
                         }));
                         levels.clear();
                         levels.extend(range.clone().map(|k| {
@@ -177,7 +177,7 @@ pub fn pseudo_log_likelihood(rbm: &Rbm, data: &DMatrix<f32>, features: PseudoLik
                                 + without
                                     .iter()
                                     .enumerate()
-                                    .map(|(j, &x)| softplus(x + w[k + j * nv] as f64))
+                                    .map(|(j, &x)| softplus(x + w[j + k * nh] as f64))
                                     .sum::<f64>()
                         }));
                         let log_norm = log_sum_exp(levels);
@@ -228,7 +228,7 @@ pub fn log_partition_exact(rbm: &Rbm) -> Result<f64> {
             let mut activation = vec![0f32; nv * cols];
             fill_columns(&mut activation, b);
             // (n_visible x block) = b + W (n_visible x n_hidden) * H (n_hidden x block)
-            gemm(1.0, Operand::new(w, nv, nh), Operand::new(&hidden, nh, cols), 1.0, &mut activation);
+            gemm(1.0, Operand::new(w, nh, nv).t(), Operand::new(&hidden, nh, cols), 1.0, &mut activation);
             hidden.chunks(nh).zip(activation.chunks(nv)).fold(f64::NEG_INFINITY, |acc, (h, a)| {
                 let hidden_term: f64 = h.iter().zip(c).map(|(&h, &c)| h as f64 * c as f64).sum();
                 let visible_term = layer.log_partition(a, b);

@@ -190,7 +190,7 @@ impl Model {
             columns: self.columns.clone(),
             n_visible: self.rbm.n_visible(),
             n_hidden: self.rbm.n_hidden(),
-            weights: self.rbm.weights().row_iter().map(|r| r.iter().copied().collect()).collect(),
+            weights: self.rbm.weights().column_iter().map(|c| c.iter().copied().collect()).collect(),
             visible_bias: self.rbm.visible_bias().as_slice().to_vec(),
             hidden_bias: self.rbm.hidden_bias().as_slice().to_vec(),
             standardization: self.standardization.clone(),
@@ -272,7 +272,7 @@ impl Model {
         if file.anomaly_threshold.is_some_and(|t| !t.is_finite()) {
             return Err(bad("anomaly_threshold is not finite".into()));
         }
-        let weights = DMatrix::from_fn(nv, nh, |i, j| file.weights[i][j]);
+        let weights = DMatrix::from_fn(nh, nv, |j, i| file.weights[i][j]);
         let rbm = Rbm::from_parameters(
             layer,
             weights,

@@ -41,7 +41,9 @@ pub fn samples_from_row_major(values: Vec<f32>, n_features: usize) -> Result<DMa
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rbm {
     layer: VisibleLayer,
-    /// `n_visible x n_hidden`.
+    /// `W^T`, `n_hidden x n_visible`: column `u` holds visible unit `u`'s weights to every hidden
+    /// unit, contiguous, so that sparse inputs (one-hot groups, a case's observed items) sum
+    /// columns. (scikit-learn's `components_` and PyTorch's `Linear.weight` have this shape.)
     weights: DMatrix<f32>,
     /// `n_visible`.
     visible_bias: DVector<f32>,
@@ -55,32 +57,33 @@ impl Rbm {
         let n_visible = layer.n_visible();
         Rbm {
             layer,
-            weights: DMatrix::zeros(n_visible, n_hidden),
+            weights: DMatrix::zeros(n_hidden, n_visible),
             visible_bias: DVector::zeros(n_visible),
             hidden_bias: DVector::zeros(n_hidden),
         }
     }
 
-    /// A model from given parameters, checking shapes and finiteness.
+    /// A model from given parameters (`weights` is `n_hidden x n_visible`, see [`Rbm::weights`]),
+    /// checking shapes and finiteness.
     pub fn from_parameters(
         layer: VisibleLayer,
         weights: DMatrix<f32>,
         visible_bias: DVector<f32>,
         hidden_bias: DVector<f32>,
     ) -> Result<Self> {
-        let (nv, nh) = weights.shape();
+        let (nh, nv) = weights.shape();
         if nv == 0 || nh == 0 {
             return Err(RbmError::ShapeMismatch {
                 what: "weights",
                 expected: "at least 1 x 1".into(),
-                found: format!("{nv} x {nh}"),
+                found: format!("{nh} x {nv}"),
             });
         }
         if layer.n_visible() != nv {
             return Err(RbmError::ShapeMismatch {
                 what: "weights",
-                expected: format!("{} rows, one per visible unit of the layer", layer.n_visible()),
-                found: format!("{nv} rows"),
+                expected: format!("{} columns, one per visible unit of the layer", layer.n_visible()),
+                found: format!("{nv} columns"),
             });
         }
         if visible_bias.len() != nv {
@@ -127,13 +130,14 @@ impl Rbm {
     }
     /// Number of visible units.
     pub fn n_visible(&self) -> usize {
-        self.weights.nrows()
+        self.weights.ncols()
     }
     /// Number of hidden units.
     pub fn n_hidden(&self) -> usize {
-        self.weights.ncols()
+        self.weights.nrows()
     }
-    /// `W`, `n_visible x n_hidden`.
+    /// `W^T`, `n_hidden x n_visible`: entry `(j, i)` couples hidden unit `j` and visible unit `i`,
+    /// and column `i` is visible unit `i`'s weights.
     pub fn weights(&self) -> &DMatrix<f32> {
         &self.weights
     }
@@ -186,10 +190,10 @@ impl Rbm {
 
     /// `out = c + W^T v` for `cols` samples in `v`: the hidden pre-activations, `n_hidden x cols`.
     pub(crate) fn hidden_activations_into(&self, v: &[f32], cols: usize, out: &mut [f32]) {
-        let (nv, nh) = self.weights.shape();
+        let (nh, nv) = self.weights.shape();
         fill_columns(out, self.hidden_bias.as_slice());
         // (n_hidden x cols) += W^T (n_hidden x n_visible) * v (n_visible x cols)
-        gemm(1.0, Operand::new(self.weights.as_slice(), nv, nh).t(), Operand::new(v, nv, cols), 1.0, out);
+        gemm(1.0, Operand::new(self.weights.as_slice(), nh, nv), Operand::new(v, nv, cols), 1.0, out);
     }
 
     /// `out = sigmoid(c + W^T v)`, `n_hidden x cols`.
@@ -200,10 +204,10 @@ impl Rbm {
 
     /// `out = mean(b + W h)`, `n_visible x cols`.
     pub(crate) fn visible_means_into(&self, h: &[f32], cols: usize, out: &mut [f32]) {
-        let (nv, nh) = self.weights.shape();
+        let (nh, nv) = self.weights.shape();
         fill_columns(out, self.visible_bias.as_slice());
         // (n_visible x cols) += W (n_visible x n_hidden) * h (n_hidden x cols)
-        gemm(1.0, Operand::new(self.weights.as_slice(), nv, nh), Operand::new(h, nh, cols), 1.0, out);
+        gemm(1.0, Operand::new(self.weights.as_slice(), nh, nv).t(), Operand::new(h, nh, cols), 1.0, out);
         self.layer.means_columns(out);
     }
 
@@ -219,7 +223,7 @@ impl Rbm {
 
     /// Free energies of the `out.len()` samples in `v`, using `scratch` for the activations.
     pub(crate) fn free_energy_into(&self, v: &[f32], scratch: &mut Vec<f32>, out: &mut [f64]) {
-        let (nv, nh) = self.weights.shape();
+        let (nh, nv) = self.weights.shape();
         // Bound the activation buffer: at most this many samples at once.
         const CHUNK: usize = 2048;
         for (v, out) in v.chunks(CHUNK * nv).zip(out.chunks_mut(CHUNK)) {
@@ -242,10 +246,10 @@ impl Rbm {
         let visible = self.layer.energy(v, self.visible_bias.as_slice());
         let hidden: f64 = h.iter().zip(self.hidden_bias.iter()).map(|(&h, &c)| h as f64 * c as f64).sum();
         let mut interaction = 0.0f64;
-        for (j, &hj) in h.iter().enumerate() {
-            if hj != 0.0 {
-                let column = self.weights.column(j);
-                interaction += hj as f64 * v.iter().zip(column.iter()).map(|(&v, &w)| v as f64 * w as f64).sum::<f64>();
+        for (i, &vi) in v.iter().enumerate() {
+            if vi != 0.0 {
+                let column = self.weights.column(i);
+                interaction += vi as f64 * h.iter().zip(column.iter()).map(|(&h, &w)| h as f64 * w as f64).sum::<f64>();
             }
         }
         Ok(visible - hidden - interaction)

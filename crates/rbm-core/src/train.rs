@@ -32,7 +32,7 @@ use crate::units::VisibleLayer;
 /// A log-likelihood gradient estimate (the ascent direction), shaped like the parameters.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gradient {
-    /// `n_visible x n_hidden`.
+    /// `n_hidden x n_visible`, shaped like [`Rbm::weights`].
     pub weights: DMatrix<f32>,
     /// `n_visible`.
     pub visible_bias: DVector<f32>,
@@ -43,7 +43,7 @@ pub struct Gradient {
 impl Gradient {
     fn zeros(n_visible: usize, n_hidden: usize) -> Self {
         Gradient {
-            weights: DMatrix::zeros(n_visible, n_hidden),
+            weights: DMatrix::zeros(n_hidden, n_visible),
             visible_bias: DVector::zeros(n_visible),
             hidden_bias: DVector::zeros(n_hidden),
         }
@@ -159,9 +159,13 @@ impl Trainer {
             let (weights, visible_bias, _) = rbm.parameters_mut();
             let mut rng = streams.serial();
             let scale = params.weight_scale as f32;
-            for w in weights.iter_mut() {
-                let z: f32 = rand_distr::Distribution::sample(&rand_distr::StandardNormal, &mut rng);
-                *w = scale * z;
+            // Drawn hidden unit by hidden unit, visible units inner (the order of earlier builds'
+            // visible-major storage), so a seed gives the same initial weights as before.
+            for j in 0..nh {
+                for i in 0..nv {
+                    let z: f32 = rand_distr::Distribution::sample(&rand_distr::StandardNormal, &mut rng);
+                    weights[(j, i)] = scale * z;
+                }
             }
             visible_bias.as_mut_slice().copy_from_slice(&initial_bias);
         }
@@ -222,24 +226,24 @@ impl Trainer {
         self.negative.run(&self.rbm, self.params.gibbs_steps, &mut self.streams);
     }
 
-    /// `out = beta * out + scale * (v0 ph0^T / B - vk phk^T / C)`: the weight gradient of the
-    /// phases just run, scaled and accumulated into `out` (`n_visible x n_hidden`).
+    /// `out = beta * out + scale * (ph0 v0^T / B - phk vk^T / C)`: the weight gradient of the
+    /// phases just run, scaled and accumulated into `out` (`n_hidden x n_visible`).
     fn accumulate_weight_gradient(&self, cols: usize, scale: f32, beta: f32, out: &mut [f32]) {
         let (nv, nh) = (self.rbm.n_visible(), self.rbm.n_hidden());
         let chains = self.negative.cols;
-        // out (n_visible x n_hidden) = beta out + scale/B * v0 (n_visible x B) * ph0^T (B x n_hidden)
+        // out (n_hidden x n_visible) = beta out + scale/B * ph0 (n_hidden x B) * v0^T (B x n_visible)
         gemm(
             scale / cols as f32,
-            Operand::new(&self.batch, nv, cols),
-            Operand::new(&self.positive_hidden, nh, cols).t(),
+            Operand::new(&self.positive_hidden, nh, cols),
+            Operand::new(&self.batch, nv, cols).t(),
             beta,
             out,
         );
-        // out -= scale/C * vk (n_visible x C) * phk^T (C x n_hidden)
+        // out -= scale/C * phk (n_hidden x C) * vk^T (C x n_visible)
         gemm(
             -scale / chains as f32,
-            Operand::new(&self.negative.visible, nv, chains),
-            Operand::new(&self.negative.hidden_probabilities, nh, chains).t(),
+            Operand::new(&self.negative.hidden_probabilities, nh, chains),
+            Operand::new(&self.negative.visible, nv, chains).t(),
             1.0,
             out,
         );

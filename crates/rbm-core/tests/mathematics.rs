@@ -131,14 +131,14 @@ fn exact_gradient(rbm: &Rbm, data: &DMatrix<f32>) -> (DMatrix<f64>, Vec<f64>, Ve
     let nv = rbm.n_visible();
     let moments = |x: &DMatrix<f32>, weights: &[f64]| {
         let ph = rbm.hidden_probabilities(x).unwrap();
-        let mut w = DMatrix::<f64>::zeros(nv, rbm.n_hidden());
+        let mut w = DMatrix::<f64>::zeros(rbm.n_hidden(), nv);
         let mut b = vec![0.0; nv];
         let mut c = vec![0.0; rbm.n_hidden()];
         for s in 0..x.ncols() {
             for i in 0..nv {
                 b[i] += weights[s] * x[(i, s)] as f64;
                 for j in 0..rbm.n_hidden() {
-                    w[(i, j)] += weights[s] * x[(i, s)] as f64 * ph[(j, s)] as f64;
+                    w[(j, i)] += weights[s] * x[(i, s)] as f64 * ph[(j, s)] as f64;
                 }
             }
             for j in 0..rbm.n_hidden() {
@@ -249,7 +249,7 @@ fn training_raises_exact_log_likelihood_of_bars_and_stripes() {
 
 #[test]
 fn free_energy_stays_finite_for_extreme_pre_activations() {
-    let weights = DMatrix::from_row_slice(2, 2, &[1e4, -1e4, 1e4, -1e4]);
+    let weights = DMatrix::from_row_slice(2, 2, &[1e4, -1e4, 1e4, -1e4]).transpose();
     for kind in [VisibleKind::Bernoulli, VisibleKind::Gaussian] {
         let rbm = Rbm::from_parameters(
             VisibleLayer::uniform(kind, 2),
@@ -436,7 +436,7 @@ fn transform_equals_the_hidden_probabilities() {
     for s in 0..16 {
         for j in 0..3 {
             let a = rbm.hidden_bias()[j] as f64
-                + (0..4).map(|i| data[(i, s)] as f64 * rbm.weights()[(i, j)] as f64).sum::<f64>();
+                + (0..4).map(|i| data[(i, s)] as f64 * rbm.weights()[(j, i)] as f64).sum::<f64>();
             assert!((t[(j, s)] as f64 - 1.0 / (1.0 + (-a).exp())).abs() < 1e-6);
         }
     }

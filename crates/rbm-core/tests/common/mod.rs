@@ -24,7 +24,8 @@ pub fn random_rbm(kind: VisibleKind, nv: usize, nh: usize, scale: f32, seed: u64
 pub fn random_layer_rbm(layer: VisibleLayer, nh: usize, scale: f32, seed: u64) -> Rbm {
     let nv = layer.n_visible();
     let mut r = rng(seed);
-    let w = DMatrix::from_fn(nv, nh, |_, _| uniform(&mut r, scale));
+    // Drawn visible-major (as before the weights were stored n_hidden x n_visible), then transposed.
+    let w = DMatrix::from_fn(nv, nh, |_, _| uniform(&mut r, scale)).transpose();
     let b = DVector::from_fn(nv, |_, _| uniform(&mut r, scale));
     let c = DVector::from_fn(nh, |_, _| uniform(&mut r, scale));
     Rbm::from_parameters(layer, w, b, c).unwrap()
