@@ -36,7 +36,7 @@ pub enum OrientationArg {
     User,
     /// Item-based: a case per item, a softmax unit per user who rated it.
     Item,
-    /// Both, blended with weights fit on a held-out 5% of the training ratings.
+    /// Both, blended with weights fit on a held-out 10% of the training ratings.
     Both,
 }
 
@@ -248,10 +248,7 @@ fn train(args: RecommendTrainArgs) -> Result<()> {
     if args.implicit.is_some() && args.conditional == Some(false) {
         bail!("--implicit needs the conditional model (only it reads which items were rated)");
     }
-    let mut ratings = ratings::read_ratings(&args.ratings, Fields::Ratings, IdMap::default(), IdMap::default())?;
-    // New ids in the implicit file only matter to the conditioning; they are added to the maps
-    // so every index is valid, and get no ratings.
-    let implicit = read_implicit(args.implicit.as_deref(), &mut ratings)?;
+    // Every setting is checked before any file is read.
     let orientation = match args.orientation {
         OrientationArg::User => Orientation::User,
         OrientationArg::Item => Orientation::Item,
@@ -270,7 +267,11 @@ fn train(args: RecommendTrainArgs) -> Result<()> {
         p.weight_decay = args.weight_decay.unwrap_or(p.weight_decay);
         p.conditional = args.conditional.unwrap_or(p.conditional);
     }
-    params.check()?;
+    let params = params.check()?;
+    let mut ratings = ratings::read_ratings(&args.ratings, Fields::Ratings, IdMap::default(), IdMap::default())?;
+    // New ids in the implicit file only matter to the conditioning; they are added to the maps
+    // so every index is valid, and get no ratings.
+    let implicit = read_implicit(args.implicit.as_deref(), &mut ratings)?;
     let show = !args.quiet;
     if show {
         eprintln!(
@@ -372,7 +373,7 @@ fn eval(args: RecommendEvalArgs) -> Result<()> {
         }
         rbm_core::write_atomically(path, out.as_bytes())?;
     }
-    let conditioning = match (model.components.iter().any(|c| c.rbm.conditional.is_some()), &args.implicit) {
+    let conditioning = match (model.components.iter().any(|c| c.rbm.conditioning().is_some()), &args.implicit) {
         (false, _) => "none (not a conditional model)".to_string(),
         (true, None) => format!("items rated in {}", args.train.display()),
         (true, Some(p)) => format!("items rated in {} plus pairs in {}", args.train.display(), p.display()),
@@ -479,10 +480,10 @@ pub fn inspect(path: &Path, as_json: bool) -> Result<()> {
             json!({
                 "orientation": c.side.name(),
                 "replica": c.replica,
-                "inputs": c.rbm.n_inputs,
-                "levels": c.rbm.levels,
-                "hidden": c.rbm.hidden,
-                "conditional": c.rbm.conditional.is_some(),
+                "inputs": c.rbm.n_inputs(),
+                "levels": c.rbm.levels(),
+                "hidden": c.rbm.n_hidden(),
+                "conditional": c.rbm.conditioning().is_some(),
                 "epochs_trained": c.epochs_trained,
             })
         })
@@ -517,10 +518,10 @@ pub fn inspect(path: &Path, as_json: bool) -> Result<()> {
             "{}-based RBM #{}: {} softmax inputs x {} levels, {} hidden{}, {} epochs",
             c.side.name(),
             c.replica + 1,
-            c.rbm.n_inputs,
-            c.rbm.levels,
-            c.rbm.hidden,
-            if c.rbm.conditional.is_some() { ", conditional (D)" } else { "" },
+            c.rbm.n_inputs(),
+            c.rbm.levels(),
+            c.rbm.n_hidden(),
+            if c.rbm.conditioning().is_some() { ", conditional (D)" } else { "" },
             c.epochs_trained
         );
     }

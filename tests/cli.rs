@@ -275,6 +275,17 @@ fn bad_training_input_is_a_located_error_with_exit_code_2() {
     );
     expect_error(d, &["train", "--input", "ok.csv", "--output", "m.json", "--contamination", "2"], &["contamination"]);
     expect_error(d, &["train", "--bogus-flag"], &["bogus"]);
+    // Flags are checked before any file is read.
+    expect_error(
+        d,
+        &["train", "--input", "missing.csv", "--output", "m.json", "--epochs", "0"],
+        &["epochs", "(got 0)"],
+    );
+    expect_error(
+        d,
+        &["train", "--input", "missing.csv", "--output", "m.json", "--column-kinds", "a=tall"],
+        &["unknown kind \"tall\""],
+    );
     expect_error(
         d,
         &["train", "--input", "ok.csv", "--output", "m.json", "--persistent", "--method", "cd"],
@@ -318,4 +329,92 @@ fn bad_scoring_input_and_bad_models_are_located_errors() {
         &["no-such-dir/out.csv"],
     );
     expect_error(d, &["sample", "--model", "model.json", "--count", "0"], &["--count"]);
+}
+
+/// Numeric, binary and text columns side by side, with a label: the `--visible auto` case.
+fn mixed_csv(rows: usize) -> String {
+    let mut s = String::from("height,member,colour,size,label\n");
+    let colours = ["red", "green", "blue"];
+    for r in 0..rows {
+        let anomaly = r % 40 == 0;
+        let colour = colours[r % 3];
+        let height = if anomaly { 250.0 } else { 150.0 + (r % 3) as f64 * 10.0 + (r % 7) as f64 };
+        let member = u8::from(r % 3 == 0) ^ u8::from(anomaly);
+        let size = if anomaly { 9 } else { 1 + r % 2 };
+        s += &format!("{height},{member},{colour},{size},{}\n", u8::from(anomaly));
+    }
+    s
+}
+
+#[test]
+fn mixed_columns_train_score_sample_and_inspect_with_auto_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("mixed.csv"), mixed_csv(400)).unwrap();
+    let t = rbm(
+        d,
+        &[
+            "train",
+            "--input",
+            "mixed.csv",
+            "--label-column",
+            "label",
+            "--visible",
+            "auto",
+            "--column-kinds",
+            "size=categorical",
+            "--contamination",
+            "0.05",
+            "--output",
+            "mixed.json",
+        ],
+    );
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    // It says what it chose.
+    for needle in ["1 bernoulli: member", "1 gaussian: height", "2 categorical: colour (3 levels), size (3 levels)"] {
+        assert!(t.stderr.contains(needle), "{needle:?} not in {}", t.stderr);
+    }
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("mixed.json")).unwrap()).unwrap();
+    assert_eq!(model["columns"][2]["levels"], serde_json::json!(["red", "green", "blue"]));
+    assert_eq!(model["n_visible"], 8);
+
+    let e = rbm(d, &["eval", "--model", "mixed.json", "--input", "mixed.csv", "--label-column", "label"]);
+    assert_eq!(e.code, 0, "{}", e.stderr);
+    let result: serde_json::Value = serde_json::from_str(&e.stdout).unwrap();
+    assert!(result["roc_auc"].as_f64().unwrap() > 0.9, "the planted anomalies are easy: {result}");
+    assert!(result["pseudo_log_likelihood"].is_null(), "Gaussian columns have no pseudo-likelihood here");
+
+    let s = rbm(d, &["sample", "--model", "mixed.json", "--count", "20", "--gibbs-steps", "50"]);
+    assert_eq!(s.code, 0, "{}", s.stderr);
+    let lines: Vec<&str> = s.stdout.lines().collect();
+    assert_eq!(lines[0], "height,member,colour,size");
+    for line in &lines[1..] {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert!(["red", "green", "blue"].contains(&fields[2]), "{line}");
+        assert!(["1", "2", "9"].contains(&fields[3]), "{line}");
+        assert!(["0", "1"].contains(&fields[1]), "{line}");
+    }
+
+    let i = rbm(d, &["inspect", "--model", "mixed.json"]);
+    assert_eq!(i.code, 0, "{}", i.stderr);
+    assert!(i.stdout.contains("1 gaussian + 1 bernoulli + 2 softmax (6 units)"), "{}", i.stdout);
+
+    // An unseen level is a located error naming the levels the model knows.
+    std::fs::write(d.join("new.csv"), "height,member,colour,size,label\n160,1,purple,1,0\n").unwrap();
+    expect_error(
+        d,
+        &["score", "--model", "mixed.json", "--input", "new.csv", "--label-column", "label"],
+        &["new.csv", "line 2", "column 3 (colour)", "\"purple\" was not seen in training", "\"red\""],
+    );
+    // Numbers in a categorical column are one level however they are written.
+    std::fs::write(d.join("one.csv"), "height,member,colour,size,label\n160,1,red,1.0,0\n").unwrap();
+    let score = rbm(d, &["score", "--model", "mixed.json", "--input", "one.csv", "--label-column", "label"]);
+    assert_eq!(score.code, 0, "{}", score.stderr);
+    // Without --visible auto a text column is an error that says how to use it.
+    expect_error(
+        d,
+        &["train", "--input", "mixed.csv", "--label-column", "label", "--output", "m.json", "--visible", "gaussian"],
+        &["mixed.csv", "line 2", "column 3 (colour)", "--visible auto"],
+    );
 }

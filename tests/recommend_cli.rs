@@ -228,13 +228,19 @@ fn bad_input_is_refused_with_a_located_message() {
         rbm(d, &args)
     };
     fails(train_with(&["--conditional", "false", "--implicit", "x.csv"]), &["--implicit needs the conditional model"]);
-    fails(train_with(&["--hidden", "0"]), &["hidden"]);
+    fails(train_with(&["--hidden", "0"]), &["user-based RBM", "hidden units must be at least 1 (got 0)"]);
     fails(
         rbm(d, &["recommend", "train", "--ratings", "train.csv", "--output", "no/such/dir/m.json", "--epochs", "1"]),
         &["no/such/dir"],
     );
-    fails(train_with(&["--learning-rate=-1"]), &["invalid parameter learning-rate"]);
-    fails(train_with(&["--momentum", "1"]), &["invalid parameter momentum"]);
+    fails(train_with(&["--learning-rate=-1"]), &["learning rate must be finite and > 0 (got -1)"]);
+    fails(train_with(&["--momentum", "1"]), &["momentum must lie in [0, 1) (got 1)"]);
+    fails(train_with(&["--replicas", "9"]), &["replicas must lie in 1..=8 (got 9)"]);
+    // Settings are checked before any file is read.
+    fails(
+        rbm(d, &["recommend", "train", "--ratings", "missing.csv", "--output", "m.json", "--epochs", "0"]),
+        &["epochs must be at least 1 (got 0)"],
+    );
 
     ok(train(d, &[]));
     fails(

@@ -40,6 +40,9 @@ pub enum RbmError {
     #[error("the initial weight scale must be finite and >= 0 (got {0})")]
     InvalidWeightScale(f64),
 
+    /// The learning-rate decay must be finite and non-negative.
+    #[error("the learning-rate decay must be finite and >= 0 (got {0})")]
+    InvalidLearningRateDecay(f64),
     /// The contamination (expected fraction of anomalies) must lie in [0, 1).
     #[error("the contamination must lie in [0, 1) (got {0})")]
     InvalidContamination(f64),

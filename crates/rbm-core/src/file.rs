@@ -184,7 +184,12 @@ impl Model {
 
     /// The model as pretty-printed JSON text.
     pub fn to_json(&self) -> String {
-        let file = ModelFileV2 {
+        serde_json::to_string_pretty(&self.file()).expect("a model always serialises")
+    }
+
+    /// The model in the file's layout.
+    fn file(&self) -> ModelFileV2 {
+        ModelFileV2 {
             format: FORMAT_NAME.to_string(),
             version: FORMAT_VERSION,
             columns: self.columns.clone(),
@@ -197,29 +202,22 @@ impl Model {
             feature_names: self.feature_names.clone(),
             anomaly_threshold: self.anomaly_threshold,
             provenance: self.provenance.clone(),
-        };
-        serde_json::to_string_pretty(&file).expect("a model always serialises")
+        }
     }
 
     /// Parses and checks model JSON (version 2, or version 1 as older builds wrote it); `path`
     /// only names the source in errors.
     pub fn from_json(text: &str, path: &Path) -> Result<Model> {
-        let bad = |reason: String| RbmError::ModelFile { path: path.to_path_buf(), reason };
-        let json_error =
-            |e: serde_json::Error| bad(format!("JSON error at line {}, column {}: {e}", e.line(), e.column()));
-        let header: Header = serde_json::from_str(text).map_err(json_error)?;
-        if header.format != FORMAT_NAME {
-            return Err(bad(format!("format is {:?}, expected {FORMAT_NAME:?}", header.format)));
-        }
-        let file: ModelFileV2 = match header.version {
-            1 => serde_json::from_str::<ModelFileV1>(text).map_err(json_error)?.upgrade().map_err(bad)?,
-            FORMAT_VERSION => serde_json::from_str(text).map_err(json_error)?,
-            other => {
-                return Err(bad(format!(
-                    "format version {other} is not supported (this build reads versions 1 and {FORMAT_VERSION})"
-                )));
-            }
-        };
+        let file = MODEL_ENVELOPE.parse(text, path, |version, text| match version {
+            1 => serde_json::from_str::<ModelFileV1>(text).map(ModelFileV1::upgrade),
+            _ => serde_json::from_str::<ModelFileV2>(text).map(Ok),
+        })?;
+        Model::checked(file.map_err(|reason| Envelope::bad(path, reason))?, path)
+    }
+
+    /// Every length and number of a parsed file checked against the others.
+    fn checked(file: ModelFileV2, path: &Path) -> Result<Model> {
+        let bad = |reason: String| Envelope::bad(path, reason);
         columns::check_columns(&file.columns).map_err(|e| bad(e.to_string()))?;
         let layer = columns::layer_of(&file.columns).map_err(|e| bad(e.to_string()))?;
         let (nv, nh) = (file.n_visible, file.n_hidden);
@@ -293,25 +291,128 @@ impl Model {
     /// Writes the model to `path` atomically: a temporary file in the same directory, flushed to
     /// disk, then renamed over `path`. A crash leaves either the old file or the new one.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut text = self.to_json();
-        text.push('\n');
-        write_atomically(path, text.as_bytes())
+        MODEL_ENVELOPE.save(path, &self.file(), true)
     }
 
     /// Reads and checks a model file, refusing files over [`MAX_MODEL_FILE_BYTES`] before reading.
     pub fn load(path: &Path) -> Result<Model> {
-        let io = |source: std::io::Error| RbmError::Io { path: path.to_path_buf(), source };
-        let size = std::fs::metadata(path).map_err(io)?.len();
-        if size > MAX_MODEL_FILE_BYTES {
-            return Err(RbmError::ModelFile {
-                path: path.to_path_buf(),
-                reason: format!("file is {size} bytes, more than the {MAX_MODEL_FILE_BYTES} accepted"),
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(io)?;
-        Model::from_json(&text, path)
+        let file = MODEL_ENVELOPE.load(path, |version, reader| match version {
+            1 => serde_json::from_reader::<_, ModelFileV1>(reader).map(ModelFileV1::upgrade),
+            _ => serde_json::from_reader::<_, ModelFileV2>(reader).map(Ok),
+        })?;
+        Model::checked(file.map_err(|reason| Envelope::bad(path, reason))?, path)
     }
 }
+
+/// The envelope every model file of the toolkit shares: a JSON object whose first fields are
+/// `format` (a name) and `version`, refused above a size before reading, parsed as it is read,
+/// and written atomically (temporary file, then rename). The RBM model file and the
+/// recommender's use it with their own names, versions and size caps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// The `format` field.
+    pub format: &'static str,
+    /// The versions this build reads (it writes the last).
+    pub versions: &'static [u32],
+    /// Files above this size are refused before being read.
+    pub max_bytes: u64,
+}
+
+/// The first fields of every model file.
+#[derive(Deserialize)]
+struct Header {
+    format: Option<String>,
+    version: Option<u64>,
+}
+
+impl Envelope {
+    /// The version written.
+    pub fn version(&self) -> u32 {
+        *self.versions.last().expect("an envelope reads at least one version")
+    }
+
+    fn bad(path: &Path, reason: String) -> RbmError {
+        RbmError::ModelFile { path: path.to_path_buf(), reason }
+    }
+
+    fn json_error(path: &Path, e: serde_json::Error) -> RbmError {
+        let reason = if e.line() > 0 {
+            format!("JSON error at line {}, column {}: {e}", e.line(), e.column())
+        } else {
+            format!("JSON error: {e}")
+        };
+        Envelope::bad(path, reason)
+    }
+
+    /// Checks a parsed header: the format named, a version this build reads.
+    fn check(&self, header: Header, path: &Path) -> Result<u32> {
+        match header.format.as_deref() {
+            Some(f) if f == self.format => {}
+            Some(other) => return Err(Envelope::bad(path, format!("format is {other:?}, expected {:?}", self.format))),
+            None => return Err(Envelope::bad(path, "no \"format\" field".into())),
+        }
+        let readable = self.versions.iter().map(u32::to_string).collect::<Vec<_>>().join(" and ");
+        match header.version {
+            Some(v) if self.versions.iter().any(|&r| r as u64 == v) => Ok(v as u32),
+            Some(v) => Err(Envelope::bad(
+                path,
+                format!("format version {v} is not supported (this build reads version {readable})"),
+            )),
+            None => Err(Envelope::bad(path, "no \"version\" field".into())),
+        }
+    }
+
+    /// Parses `text` (the whole file; `path` names it in errors): the header is checked, then
+    /// `body` parses the file for the version found.
+    pub fn parse<T>(
+        &self,
+        text: &str,
+        path: &Path,
+        body: impl FnOnce(u32, &str) -> serde_json::Result<T>,
+    ) -> Result<T> {
+        let header: Header = serde_json::from_str(text).map_err(|e| Envelope::json_error(path, e))?;
+        let version = self.check(header, path)?;
+        body(version, text).map_err(|e| Envelope::json_error(path, e))
+    }
+
+    /// Reads a file: its size is checked first, then its header, then `body` parses it for the
+    /// version found from a buffered reader (the text is never held whole in memory).
+    pub fn load<T>(
+        &self,
+        path: &Path,
+        body: impl FnOnce(u32, &mut dyn std::io::Read) -> serde_json::Result<T>,
+    ) -> Result<T> {
+        let io = |source: std::io::Error| RbmError::Io { path: path.to_path_buf(), source };
+        let size = std::fs::metadata(path).map_err(io)?.len();
+        if size > self.max_bytes {
+            return Err(Envelope::bad(
+                path,
+                format!("file is {size} bytes, more than the {} accepted", self.max_bytes),
+            ));
+        }
+        let open = || std::fs::File::open(path).map(|f| std::io::BufReader::with_capacity(1 << 20, f)).map_err(io);
+        let header: Header = serde_json::from_reader(open()?).map_err(|e| Envelope::json_error(path, e))?;
+        let version = self.check(header, path)?;
+        body(version, &mut open()?).map_err(|e| Envelope::json_error(path, e))
+    }
+
+    /// Writes `value` (which must serialise `format` and `version` first) atomically, streamed.
+    pub fn save(&self, path: &Path, value: &impl Serialize, pretty: bool) -> Result<()> {
+        write_atomically_with(path, |out| {
+            let written = if pretty {
+                serde_json::to_writer_pretty(&mut *out, value)
+            } else {
+                serde_json::to_writer(&mut *out, value)
+            };
+            written.map_err(std::io::Error::other)?;
+            if pretty { out.write_all(b"\n") } else { Ok(()) }
+        })
+    }
+}
+
+/// The RBM model file's envelope.
+pub const MODEL_ENVELOPE: Envelope =
+    Envelope { format: FORMAT_NAME, versions: &[1, FORMAT_VERSION], max_bytes: MAX_MODEL_FILE_BYTES };
 
 /// The `format` field of a model file written by this toolkit (an RBM's [`FORMAT_NAME`], or the
 /// recommender's), read from its first 4 KiB: every writer puts it first, so a loader can be
@@ -369,12 +470,6 @@ fn to_visible<'a>(
         None => Cow::Borrowed(raw),
     };
     if columns::has_categorical(columns) { Cow::Owned(columns::expand(columns, &standardised)) } else { standardised }
-}
-
-#[derive(Deserialize)]
-struct Header {
-    format: String,
-    version: u32,
 }
 
 /// The on-disk layout of version 2. Weights are stored one row per visible unit.

@@ -31,8 +31,10 @@ pub mod eval;
 mod file;
 mod gibbs;
 mod linalg;
+pub mod masked;
 pub mod metrics;
 mod model;
+pub mod optim;
 mod params;
 mod rng;
 mod standardize;
@@ -42,14 +44,14 @@ pub mod units;
 pub use columns::{ColumnEncoding, ColumnKind};
 pub use error::{RbmError, Result};
 pub use file::{
-    FORMAT_NAME, FORMAT_VERSION, FitReport, MAX_MODEL_FILE_BYTES, Model, Provenance, file_format, write_atomically,
-    write_atomically_with,
+    Envelope, FORMAT_NAME, FORMAT_VERSION, FitReport, MAX_MODEL_FILE_BYTES, MODEL_ENVELOPE, Model, Provenance,
+    file_format, write_atomically, write_atomically_with,
 };
 pub use gibbs::{PersistentChains, gibbs_sample};
 pub use linalg::{log_add_exp, log_sum_exp, sigmoid, softplus};
 pub use model::{Rbm, check_values, samples_from_row_major};
 pub use params::{Momentum, Sparsity, TrainingParams, ValidParams, VisibleSpec};
-pub use rng::{RandomStreams, generator as stream_generator, uniform01};
+pub use rng::{RandomStreams, Stream, generator as stream_generator, shuffle, uniform01};
 pub use standardize::Standardization;
 pub use train::{EpochStats, Gradient, Trainer, TrainingOutcome};
 pub use units::{VisibleGroup, VisibleKind, VisibleLayer};

@@ -137,6 +137,28 @@ pub(crate) fn gemm(alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mu
     });
 }
 
+/// The dot product of two equal-length slices, with eight independent accumulators so that the
+/// compiler vectorises it without licence to reassociate (the result is the same on every run).
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `out += row`, elementwise.
+#[inline]
+pub(crate) fn add_to(out: &mut [f32], row: &[f32]) {
+    out.iter_mut().zip(row).for_each(|(o, w)| *o += w);
+}
+
 /// `log(1 + exp(x))` without overflow or loss of precision for any finite `x`.
 #[inline]
 pub fn softplus(x: f64) -> f64 {

@@ -29,6 +29,76 @@ pub fn generator(seed: u64, stream: u64, block: u64) -> Xoshiro256PlusPlus {
     ))
 }
 
+/// The named random streams of the masked (per-case) path and of the data utilities. Each
+/// (seed, stream) pair seeds its own generator, so the draws of one never shift another's; the
+/// dense trainer numbers its streams in order with [`RandomStreams`] instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Gibbs sampling of the cases in one epoch (one block per case).
+    Gibbs {
+        /// Zero-based epoch.
+        epoch: u64,
+    },
+    /// The order of the cases in one epoch.
+    Shuffle {
+        /// Zero-based epoch.
+        epoch: u64,
+    },
+    /// Initial weights.
+    Initialise,
+    /// A seeded hold-out of training data (the recommender's blend).
+    HoldOut,
+    /// A seeded train/test split.
+    Split,
+    /// Synthetic data.
+    Synthetic,
+}
+
+impl Stream {
+    /// The stream number. The values are those of earlier builds, so seeds keep their draws.
+    fn id(self) -> u64 {
+        match self {
+            Stream::Gibbs { epoch } => epoch,
+            Stream::Shuffle { epoch } => u64::MAX - epoch,
+            Stream::Initialise => u64::MAX - 1_000_000,
+            Stream::HoldOut => 0xb1e9d,
+            Stream::Split => 0x5b17,
+            Stream::Synthetic => 0x5e7,
+        }
+    }
+
+    /// The generator of `block` of this stream under `seed`.
+    pub fn generator(self, seed: u64, block: u64) -> Xoshiro256PlusPlus {
+        generator(seed, self.id(), block)
+    }
+}
+
+/// Fisher-Yates shuffle driven by `rng`.
+pub fn shuffle<T, R: Rng + ?Sized>(items: &mut [T], rng: &mut R) {
+    for i in (1..items.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// `n_hidden x n_visible` weights drawn from `N(0, scale^2)`, visible unit by visible unit within
+/// each hidden unit (the order of the first builds, so seeds keep their initial weights).
+pub(crate) fn normal_weights<R: Rng + ?Sized>(
+    n_hidden: usize,
+    n_visible: usize,
+    scale: f32,
+    rng: &mut R,
+) -> nalgebra::DMatrix<f32> {
+    let mut weights = nalgebra::DMatrix::zeros(n_hidden, n_visible);
+    for j in 0..n_hidden {
+        for i in 0..n_visible {
+            let z: f32 = rand_distr::Distribution::sample(&rand_distr::StandardNormal, rng);
+            weights[(j, i)] = scale * z;
+        }
+    }
+    weights
+}
+
 /// A uniform number in [0, 1) from the top 24 bits of a draw.
 #[inline]
 pub fn uniform01<R: Rng + ?Sized>(rng: &mut R) -> f32 {

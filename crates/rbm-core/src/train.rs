@@ -16,7 +16,6 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use nalgebra::{DMatrix, DVector};
-use rand::Rng;
 use rayon::prelude::*;
 
 use crate::error::{RbmError, Result};
@@ -24,9 +23,10 @@ use crate::eval::{mean_free_energy_of, reconstruction_error_of};
 use crate::gibbs::ChainBuffers;
 use crate::linalg::{Operand, gemm};
 use crate::model::Rbm;
+use crate::optim::Sgd;
 use crate::params::ValidParams;
 use crate::params::VisibleSpec;
-use crate::rng::RandomStreams;
+use crate::rng::{RandomStreams, shuffle};
 use crate::units::VisibleLayer;
 
 /// A log-likelihood gradient estimate (the ascent direction), shaped like the parameters.
@@ -157,16 +157,7 @@ impl Trainer {
         let mut streams = RandomStreams::new(params.seed);
         {
             let (weights, visible_bias, _) = rbm.parameters_mut();
-            let mut rng = streams.serial();
-            let scale = params.weight_scale as f32;
-            // Drawn hidden unit by hidden unit, visible units inner (the order of earlier builds'
-            // visible-major storage), so a seed gives the same initial weights as before.
-            for j in 0..nh {
-                for i in 0..nv {
-                    let z: f32 = rand_distr::Distribution::sample(&rand_distr::StandardNormal, &mut rng);
-                    weights[(j, i)] = scale * z;
-                }
-            }
+            *weights = crate::rng::normal_weights(nh, nv, params.weight_scale as f32, &mut streams.serial());
             visible_bias.as_mut_slice().copy_from_slice(&initial_bias);
         }
         let mut trainer = Trainer::new(params, rbm)?;
@@ -299,18 +290,11 @@ impl Trainer {
                 *w += *v;
             },
         );
-        for (p, (v, &g)) in
-            visible_bias.iter_mut().zip(self.velocity.visible_bias.iter_mut().zip(self.gradient.visible_bias.iter()))
-        {
-            *v = momentum * *v + lr * g;
-            *p += *v;
-        }
-        for (p, (v, &g)) in
-            hidden_bias.iter_mut().zip(self.velocity.hidden_bias.iter_mut().zip(self.gradient.hidden_bias.iter()))
-        {
-            *v = momentum * *v + lr * g;
-            *p += *v;
-        }
+        // Biases: no decay, and the gradients are already batch means.
+        let biases = Sgd { rate: lr, momentum, decay: 0.0 };
+        let (g, v) = (&self.gradient, &mut self.velocity);
+        biases.step(visible_bias.as_mut_slice(), v.visible_bias.as_mut_slice(), g.visible_bias.as_slice(), 1.0);
+        biases.step(hidden_bias.as_mut_slice(), v.hidden_bias.as_mut_slice(), g.hidden_bias.as_slice(), 1.0);
     }
 
     /// One epoch over `data` in a fresh random order.
@@ -414,13 +398,5 @@ fn column_mean_difference(a: &[f32], a_cols: usize, b: &[f32], b_cols: usize, ou
     let row_sum = |m: &[f32], cols: usize, i: usize| (0..cols).map(|c| m[i + c * rows] as f64).sum::<f64>();
     for (i, o) in out.iter_mut().enumerate() {
         *o = (row_sum(a, a_cols, i) / a_cols as f64 - row_sum(b, b_cols, i) / b_cols as f64) as f32;
-    }
-}
-
-/// Fisher-Yates shuffle driven by `rng`.
-fn shuffle<R: Rng + ?Sized>(items: &mut [usize], rng: &mut R) {
-    for i in (1..items.len()).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        items.swap(i, j);
     }
 }

@@ -6,7 +6,7 @@
 use std::ops::ControlFlow;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rbm_recommend::softmax::{Cases, train};
+use rbm_core::masked::{Cases, train};
 use rbm_recommend::{Orientation, RecommendParams, Side};
 
 fn epoch(c: &mut Criterion) {
@@ -29,12 +29,14 @@ fn epoch(c: &mut Criterion) {
             .collect();
         let cases = Cases::new(n_cases, &observed, &[], true);
         for steps in [1, 9] {
-            let params = rbm_recommend::softmax::SoftmaxParams {
+            let params = rbm_core::masked::MaskedParams {
                 epochs: 1,
                 cd_steps: steps,
                 growing_steps: false,
                 ..defaults.side(side).clone()
-            };
+            }
+            .check()
+            .unwrap();
             let name = format!("{}-based/hidden={}/cd={steps}/ratings=100000", side.name(), params.hidden);
             group.bench_function(name, |b| {
                 b.iter(|| train(&cases, n_inputs, 5, &params, None, |_| ControlFlow::Continue(())).unwrap())

@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ratings = read_ratings(Path::new(train), Fields::Ratings, IdMap::default(), IdMap::default())?;
     let start = std::time::Instant::now();
     let mut curve = Vec::new();
-    let model = Recommender::fit(ratings.clone(), &[], None, &params, |e| {
+    let model = Recommender::fit(ratings.clone(), &[], None, &params.clone().check()?, |e| {
         curve.push((e.side, e.stats.epoch, e.stats.validation_rmse));
         ControlFlow::Continue(())
     })?;

@@ -75,16 +75,26 @@ pub enum RecommendError {
     /// A user id is not in the model or the ratings given.
     #[error("unknown user {0:?}: no ratings for this user in the model or the ratings file")]
     UnknownUser(String),
-    /// A hyper-parameter is out of range.
-    #[error("invalid parameter {name}: {reason} (got {value})")]
-    InvalidParameter {
-        /// Parameter name (as on the command line).
-        name: &'static str,
-        /// The value given.
-        value: String,
-        /// What is allowed.
-        reason: &'static str,
+    /// A setting of one side's RBM is out of range (the core's error, its source, says which
+    /// and why).
+    #[error("{side}-based RBM")]
+    InvalidSideParameter {
+        /// `"user"` or `"item"`.
+        side: &'static str,
+        /// The core's error, naming the setting and the value.
+        source: rbm_core::RbmError,
     },
+    /// The number of replicas per side must lie in 1..=8.
+    #[error("the number of replicas must lie in 1..={max} (got {value})")]
+    InvalidReplicas {
+        /// The value given.
+        value: usize,
+        /// The most accepted.
+        max: usize,
+    },
+    /// The blend's hold-out fraction must lie in (0, 0.5).
+    #[error("the blend fraction must lie in (0, 0.5) (got {0})")]
+    InvalidBlendFraction(f64),
     /// A model file is malformed, truncated, of another version or inconsistent.
     #[error("{path}: not a valid recommender model: {reason}")]
     ModelFile {
@@ -103,7 +113,7 @@ pub enum RecommendError {
         /// One-based epoch.
         epoch: usize,
     },
-    /// An error from the core crate (atomic writes).
+    /// An error from the core crate (atomic writes, shapes).
     #[error(transparent)]
     Core(#[from] rbm_core::RbmError),
 }

@@ -18,10 +18,18 @@ pub const FORMAT_VERSION: u32 = 1;
 /// units, so the cap is above the core's, but an absurd file is still refused before reading.
 pub const MAX_RECOMMENDER_FILE_BYTES: u64 = 8 << 30;
 
-#[derive(Deserialize)]
-struct Header {
-    format: Option<String>,
-    version: Option<u64>,
+/// The recommender file's envelope (format, version, size cap), shared machinery with the
+/// core's model file.
+pub const RECOMMENDER_ENVELOPE: rbm_core::Envelope =
+    rbm_core::Envelope { format: FORMAT_NAME, versions: &[FORMAT_VERSION], max_bytes: MAX_RECOMMENDER_FILE_BYTES };
+
+/// The core's file errors in the recommender's words.
+fn file_error(e: rbm_core::RbmError) -> RecommendError {
+    match e {
+        rbm_core::RbmError::ModelFile { path, reason } => RecommendError::ModelFile { path, reason },
+        rbm_core::RbmError::Io { path, source } => RecommendError::Io { path, source },
+        other => other.into(),
+    }
 }
 
 /// What is written: the same fields as [`ModelFile`], borrowed, so saving copies nothing.
@@ -90,51 +98,20 @@ impl Recommender {
 
     /// Parses and checks a model; `path` names it in errors.
     pub fn from_json(text: &str, path: &Path) -> Result<Recommender> {
-        let bad = |reason: String| RecommendError::ModelFile { path: path.to_path_buf(), reason };
-        let header: Header = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        check_header(&header, path)?;
-        let file: ModelFile = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let file = RECOMMENDER_ENVELOPE.parse(text, path, |_, text| serde_json::from_str(text)).map_err(file_error)?;
         checked(file, path)
     }
 
     /// Writes the model atomically (temporary file, then rename), streaming the JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
-        Ok(rbm_core::write_atomically_with(path, |out| {
-            serde_json::to_writer(out, &self.file_ref()).map_err(std::io::Error::other)
-        })?)
+        RECOMMENDER_ENVELOPE.save(path, &self.file_ref(), false).map_err(file_error)
     }
 
     /// Reads and checks a model file, refusing files over [`MAX_RECOMMENDER_FILE_BYTES`] before
     /// reading. The file is parsed as it is read (its text is never held whole in memory).
     pub fn load(path: &Path) -> Result<Recommender> {
-        let io = |source| RecommendError::Io { path: path.to_path_buf(), source };
-        let bad = |e: serde_json::Error| RecommendError::ModelFile { path: path.to_path_buf(), reason: e.to_string() };
-        let size = std::fs::metadata(path).map_err(io)?.len();
-        if size > MAX_RECOMMENDER_FILE_BYTES {
-            return Err(RecommendError::ModelFile {
-                path: path.to_path_buf(),
-                reason: format!("file is {size} bytes, more than the {MAX_RECOMMENDER_FILE_BYTES} accepted"),
-            });
-        }
-        let open = || std::fs::File::open(path).map(|f| std::io::BufReader::with_capacity(1 << 20, f)).map_err(io);
-        let header: Header = serde_json::from_reader(open()?).map_err(bad)?;
-        check_header(&header, path)?;
-        let file: ModelFile = serde_json::from_reader(open()?).map_err(bad)?;
+        let file = RECOMMENDER_ENVELOPE.load(path, |_, reader| serde_json::from_reader(reader)).map_err(file_error)?;
         checked(file, path)
-    }
-}
-
-fn check_header(header: &Header, path: &Path) -> Result<()> {
-    let bad = |reason: String| Err(RecommendError::ModelFile { path: path.to_path_buf(), reason });
-    match header.format.as_deref() {
-        Some(FORMAT_NAME) => {}
-        Some(other) => return bad(format!("format is {other:?}, expected {FORMAT_NAME:?}")),
-        None => return bad("no \"format\" field".into()),
-    }
-    match header.version {
-        Some(v) if v == FORMAT_VERSION as u64 => Ok(()),
-        Some(v) => bad(format!("version {v} is not supported (this build reads {FORMAT_VERSION})")),
-        None => bad("no \"version\" field".into()),
     }
 }
 
@@ -166,26 +143,10 @@ fn checked(file: ModelFile, path: &Path) -> Result<Recommender> {
             Side::Item => users.len(),
         };
         let name = |part: &str| format!("components[{n}].{part}");
-        length(&name("n_inputs"), rbm.n_inputs, inputs)?;
-        length(&name("levels"), rbm.levels, file.levels.len())?;
-        if rbm.hidden == 0 {
-            return Err(bad(format!("{} is 0", name("hidden"))));
-        }
-        let weights = rbm
-            .n_inputs
-            .checked_mul(rbm.levels)
-            .and_then(|x| x.checked_mul(rbm.hidden))
-            .ok_or_else(|| bad(format!("{} is absurd", name("hidden"))))?;
-        length(&name("weights"), rbm.weights.len(), weights)?;
-        length(&name("visible_bias"), rbm.visible_bias.len(), rbm.n_inputs * rbm.levels)?;
-        length(&name("hidden_bias"), rbm.hidden_bias.len(), rbm.hidden)?;
-        finite(&name("weights"), &rbm.weights)?;
-        finite(&name("visible_bias"), &rbm.visible_bias)?;
-        finite(&name("hidden_bias"), &rbm.hidden_bias)?;
-        if let Some(d) = &rbm.conditional {
-            length(&name("conditional"), d.len(), rbm.n_inputs * rbm.hidden)?;
-            finite(&name("conditional"), d)?;
-        }
+        // Shapes and finiteness were checked as the RBM was read; here they are checked against
+        // the id maps and levels.
+        length(&name("n_inputs"), rbm.n_inputs(), inputs)?;
+        length(&name("levels"), rbm.levels(), file.levels.len())?;
     }
     length("blend.weights", file.blend.weights.len(), file.components.len())?;
     finite("blend.weights", &file.blend.weights)?;

@@ -4,7 +4,10 @@
 //! "Restricted Boltzmann Machines for Collaborative Filtering", ICML 2007): one K-way softmax
 //! visible unit per rated item, no unit at all for unrated items, binary hidden units, optional
 //! conditioning on which items were rated; the user-based model, the item-based one (Sedhain et
-//! al. 2015) and a blend of both. The mathematics is in `docs/recommend.md` of the repository.
+//! al. 2015) and a blend of both. The RBM itself, its training and its sampling are rbm-core's
+//! masked per-case path ([`rbm_core::masked`]); this crate adds what is about recommendation:
+//! ratings, orientations, replicas, the blend, fallbacks, ranking, splits and metrics. The
+//! mathematics is in `docs/recommend.md` of the repository.
 //!
 //! ```
 //! use std::path::Path;
@@ -25,7 +28,7 @@
 //! params.user.hidden = 8;
 //! params.user.batch_size = 4; // 40 users: ten updates per epoch
 //! params.replicas = 1;
-//! let model = Recommender::fit(ratings.clone(), &[], None, &params, |_| std::ops::ControlFlow::Continue(()))?;
+//! let model = Recommender::fit(ratings.clone(), &[], None, &params.check()?, |_| std::ops::ControlFlow::Continue(()))?;
 //! // Predictions condition on the ratings given (here the training ratings themselves).
 //! let context = model.context(&ratings, &[])?;
 //! let (u0, d) = (ratings.users.get("u0").unwrap(), ratings.items.get("d").unwrap());
@@ -41,7 +44,6 @@ pub mod evaluate;
 mod file;
 pub mod ratings;
 mod recommender;
-pub mod softmax;
 pub mod split;
 pub mod synthetic;
 
@@ -49,5 +51,5 @@ pub use error::{RecommendError, Result};
 pub use file::{FORMAT_NAME, FORMAT_VERSION, MAX_RECOMMENDER_FILE_BYTES};
 pub use recommender::{
     Blend, Component, Context, DEFAULT_RANK_SHRINKAGE, MAX_LEVELS, Orientation, Prediction, Ranked, RecommendParams,
-    Recommender, Side, Source, TrainingEpoch,
+    Recommender, Side, Source, TrainingEpoch, ValidRecommendParams,
 };

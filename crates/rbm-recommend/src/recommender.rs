@@ -8,7 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{RecommendError, Result};
 use crate::ratings::{IdMap, Ratings};
-use crate::softmax::{self, Cases, GradientScale, Reconstruction, SoftmaxEpoch, SoftmaxParams, SoftmaxRbm, Validation};
+use rbm_core::Stream;
+use rbm_core::masked::{
+    self, Cases, ConditionalRbm, GradientScale, MaskedEpoch, MaskedParams, Reconstruction, ValidMaskedParams,
+    Validation,
+};
 
 /// The most RBMs one recommender holds.
 pub const MAX_COMPONENTS: usize = 16;
@@ -73,9 +77,9 @@ pub struct RecommendParams {
     /// Which models.
     pub orientation: Orientation,
     /// Settings of the user-based RBM.
-    pub user: SoftmaxParams,
+    pub user: MaskedParams,
     /// Settings of the item-based RBM.
-    pub item: SoftmaxParams,
+    pub item: MaskedParams,
     /// Fraction of training ratings held out to fit the blend (orientation `both`).
     pub blend_fraction: f64,
     /// Seed of the blend hold-out (each RBM has its own seed in its settings).
@@ -91,7 +95,7 @@ pub struct RecommendParams {
 impl RecommendParams {
     /// The defaults, chosen on a validation split of MovieLens-100K's u1.base (docs/recommend.md).
     pub fn new(orientation: Orientation) -> RecommendParams {
-        let base = SoftmaxParams {
+        let base = MaskedParams {
             hidden: 100,
             epochs: 30,
             batch_size: 100,
@@ -110,7 +114,7 @@ impl RecommendParams {
         RecommendParams {
             orientation,
             user: base.clone(),
-            item: SoftmaxParams { hidden: 300, epochs: 25, seed: 1, ..base },
+            item: MaskedParams { hidden: 300, epochs: 25, seed: 1, ..base },
             blend_fraction: 0.1,
             seed: 0,
             refit: true,
@@ -127,52 +131,57 @@ impl RecommendParams {
     }
 
     /// The settings of one side.
-    pub fn side(&self, side: Side) -> &SoftmaxParams {
+    pub fn side(&self, side: Side) -> &MaskedParams {
         match side {
             Side::User => &self.user,
             Side::Item => &self.item,
         }
     }
 
-    /// Refuses values that cannot train.
-    pub fn check(&self) -> Result<()> {
-        let bad = |name, value: String, reason| Err(RecommendError::InvalidParameter { name, value, reason });
-        for side in self.orientation.sides() {
-            let p = self.side(*side);
-            if p.hidden == 0 {
-                return bad("hidden", p.hidden.to_string(), "must be at least 1");
-            }
-            if p.epochs == 0 {
-                return bad("epochs", p.epochs.to_string(), "must be at least 1");
-            }
-            if p.batch_size == 0 {
-                return bad("batch-size", p.batch_size.to_string(), "must be at least 1");
-            }
-            if p.cd_steps == 0 {
-                return bad("cd-steps", p.cd_steps.to_string(), "must be at least 1");
-            }
-            for (name, v) in [("learning-rate", p.learning_rate), ("bias-learning-rate", p.bias_learning_rate)] {
-                if !(v.is_finite() && v > 0.0) {
-                    return bad(name, v.to_string(), "must be finite and > 0");
-                }
-            }
-            for (name, v) in [("weight-decay", p.weight_decay), ("learning-rate-decay", p.learning_rate_decay)] {
-                if !(v.is_finite() && v >= 0.0) {
-                    return bad(name, v.to_string(), "must be finite and >= 0");
-                }
-            }
-            if !(0.0..1.0).contains(&p.momentum) {
-                return bad("momentum", p.momentum.to_string(), "must lie in [0, 1)");
-            }
+    /// Validates every setting of the sides in use (by the core's rules, each with its own error)
+    /// and the recommender's own, before any data are read.
+    pub fn check(self) -> Result<ValidRecommendParams> {
+        let mut sides = Vec::new();
+        for &side in self.orientation.sides() {
+            let valid = self
+                .side(side)
+                .clone()
+                .check()
+                .map_err(|source| RecommendError::InvalidSideParameter { side: side.name(), source })?;
+            sides.push((side, valid));
         }
         if self.replicas == 0 || self.replicas > MAX_COMPONENTS / 2 {
-            return bad("replicas", self.replicas.to_string(), "must lie in 1..=8");
+            return Err(RecommendError::InvalidReplicas { value: self.replicas, max: MAX_COMPONENTS / 2 });
         }
         let blended = self.orientation == Orientation::Both || self.replicas > 1;
         if blended && !(self.blend_fraction > 0.0 && self.blend_fraction < 0.5) {
-            return bad("blend-fraction", self.blend_fraction.to_string(), "must lie in (0, 0.5)");
+            return Err(RecommendError::InvalidBlendFraction(self.blend_fraction));
         }
-        Ok(())
+        Ok(ValidRecommendParams { params: self, sides })
+    }
+}
+
+/// Recommender settings that passed [`RecommendParams::check`], with each side's checked
+/// masked-path settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidRecommendParams {
+    params: RecommendParams,
+    sides: Vec<(Side, ValidMaskedParams)>,
+}
+
+impl std::ops::Deref for ValidRecommendParams {
+    type Target = RecommendParams;
+    fn deref(&self) -> &RecommendParams {
+        &self.params
+    }
+}
+
+impl ValidRecommendParams {
+    /// The checked settings of replica `replica` of one side in use (its seed moved by the
+    /// replica number).
+    fn replica(&self, side: Side, replica: usize) -> ValidMaskedParams {
+        let (_, valid) = self.sides.iter().find(|(s, _)| *s == side).expect("only sides in use are trained");
+        valid.with_seed(valid.seed.wrapping_add(REPLICA_SEED_STEP * replica as u64))
     }
 }
 
@@ -185,7 +194,7 @@ pub struct Component {
     #[serde(default)]
     pub replica: usize,
     /// The parameters.
-    pub rbm: SoftmaxRbm,
+    pub rbm: ConditionalRbm,
     /// Epochs run.
     pub epochs_trained: usize,
 }
@@ -332,7 +341,7 @@ pub struct TrainingEpoch {
     pub kept: bool,
     /// The epoch's statistics.
     #[serde(flatten)]
-    pub stats: SoftmaxEpoch,
+    pub stats: MaskedEpoch,
 }
 
 impl Recommender {
@@ -341,21 +350,22 @@ impl Recommender {
     ///
     /// `ratings` is taken by value: its entries are released once converted, which matters on
     /// large data (160 MB of the peak at 10 million ratings), and its id maps become the model's.
+    /// Each side's cases are built once for the ratings that fit the blend and once for all of
+    /// them, and shared by every replica, the blend's predictions and the refit.
     pub fn fit(
         ratings: Ratings,
         implicit: &[(u32, u32)],
         implicit_source: Option<String>,
-        params: &RecommendParams,
+        params: &ValidRecommendParams,
         mut on_epoch: impl FnMut(&TrainingEpoch) -> ControlFlow<()>,
     ) -> Result<Recommender> {
-        params.check()?;
         let levels = rating_levels(&ratings)?;
         let triples: Vec<(u32, u32, u8)> = ratings
             .entries
             .iter()
             .map(|r| (r.user, r.item, level_index(&levels, r.value).expect("levels come from these ratings")))
             .collect();
-        let (n_users, n_items) = (ratings.users.len(), ratings.items.len());
+        let ids = (ratings.users.len(), ratings.items.len());
         let global_mean =
             (ratings.entries.iter().map(|r| r.value as f64).sum::<f64>() / ratings.entries.len() as f64) as f32;
         let Ratings { users, items, entries, .. } = ratings;
@@ -366,16 +376,13 @@ impl Recommender {
         // With two RBMs, hold out a seeded fraction of the ratings to fit the blend on.
         let mut held_out = vec![false; triples.len()];
         if blended {
-            let mut rng = rbm_core::stream_generator(params.seed, 0xb1e9d, 0);
+            let mut rng = Stream::HoldOut.generator(params.seed, 0);
             for h in held_out.iter_mut() {
                 *h = (rbm_core::uniform01(&mut rng) as f64) < params.blend_fraction;
             }
         }
-        let fit_triples: Vec<(u32, u32, u8)> = if blended {
-            triples.iter().zip(&held_out).filter(|(_, h)| !**h).map(|(t, _)| *t).collect()
-        } else {
-            Vec::new()
-        };
+        let fit_triples: Vec<(u32, u32, u8)> =
+            triples.iter().zip(&held_out).filter(|(_, h)| !**h).map(|(t, _)| *t).collect();
         let blend_targets: Vec<(u32, u32, f32)> =
             triples.iter().zip(&held_out).filter(|(_, h)| **h).map(|(t, _)| (t.0, t.1, levels[t.2 as usize])).collect();
         drop(held_out);
@@ -383,33 +390,41 @@ impl Recommender {
         // With a blend, each RBM trained on the fit part predicts the held-out ratings. When every
         // RBM is to be trained again on all the ratings (`refit`), it is dropped right after, so
         // at most one large RBM is in memory at a time.
-        let keep_first_fit = !(blended && params.refit);
-        let mut components = Vec::new();
+        let refit = blended && params.refit;
+        let mut components: Vec<Option<Component>> = Vec::new();
         let mut held_out_predictions: Vec<Vec<Option<f32>>> = Vec::new();
+        let mut all_cases: Vec<Cases> = Vec::new();
         for &side in sides {
+            let cases_of = |triples: &[(u32, u32, u8)]| {
+                let n_cases = oriented_ids(ids, side).0;
+                Cases::new(
+                    n_cases,
+                    &oriented(triples, side),
+                    &oriented_pairs(implicit, side),
+                    params.side(side).conditional,
+                )
+            };
+            if !blended || refit {
+                all_cases.push(cases_of(&triples));
+            }
+            if !blended {
+                let run = Run { side, replica: 0, kept: true };
+                let component = train_side(run, &all_cases[0], &[], &levels, ids, params, &mut on_epoch)?;
+                components.push(Some(component));
+                continue;
+            }
+            let fit_cases = cases_of(&fit_triples);
+            let targets = oriented_targets(&blend_targets, side);
             for replica in 0..params.replicas {
-                let component = train_side(
-                    side,
-                    replica,
-                    keep_first_fit,
-                    if blended { &fit_triples } else { &triples },
-                    implicit,
-                    &blend_targets,
-                    &levels,
-                    n_users,
-                    n_items,
-                    params,
-                    &mut on_epoch,
-                )?;
-                if blended {
-                    let ids = (n_users, n_items);
-                    let hidden = CaseHidden::new(&component, &fit_triples, implicit, ids, ids);
-                    let predict = |&(u, i, _): &(u32, u32, f32)| hidden.predict(&component, &levels, ids, u, i);
-                    held_out_predictions.push(blend_targets.iter().map(predict).collect());
-                }
-                components.push(if keep_first_fit { Ok(component) } else { Err((side, replica)) });
+                let run = Run { side, replica, kept: !refit };
+                let component = train_side(run, &fit_cases, &targets, &levels, ids, params, &mut on_epoch)?;
+                let hidden = CaseHidden::from_cases(&component, &fit_cases);
+                let predict = |&(u, i, _): &(u32, u32, f32)| hidden.predict(&component, &levels, ids, u, i);
+                held_out_predictions.push(blend_targets.iter().map(predict).collect());
+                components.push((!refit).then_some(component));
             }
         }
+        drop(fit_triples);
         let blend = if blended {
             // Rows where every RBM could predict; blend weights by least squares.
             let (x, y): (Vec<Vec<f32>>, Vec<f32>) = blend_targets
@@ -425,26 +440,19 @@ impl Recommender {
             Blend { intercept: 0.0, weights: vec![1.0] }
         };
         drop(held_out_predictions);
-        drop(fit_triples);
+        let runs = sides.iter().enumerate().flat_map(|(s, &side)| (0..params.replicas).map(move |r| (s, side, r)));
         let components = components
             .into_iter()
-            .map(|c| match c {
-                Ok(component) => Ok(component),
-                Err((side, replica)) => train_side(
-                    side,
-                    replica,
-                    true,
-                    &triples,
-                    implicit,
-                    &[],
-                    &levels,
-                    n_users,
-                    n_items,
-                    params,
-                    &mut on_epoch,
-                ),
+            .zip(runs)
+            .map(|(component, (s, side, replica))| match component {
+                Some(component) => Ok(component),
+                None => {
+                    let run = Run { side, replica, kept: true };
+                    train_side(run, &all_cases[s], &[], &levels, ids, params, &mut on_epoch)
+                }
             })
             .collect::<Result<Vec<Component>>>()?;
+        let (n_users, n_items) = ids;
         let model = Recommender {
             item_means: finite_or(mean_ratings(&triples, &levels, n_items, |t| t.1), global_mean),
             user_means: finite_or(mean_ratings(&triples, &levels, n_users, |t| t.0), global_mean),
@@ -454,7 +462,7 @@ impl Recommender {
             components,
             blend,
             global_mean,
-            params: params.clone(),
+            params: (**params).clone(),
             implicit_source,
         };
         Ok(model)
@@ -580,48 +588,60 @@ pub struct Ranked {
 /// MovieLens-100K's u1.base (docs/recommend.md).
 pub const DEFAULT_RANK_SHRINKAGE: f32 = 4.0;
 
-/// Trains the RBM of one side on `triples`, reporting held-out RMSE on `targets` when given.
-#[allow(clippy::too_many_arguments)]
-fn train_side(
+/// Which RBM a training run makes: its side, its replica, and whether it is the one kept.
+#[derive(Clone, Copy)]
+struct Run {
     side: Side,
     replica: usize,
     kept: bool,
-    triples: &[(u32, u32, u8)],
-    implicit: &[(u32, u32)],
-    targets: &[(u32, u32, f32)],
-    levels: &[f32],
-    n_users: usize,
-    n_items: usize,
-    params: &RecommendParams,
-    on_epoch: &mut impl FnMut(&TrainingEpoch) -> ControlFlow<()>,
-) -> Result<Component> {
-    let p = &SoftmaxParams {
-        seed: params.side(side).seed.wrapping_add(REPLICA_SEED_STEP * replica as u64),
-        ..params.side(side).clone()
-    };
-    let (n_cases, n_inputs) = match side {
+}
+
+/// `(n_cases, n_inputs)` of `side` for `(n_users, n_items)` ids.
+fn oriented_ids((n_users, n_items): (usize, usize), side: Side) -> (usize, usize) {
+    match side {
         Side::User => (n_users, n_items),
         Side::Item => (n_items, n_users),
-    };
-    let cases = Cases::new(n_cases, &oriented(triples, side), &oriented_pairs(implicit, side), p.conditional);
-    let mut sorted_targets: Vec<(u32, u32, f32)> = targets
+    }
+}
+
+/// `(user, item, value)` targets as `(case, input, value)` of `side`, sorted by case.
+fn oriented_targets(targets: &[(u32, u32, f32)], side: Side) -> Vec<(u32, u32, f32)> {
+    let mut oriented: Vec<(u32, u32, f32)> = targets
         .iter()
         .map(|&(u, i, v)| match side {
             Side::User => (u, i, v),
             Side::Item => (i, u, v),
         })
         .collect();
-    sorted_targets.sort_by_key(|t| (t.0, t.1));
-    let validation = Validation { targets: &sorted_targets, level_values: levels };
-    let (rbm, history) = softmax::train(
-        &cases,
-        n_inputs,
+    oriented.sort_by_key(|t| (t.0, t.1));
+    oriented
+}
+
+/// Trains one RBM of `run.side` on `cases`, reporting held-out RMSE on `targets` (oriented and
+/// sorted) when given.
+fn train_side(
+    run: Run,
+    cases: &Cases,
+    targets: &[(u32, u32, f32)],
+    levels: &[f32],
+    ids: (usize, usize),
+    params: &ValidRecommendParams,
+    on_epoch: &mut impl FnMut(&TrainingEpoch) -> ControlFlow<()>,
+) -> Result<Component> {
+    let Run { side, replica, kept } = run;
+    let validation = Validation { targets, level_values: levels };
+    let (rbm, history) = masked::train(
+        cases,
+        oriented_ids(ids, side).1,
         levels.len(),
-        p,
-        (!sorted_targets.is_empty()).then_some(&validation),
+        &params.replica(side, replica),
+        (!targets.is_empty()).then_some(&validation),
         |stats| on_epoch(&TrainingEpoch { side, replica, kept, stats: stats.clone() }),
     )
-    .map_err(|epoch| RecommendError::Diverged { orientation: side.name(), epoch })?;
+    .map_err(|e| match e {
+        rbm_core::RbmError::Diverged { epoch } => RecommendError::Diverged { orientation: side.name(), epoch },
+        other => other.into(),
+    })?;
     Ok(Component { side, replica, rbm, epochs_trained: history.len() })
 }
 
@@ -650,14 +670,19 @@ impl CaseHidden {
             oriented(triples, component.side).into_iter().filter(|t| t.1 < known_inputs).collect();
         let extra: Vec<(u32, u32)> =
             oriented_pairs(implicit, component.side).into_iter().filter(|p| p.1 < known_inputs).collect();
-        let cases = Cases::new(n_cases, &observed, &extra, component.rbm.conditional.is_some());
-        let f = component.rbm.hidden;
-        let mut hidden = vec![0.0f32; n_cases * f];
+        let cases = Cases::new(n_cases, &observed, &extra, component.rbm.conditioning().is_some());
+        CaseHidden::from_cases(component, &cases)
+    }
+
+    /// `p̂(h)` of every case of `cases` (whose inputs `component` must know).
+    fn from_cases(component: &Component, cases: &Cases) -> CaseHidden {
+        let f = component.rbm.n_hidden();
+        let mut hidden = vec![0.0f32; cases.len() * f];
         hidden.par_chunks_mut(f).enumerate().for_each(|(c, out)| {
             let (inputs, levels) = cases.observed(c);
             component.rbm.hidden_probabilities(inputs, levels, cases.implicit(c), out);
         });
-        let has_ratings = (0..n_cases).map(|c| !cases.observed(c).0.is_empty()).collect();
+        let has_ratings = (0..cases.len()).map(|c| !cases.observed(c).0.is_empty()).collect();
         CaseHidden { hidden, has_ratings }
     }
 
@@ -675,14 +700,14 @@ impl CaseHidden {
             Side::User => (user, item, known_items),
             Side::Item => (item, user, known_users),
         };
-        let f = component.rbm.hidden;
+        let f = component.rbm.n_hidden();
         if input as usize >= known || !*self.has_ratings.get(case as usize)? {
             return None;
         }
         let h = &self.hidden[case as usize * f..][..f];
         // Levels are at most MAX_LEVELS: a stack buffer keeps prediction free of allocation.
         let mut scratch = [0.0f32; MAX_LEVELS];
-        Some(softmax::expected_value(&component.rbm, h, input, levels, &mut scratch[..levels.len()]))
+        Some(component.rbm.expected_value(h, input, levels, &mut scratch[..levels.len()]))
     }
 }
 

@@ -49,7 +49,7 @@ fn small_params(orientation: Orientation) -> RecommendParams {
 }
 
 fn fit(train: &Ratings, params: &RecommendParams) -> Recommender {
-    Recommender::fit(train.clone(), &[], None, params, |_| ControlFlow::Continue(())).unwrap()
+    Recommender::fit(train.clone(), &[], None, &params.clone().check().unwrap(), |_| ControlFlow::Continue(())).unwrap()
 }
 
 #[test]
@@ -206,8 +206,9 @@ fn divergent_training_is_an_error_naming_the_rbm_and_epoch() {
     let mut params = small_params(Orientation::Item);
     params.item.learning_rate = 1e30;
     params.item.bias_learning_rate = 1e30;
-    let error = Recommender::fit(ratings_from(&train_text), &[], None, &params, |_| ControlFlow::Continue(()))
-        .unwrap_err()
-        .to_string();
+    let error =
+        Recommender::fit(ratings_from(&train_text), &[], None, &params.check().unwrap(), |_| ControlFlow::Continue(()))
+            .unwrap_err()
+            .to_string();
     assert!(error.contains("item-based RBM diverged in epoch 1"), "{error}");
 }

@@ -1,12 +1,74 @@
-//! The softmax RBM's mathematics against brute force on tiny models: the CD gradient against the
-//! exact log-likelihood gradient, masking of unobserved inputs, the mean-field prediction rule.
+//! The masked per-case path (the conditional RBM with softmax inputs) against brute force on tiny
+//! models: the CD gradient against the exact log-likelihood gradient, masking of unobserved
+//! inputs, the mean-field prediction rule.
 
 // Index loops mirror the formulas (W[i][k][j]) more plainly than iterator chains.
 #![allow(clippy::needless_range_loop)]
 
+use nalgebra::{DMatrix, DVector};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use rbm_recommend::softmax::{Cases, Reconstruction, SoftmaxRbm, batch_gradient, expected_value};
+use rbm_core::masked::{Cases, ConditionalRbm, MaskedGradient, Reconstruction, batch_gradient};
+use rbm_core::{Rbm, VisibleGroup, VisibleKind, VisibleLayer};
+
+/// A conditional RBM's parameters as flat vectors in the file layout: `W[i][k][j]` at
+/// `(i * levels + k) * hidden + j`, `D[i][j]` at `i * hidden + j`; gradients in the same shape.
+#[derive(Clone, Debug)]
+struct SoftmaxRbm {
+    n_inputs: usize,
+    levels: usize,
+    hidden: usize,
+    weights: Vec<f32>,
+    visible_bias: Vec<f32>,
+    hidden_bias: Vec<f32>,
+    conditional: Option<Vec<f32>>,
+}
+
+impl SoftmaxRbm {
+    fn zeros_like(&self) -> SoftmaxRbm {
+        SoftmaxRbm {
+            weights: vec![0.0; self.weights.len()],
+            visible_bias: vec![0.0; self.visible_bias.len()],
+            hidden_bias: vec![0.0; self.hidden_bias.len()],
+            conditional: self.conditional.as_ref().map(|d| vec![0.0; d.len()]),
+            ..*self
+        }
+    }
+
+    /// The core's model with these parameters.
+    fn model(&self) -> ConditionalRbm {
+        let layer = VisibleLayer::new(
+            (0..self.n_inputs).map(|_| VisibleGroup { kind: VisibleKind::Softmax, units: self.levels }),
+        )
+        .unwrap();
+        let nv = self.n_inputs * self.levels;
+        let rbm = Rbm::from_parameters(
+            layer,
+            DMatrix::from_column_slice(self.hidden, nv, &self.weights),
+            DVector::from_column_slice(&self.visible_bias),
+            DVector::from_column_slice(&self.hidden_bias),
+        )
+        .unwrap();
+        let d = self.conditional.as_ref().map(|d| DMatrix::from_column_slice(self.hidden, self.n_inputs, d));
+        ConditionalRbm::from_parts(rbm, self.levels, d).unwrap()
+    }
+
+    /// A gradient of this model in the flat layout.
+    fn flat(&self, g: MaskedGradient) -> SoftmaxRbm {
+        SoftmaxRbm {
+            weights: g.weights.as_slice().to_vec(),
+            visible_bias: g.visible_bias,
+            hidden_bias: g.hidden_bias,
+            conditional: g.conditioning.map(|d| d.as_slice().to_vec()),
+            ..*self
+        }
+    }
+}
+
+/// `batch_gradient` of `rbm` in the flat layout.
+fn gradient(rbm: &SoftmaxRbm, cases: &Cases, batch: &[u32], steps: usize, r: Reconstruction) -> SoftmaxRbm {
+    rbm.flat(batch_gradient(&rbm.model(), cases, batch, steps, r, 3, 0).unwrap())
+}
 
 fn uniform(rng: &mut Xoshiro256PlusPlus, scale: f32) -> f32 {
     ((rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
@@ -126,13 +188,13 @@ fn long_chain_gradient_approaches_the_exact_gradient_and_unobserved_inputs_get_n
         ]
     };
     // The sampled reconstruction is unbiased: only Monte-Carlo error (~0.005 at 20,000 chains).
-    let long = scale(batch_gradient(&rbm, &cases, &batch, 30, Reconstruction::Sampled, 3, 0));
+    let long = scale(gradient(&rbm, &cases, &batch, 30, Reconstruction::Sampled));
     let sampled = errors(&long);
     println!("CD-30 sampled errors (W, b, c, D): {sampled:?}");
     assert!(sampled.iter().all(|&e| e < 0.01), "CD-30 is far from the exact gradient: {sampled:?}");
     // The mean-field reconstruction (the training default) is biased on W and c by p(h | E[v]);
     // measured 0.032 and 0.012 here: bound it so a change in its size is noticed.
-    let mean_field = errors(&scale(batch_gradient(&rbm, &cases, &batch, 30, Reconstruction::MeanField, 3, 0)));
+    let mean_field = errors(&scale(gradient(&rbm, &cases, &batch, 30, Reconstruction::MeanField)));
     println!("CD-30 mean-field errors (W, b, c, D): {mean_field:?}");
     assert!(mean_field[0] < 0.05 && mean_field[1] < 0.01 && mean_field[2] < 0.03, "{mean_field:?}");
     // Masking: an input without a value has no visible unit, so W and b get exactly nothing.
@@ -149,7 +211,7 @@ fn long_chain_gradient_approaches_the_exact_gradient_and_unobserved_inputs_get_n
     // The test can fail: on a strongly coupled model one Gibbs step is visibly biased.
     let strong = random_model(4, 3, 3, 3.0, true, 11);
     let exact = exact_gradient(&strong, &inputs, &levels, cases.implicit(0));
-    let short = scale(batch_gradient(&strong, &cases, &batch, 1, Reconstruction::Sampled, 3, 0));
+    let short = scale(gradient(&strong, &cases, &batch, 1, Reconstruction::Sampled));
     let error = max_difference(&short.weights, &exact.weights);
     assert!(error > 0.05, "CD-1 on a strong model should be biased, error {error}");
 }
@@ -159,7 +221,7 @@ fn masked_inputs_do_not_change_a_case_and_prediction_follows_the_mean_field_rule
     let mut rbm = random_model(5, 4, 6, 1.0, false, 3);
     let (inputs, levels) = ([4u32, 1], [3u8, 0]);
     let mut hidden = vec![0.0; 6];
-    rbm.hidden_probabilities(&inputs, &levels, &[], &mut hidden);
+    rbm.model().hidden_probabilities(&inputs, &levels, &[], &mut hidden);
     // By hand: p(h_j) = sigmoid(c_j + W[4][3][j] + W[1][0][j]).
     let w = |rbm: &SoftmaxRbm, i: usize, k: usize, j: usize| rbm.weights[(i * 4 + k) * 6 + j];
     for j in 0..6 {
@@ -176,7 +238,7 @@ fn masked_inputs_do_not_change_a_case_and_prediction_follows_the_mean_field_rule
     let total: f64 = logits.iter().map(|l| l.exp()).sum();
     let want: f64 = logits.iter().zip(level_values).map(|(l, v)| l.exp() / total * v as f64).sum();
     let mut scratch = vec![0.0; 4];
-    let got = expected_value(&rbm, &hidden, 2, &level_values, &mut scratch);
+    let got = rbm.model().expected_value(&hidden, 2, &level_values, &mut scratch);
     assert!((got as f64 - want).abs() < 1e-5, "{got} vs {want}");
     // Changing the parameters of inputs the case does not observe changes nothing for it.
     for i in [0usize, 3] {
@@ -184,7 +246,7 @@ fn masked_inputs_do_not_change_a_case_and_prediction_follows_the_mean_field_rule
         rbm.visible_bias[i * 4..(i + 1) * 4].iter_mut().for_each(|x| *x -= 5.0);
     }
     let mut again = vec![0.0; 6];
-    rbm.hidden_probabilities(&inputs, &levels, &[], &mut again);
+    rbm.model().hidden_probabilities(&inputs, &levels, &[], &mut again);
     assert_eq!(hidden, again);
-    assert_eq!(got, expected_value(&rbm, &again, 2, &level_values, &mut scratch));
+    assert_eq!(got, rbm.model().expected_value(&again, 2, &level_values, &mut scratch));
 }
