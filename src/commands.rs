@@ -8,7 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use nalgebra::DMatrix;
 use rbm_core::{
-    ColumnEncoding, ColumnKind, Model, Momentum, RbmError, TrainingParams, VisibleKind, VisibleSpec, eval, metrics,
+    ColumnEncoding, ColumnKind, EpochStats, Model, Momentum, RbmError, TrainingParams, VisibleKind, VisibleSpec, eval,
+    metrics,
 };
 use serde_json::json;
 
@@ -209,65 +210,118 @@ fn value_error(reader: &TableReader, lines: &[u64], columns: &[ColumnEncoding], 
     if bernoulli { anyhow!("{located}; train with --visible gaussian or --visible auto") } else { located }
 }
 
+/// Reads the `--validation` file with the training file's columns: by name when the training file
+/// had a header, categorical columns with the training levels (a new level is an error).
+fn read_validation(
+    path: &str,
+    columns: &Columns,
+    training: &TableReader,
+) -> Result<(TableReader, Vec<u64>, DMatrix<f32>)> {
+    let mut s = spec(columns);
+    let features = training.feature_names();
+    if training.has_header() {
+        s.features_by_name = Some(features.to_vec());
+    }
+    s.fields = training
+        .fields()
+        .iter()
+        .map(|f| match f {
+            Fields::Levels { levels, .. } => Fields::Levels { levels: levels.clone(), fixed: true },
+            Fields::Numeric => Fields::Numeric,
+        })
+        .collect();
+    let (reader, chunk) = read_all(path, &s)?;
+    if reader.feature_names().len() != features.len() {
+        bail!("{path}: {} feature columns, the training data have {}", reader.feature_names().len(), features.len());
+    }
+    let values = to_matrix(chunk.values, features.len())?;
+    Ok((reader, chunk.lines, values))
+}
+
+/// What `train` read: the training table, its encodings and the validation table.
+struct TrainingData {
+    reader: TableReader,
+    lines: Vec<u64>,
+    data: DMatrix<f32>,
+    visible: VisibleSpec,
+    columns: Vec<ColumnEncoding>,
+    validation: Option<(TableReader, Vec<u64>, DMatrix<f32>)>,
+}
+
+/// Reads the training file (categorical columns as asked, or found under `--visible auto`), picks
+/// each column's encoding, and reads the validation file with the same columns.
+fn read_training(args: &TrainArgs, overrides: &[(String, ColumnKind)]) -> Result<TrainingData> {
+    let mut table = spec(&args.columns);
+    table.categorical =
+        overrides.iter().filter(|(_, k)| *k == ColumnKind::Categorical).map(|(n, _)| n.clone()).collect();
+    table.detect_text = matches!(args.visible, Visible::Auto);
+    let (reader, chunk) = read_all(&args.input, &table)?;
+    let n_features = reader.feature_names().len();
+    let data = to_matrix(chunk.values, n_features)?;
+    let visible = encodings(&reader, &data, args.visible, overrides)?;
+    let columns = visible.columns(n_features)?;
+    let validation = match &args.validation {
+        None => None,
+        Some(path) => Some(read_validation(path, &args.columns, &reader)?),
+    };
+    Ok(TrainingData { reader, lines: chunk.lines, data, visible, columns, validation })
+}
+
+/// Per-epoch progress: a bar on a terminal, about ten lines otherwise, nothing with `--quiet`.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    show: bool,
+    epochs: usize,
+}
+
+impl Progress {
+    fn new(show: bool, epochs: usize) -> Progress {
+        let bar = (show && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(epochs as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg} [{elapsed}<{eta}]")
+                    .expect("valid template"),
+            );
+            bar
+        });
+        Progress { bar, show, epochs }
+    }
+
+    fn epoch(&self, s: &EpochStats) {
+        let gap = s.free_energy_gap().map(|g| format!(", free-energy gap {g:+.3}")).unwrap_or_default();
+        let line =
+            format!("reconstruction error {:.5}, free energy {:.3}{gap}", s.reconstruction_error, s.free_energy_train);
+        match &self.bar {
+            Some(b) => {
+                b.set_message(line);
+                b.inc(1);
+            }
+            None if self.show && (s.epoch.is_multiple_of(self.epochs.div_ceil(10)) || s.epoch == self.epochs) => {
+                eprintln!("epoch {}: {line}", s.epoch)
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
 pub fn train(args: TrainArgs) -> Result<()> {
     set_threads(args.threads)?;
     // Every flag is checked before any file is read.
     let overrides = column_kinds(&args.column_kinds)?;
     apply_flags(TrainingParams::new(VisibleKind::Bernoulli, args.hidden.unwrap_or(1)), &args)?.check()?;
 
-    let mut table = spec(&args.columns);
-    table.categorical =
-        overrides.iter().filter(|(_, k)| *k == ColumnKind::Categorical).map(|(n, _)| n.clone()).collect();
-    table.detect_text = matches!(args.visible, Visible::Auto);
-    let (reader, chunk) = read_all(&args.input, &table)?;
+    let TrainingData { reader, lines, data, visible, columns, validation } = read_training(&args, &overrides)?;
     let features = reader.feature_names().to_vec();
-    let rows = chunk.rows();
-    let lines = chunk.lines;
-    let data = to_matrix(chunk.values, features.len())?;
-    let visible = encodings(&reader, &data, args.visible, &overrides)?;
-    let columns = visible.columns(features.len())?;
-    rbm_core::columns::check_raw(&columns, &data).map_err(|e| value_error(&reader, &lines, &columns, e))?;
-    let validation = match &args.validation {
-        None => None,
-        Some(path) => {
-            let mut s = spec(&args.columns);
-            if reader.has_header() {
-                s.features_by_name = Some(features.clone());
-            }
-            s.fields = reader
-                .fields()
-                .iter()
-                .map(|f| match f {
-                    Fields::Levels { levels, .. } => Fields::Levels { levels: levels.clone(), fixed: true },
-                    Fields::Numeric => Fields::Numeric,
-                })
-                .collect();
-            let (vreader, mut vchunk) = read_all(path, &s)?;
-            if vreader.feature_names().len() != features.len() {
-                bail!(
-                    "{path}: {} feature columns, the training data have {}",
-                    vreader.feature_names().len(),
-                    features.len()
-                );
-            }
-            let v = to_matrix(std::mem::take(&mut vchunk.values), features.len())?;
-            rbm_core::columns::check_raw(&columns, &v)
-                .map_err(|e| value_error(&vreader, &vchunk.lines, &columns, e))?;
-            Some(v)
-        }
-    };
     let layer = rbm_core::columns::layer_of(&columns)?;
+    let rows = data.ncols();
     let params = apply_flags(TrainingParams::for_data(visible.clone(), rows, layer.n_visible()), &args)?.check()?;
-
     let show = !args.quiet;
-    let bar = (show && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(params.epochs as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg} [{elapsed}<{eta}]")
-                .expect("valid template"),
-        );
-        bar
-    });
     if show {
         if let VisibleSpec::Columns(columns) = &visible {
             eprintln!("columns: {}", describe_columns(&features, columns));
@@ -283,29 +337,23 @@ pub fn train(args: TrainArgs) -> Result<()> {
             params.gibbs_steps
         );
     }
-    let (total_epochs, every) = (params.epochs, params.epochs.div_ceil(10));
+    let progress = Progress::new(show, params.epochs);
     let start = Instant::now();
-    let fit = Model::fit(params, &data, validation.as_ref(), |s| {
-        let gap = s.free_energy_gap().map(|g| format!(", free-energy gap {g:+.3}")).unwrap_or_default();
-        let line =
-            format!("reconstruction error {:.5}, free energy {:.3}{gap}", s.reconstruction_error, s.free_energy_train);
-        match &bar {
-            Some(b) => {
-                b.set_message(line);
-                b.inc(1);
-            }
-            // Off a terminal, about ten lines in all.
-            None if show && (s.epoch % every == 0 || s.epoch == total_epochs) => eprintln!("epoch {}: {line}", s.epoch),
-            None => {}
-        }
+    let fit = Model::fit(params, &data, validation.as_ref().map(|v| &v.2), |s| {
+        progress.epoch(s);
         ControlFlow::Continue(())
     });
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
-    let (model, report) = fit.map_err(|e| anyhow!("{}: {e}", args.input))?;
+    progress.finish();
+    // Model::fit checks every value before training; its errors are located here.
+    let (model, report) = fit.map_err(|e| match e {
+        RbmError::ValidationData(inner) => match &validation {
+            Some((vreader, vlines, _)) => value_error(vreader, vlines, &columns, *inner),
+            None => anyhow!("{inner}"),
+        },
+        e @ RbmError::InvalidValue { .. } => value_error(&reader, &lines, &columns, e),
+        other => anyhow!("{}: {other}", args.input),
+    })?;
     let train_seconds = start.elapsed().as_secs_f64();
-    let train_seconds_updates: f64 = report.history.iter().map(|s| s.seconds).sum();
     if show && !report.constant_features.is_empty() {
         let names: Vec<&str> = report.constant_features.iter().map(|&i| features[i].as_str()).collect();
         eprintln!("warning: constant columns kept with scale 1: {}", names.join(", "));
@@ -315,7 +363,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if let Some(path) = &args.report {
         let report = json!({
             "train_seconds": train_seconds,
-            "update_seconds": train_seconds_updates,
+            "update_seconds": report.history.iter().map(|s| s.seconds).sum::<f64>(),
             "rows": rows,
             "epochs": report.history,
             "stopped_early": report.stopped_early,

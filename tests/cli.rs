@@ -275,6 +275,14 @@ fn bad_training_input_is_a_located_error_with_exit_code_2() {
     );
     expect_error(d, &["train", "--input", "ok.csv", "--output", "m.json", "--contamination", "2"], &["contamination"]);
     expect_error(d, &["train", "--bogus-flag"], &["bogus"]);
+    // A bad value in the validation file is located in that file.
+    std::fs::write(d.join("valid.csv"), "a,b,c\n1,0,1\n0,5,1\n").unwrap();
+    expect_error(
+        d,
+        &["train", "--input", "ok.csv", "--validation", "valid.csv", "--output", "m.json", "--quiet"],
+        &["valid.csv", "line 3", "column 2 (b)", "[0, 1]"],
+    );
+    assert!(!d.join("m.json").exists(), "a model was written");
     // Flags are checked before any file is read.
     expect_error(
         d,

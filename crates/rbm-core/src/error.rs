@@ -81,6 +81,9 @@ pub enum RbmError {
     /// The data set has no rows (or no columns).
     #[error("the data set is empty")]
     EmptyData,
+    /// Something is wrong with the validation data (not the training data).
+    #[error("validation data: {0}")]
+    ValidationData(Box<RbmError>),
     /// A data value cannot be used with the model's units.
     #[error("row {row}, column {column}: {reason} (value {value})")]
     InvalidValue {

@@ -69,7 +69,8 @@ pub struct FitReport {
 
 impl Model {
     /// Trains a new model on raw `data` (`n_columns x n_samples`, categorical columns as level
-    /// indices): checks every value once, standardises the Gaussian columns, expands the
+    /// indices): checks every value once (errors about `validation` come wrapped in
+    /// [`RbmError::ValidationData`]), standardises the Gaussian columns, expands the
     /// categorical ones, initialises as in Hinton's guide, runs the trainer and, when
     /// `params.contamination` is set, stores the anomaly threshold at that quantile of the
     /// training rows' free energies.
@@ -82,14 +83,7 @@ impl Model {
         let columns = params.visible.columns(data.nrows())?;
         check_raw(&columns, data)?;
         if let Some(v) = validation {
-            if v.nrows() != data.nrows() {
-                return Err(RbmError::ShapeMismatch {
-                    what: "validation data",
-                    expected: format!("{} features", data.nrows()),
-                    found: format!("{} features", v.nrows()),
-                });
-            }
-            check_raw(&columns, v)?;
+            check_raw(&columns, v).map_err(|e| RbmError::ValidationData(Box::new(e)))?;
         }
         let gaussian: Vec<bool> = columns.iter().map(|c| *c == ColumnEncoding::Gaussian).collect();
         let (standardization, constant_features) = if gaussian.contains(&true) {

@@ -94,7 +94,15 @@ pub struct Trainer {
     streams: RandomStreams,
     gradient: Gradient,
     velocity: Gradient,
-    /// The gathered batch, `n_visible x B`.
+    phases: Phases,
+    /// Running mean activation of each hidden unit, for the sparsity target.
+    hidden_activity: Vec<f32>,
+}
+
+/// The statistics of one batch's positive and negative phases, in buffers reused by every batch.
+#[derive(Clone, Debug)]
+struct Phases {
+    /// The gathered batch `v0`, `n_visible x B`.
     batch: Vec<f32>,
     /// `p(h | v0)`, `n_hidden x B`.
     positive_hidden: Vec<f32>,
@@ -102,13 +110,50 @@ pub struct Trainer {
     negative: ChainBuffers,
     /// Whether `negative` holds persistent chains that have been started.
     chains_started: bool,
-    /// Running mean activation of each hidden unit, for the sparsity target.
-    hidden_activity: Vec<f32>,
+}
+
+impl Phases {
+    /// `out = beta * out + scale * (ph0 v0^T / B - phk vk^T / C)`: the weight gradient of the
+    /// phases of a batch of `cols` samples, scaled and accumulated into `out` (`n_hidden x
+    /// n_visible`).
+    fn accumulate_weight_gradient(&self, cols: usize, scale: f32, beta: f32, out: &mut [f32]) {
+        let (nv, nh) = (self.batch.len() / cols, self.positive_hidden.len() / cols);
+        let chains = self.negative.cols;
+        // out (n_hidden x n_visible) = beta out + scale/B * ph0 (n_hidden x B) * v0^T (B x n_visible)
+        gemm(
+            scale / cols as f32,
+            Operand::new(&self.positive_hidden, nh, cols),
+            Operand::new(&self.batch, nv, cols).t(),
+            beta,
+            out,
+        );
+        // out -= scale/C * phk (n_hidden x C) * vk^T (C x n_visible)
+        gemm(
+            -scale / chains as f32,
+            Operand::new(&self.negative.hidden_probabilities, nh, chains),
+            Operand::new(&self.negative.visible, nv, chains).t(),
+            1.0,
+            out,
+        );
+    }
+
+    /// The bias gradients of the phases of a batch of `cols` samples.
+    fn bias_gradients(&self, cols: usize, visible: &mut [f32], hidden: &mut [f32]) {
+        let chains = self.negative.cols;
+        column_mean_difference(&self.batch, cols, &self.negative.visible, chains, visible);
+        column_mean_difference(&self.positive_hidden, cols, &self.negative.hidden_probabilities, chains, hidden);
+    }
 }
 
 impl Trainer {
     /// A trainer for an existing model (continued training); the model's shape must match.
     pub fn new(params: ValidParams, rbm: Rbm) -> Result<Self> {
+        let streams = RandomStreams::new(params.seed);
+        Trainer::with_streams(params, rbm, streams)
+    }
+
+    /// [`Trainer::new`] going on with `streams` (those that initialised the model).
+    fn with_streams(params: ValidParams, rbm: Rbm, streams: RandomStreams) -> Result<Self> {
         let layer = layer_for(&params.visible, rbm.n_visible())?;
         if rbm.n_hidden() != params.n_hidden || layer != *rbm.layer() {
             return Err(RbmError::ShapeMismatch {
@@ -120,13 +165,15 @@ impl Trainer {
         let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
         let cols = params.persistent_chains.unwrap_or(params.batch_size);
         Ok(Trainer {
-            streams: RandomStreams::new(params.seed),
+            streams,
             gradient: Gradient::zeros(nv, nh),
             velocity: Gradient::zeros(nv, nh),
-            batch: Vec::with_capacity(nv * params.batch_size),
-            positive_hidden: Vec::with_capacity(nh * params.batch_size),
-            negative: ChainBuffers::new(nv, nh, cols),
-            chains_started: false,
+            phases: Phases {
+                batch: Vec::with_capacity(nv * params.batch_size),
+                positive_hidden: Vec::with_capacity(nh * params.batch_size),
+                negative: ChainBuffers::new(nv, nh, cols),
+                chains_started: false,
+            },
             hidden_activity: vec![0.0; nh],
             params,
             rbm,
@@ -160,9 +207,7 @@ impl Trainer {
             *weights = crate::rng::normal_weights(nh, nv, params.weight_scale as f32, &mut streams.serial());
             visible_bias.as_mut_slice().copy_from_slice(&initial_bias);
         }
-        let mut trainer = Trainer::new(params, rbm)?;
-        trainer.streams = streams;
-        Ok(trainer)
+        Trainer::with_streams(params, rbm, streams)
     }
 
     /// The model as trained so far.
@@ -177,8 +222,8 @@ impl Trainer {
         if batch.ncols() == 0 {
             return Err(RbmError::EmptyData);
         }
-        self.batch.clear();
-        self.batch.extend_from_slice(batch.as_slice());
+        self.phases.batch.clear();
+        self.phases.batch.extend_from_slice(batch.as_slice());
         self.compute_gradient(batch.ncols());
         Ok(&self.gradient)
     }
@@ -187,98 +232,61 @@ impl Trainer {
     fn start_chains(&mut self, data: &DMatrix<f32>, order: &[usize]) {
         let nv = data.nrows();
         let values = data.as_slice();
-        self.negative.start_at(|c| {
+        self.phases.negative.start_at(|c| {
             let s = order[c % order.len()];
             &values[s * nv..(s + 1) * nv]
         });
-        self.chains_started = true;
+        self.phases.chains_started = true;
     }
 
-    /// Runs the positive phase on the batch in `self.batch` (`cols` samples) into
-    /// `positive_hidden`, and the negative phase (k Gibbs steps from the batch for CD, from the
-    /// persistent chains for PCD) into `negative`.
+    /// Runs the positive phase on the batch in `phases.batch` (`cols` samples) and the negative
+    /// phase (k Gibbs steps from the batch for CD, from the persistent chains for PCD).
     fn run_phases(&mut self, cols: usize) {
         let (nv, nh) = (self.rbm.n_visible(), self.rbm.n_hidden());
-        self.positive_hidden.resize(nh * cols, 0.0);
-        self.rbm.hidden_probabilities_into(&self.batch, cols, &mut self.positive_hidden);
+        let p = &mut self.phases;
+        p.positive_hidden.resize(nh * cols, 0.0);
+        self.rbm.hidden_probabilities_into(&p.batch, cols, &mut p.positive_hidden);
         if self.params.persistent_chains.is_some() {
-            if !self.chains_started {
+            if !p.chains_started {
                 // Chains not started from data (a gradient asked for directly): start at the batch.
-                let batch = &self.batch;
-                self.negative.start_at(|c| &batch[(c % cols) * nv..(c % cols + 1) * nv]);
-                self.chains_started = true;
+                let batch = &p.batch;
+                p.negative.start_at(|c| &batch[(c % cols) * nv..(c % cols + 1) * nv]);
+                p.chains_started = true;
             }
-            self.negative.refresh_hidden(&self.rbm);
+            p.negative.refresh_hidden(&self.rbm);
         } else {
-            self.negative.resize(nv, nh, cols);
-            self.negative.visible.copy_from_slice(&self.batch);
-            self.negative.hidden_probabilities.copy_from_slice(&self.positive_hidden);
+            p.negative.resize(nv, nh, cols);
+            p.negative.visible.copy_from_slice(&p.batch);
+            p.negative.hidden_probabilities.copy_from_slice(&p.positive_hidden);
         }
-        self.negative.run(&self.rbm, self.params.gibbs_steps, &mut self.streams);
+        p.negative.run(&self.rbm, self.params.gibbs_steps, &mut self.streams);
     }
 
-    /// `out = beta * out + scale * (ph0 v0^T / B - phk vk^T / C)`: the weight gradient of the
-    /// phases just run, scaled and accumulated into `out` (`n_hidden x n_visible`).
-    fn accumulate_weight_gradient(&self, cols: usize, scale: f32, beta: f32, out: &mut [f32]) {
-        let (nv, nh) = (self.rbm.n_visible(), self.rbm.n_hidden());
-        let chains = self.negative.cols;
-        // out (n_hidden x n_visible) = beta out + scale/B * ph0 (n_hidden x B) * v0^T (B x n_visible)
-        gemm(
-            scale / cols as f32,
-            Operand::new(&self.positive_hidden, nh, cols),
-            Operand::new(&self.batch, nv, cols).t(),
-            beta,
-            out,
-        );
-        // out -= scale/C * phk (n_hidden x C) * vk^T (C x n_visible)
-        gemm(
-            -scale / chains as f32,
-            Operand::new(&self.negative.hidden_probabilities, nh, chains),
-            Operand::new(&self.negative.visible, nv, chains).t(),
-            1.0,
-            out,
-        );
-    }
-
-    /// The bias gradients of the phases just run, into `self.gradient`.
-    fn bias_gradients(&mut self, cols: usize) {
-        let chains = self.negative.cols;
-        let g = &mut self.gradient;
-        column_mean_difference(&self.batch, cols, &self.negative.visible, chains, g.visible_bias.as_mut_slice());
-        column_mean_difference(
-            &self.positive_hidden,
-            cols,
-            &self.negative.hidden_probabilities,
-            chains,
-            g.hidden_bias.as_mut_slice(),
-        );
-    }
-
-    /// Fills `self.gradient` from the batch in `self.batch` (`cols` samples).
+    /// Fills `self.gradient` from the batch in `phases.batch` (`cols` samples).
     fn compute_gradient(&mut self, cols: usize) {
         self.run_phases(cols);
-        let mut weights = std::mem::take(&mut self.gradient.weights);
-        self.accumulate_weight_gradient(cols, 1.0, 0.0, weights.as_mut_slice());
-        self.gradient.weights = weights;
-        self.bias_gradients(cols);
+        let g = &mut self.gradient;
+        self.phases.accumulate_weight_gradient(cols, 1.0, 0.0, g.weights.as_mut_slice());
+        self.phases.bias_gradients(cols, g.visible_bias.as_mut_slice(), g.hidden_bias.as_mut_slice());
     }
 
-    /// One parameter update on the batch in `self.batch`. The weight gradient goes straight into
-    /// the velocity (`velocity = momentum * velocity + lr * gradient` as the GEMMs' beta and
-    /// alpha), which saves a pass over a weight-sized buffer per batch.
+    /// One parameter update on the batch in `phases.batch`. The weight gradient goes straight
+    /// into the velocity (`velocity = momentum * velocity + lr * gradient` as the GEMMs' beta and
+    /// alpha), which saves a pass over a weight-sized buffer per batch; the decay and the step
+    /// follow [`Sgd`]'s rule.
     fn update(&mut self, cols: usize, momentum: f32) {
         self.run_phases(cols);
         let lr = self.params.learning_rate as f32;
         let decay = self.params.weight_decay as f32;
-        let mut velocity = std::mem::take(&mut self.velocity.weights);
-        self.accumulate_weight_gradient(cols, lr, momentum, velocity.as_mut_slice());
-        self.velocity.weights = velocity;
-        self.bias_gradients(cols);
+        self.phases.accumulate_weight_gradient(cols, lr, momentum, self.velocity.weights.as_mut_slice());
+        let g = &mut self.gradient;
+        self.phases.bias_gradients(cols, g.visible_bias.as_mut_slice(), g.hidden_bias.as_mut_slice());
         let nh = self.rbm.n_hidden();
         if let Some(sparsity) = self.params.sparsity {
             let (target, cost) = (sparsity.target as f32, sparsity.cost as f32);
+            let positive = &self.phases.positive_hidden;
             for (j, q) in self.hidden_activity.iter_mut().enumerate() {
-                let batch_mean = (0..cols).map(|s| self.positive_hidden[s * nh + j]).sum::<f32>() / cols as f32;
+                let batch_mean = (0..cols).map(|s| positive[s * nh + j]).sum::<f32>() / cols as f32;
                 *q = 0.9 * *q + 0.1 * batch_mean;
                 self.gradient.hidden_bias[j] -= cost * (*q - target);
             }
@@ -302,13 +310,13 @@ impl Trainer {
         let nv = self.rbm.n_visible();
         let mut order: Vec<usize> = (0..data.ncols()).collect();
         shuffle(&mut order, &mut self.streams.serial());
-        if self.params.persistent_chains.is_some() && !self.chains_started {
+        if self.params.persistent_chains.is_some() && !self.phases.chains_started {
             self.start_chains(data, &order);
         }
         let momentum = self.params.momentum.at(epoch) as f32;
         for indices in order.chunks(self.params.batch_size) {
-            self.batch.resize(nv * indices.len(), 0.0);
-            for (slot, &i) in self.batch.chunks_mut(nv).zip(indices) {
+            self.phases.batch.resize(nv * indices.len(), 0.0);
+            for (slot, &i) in self.phases.batch.chunks_mut(nv).zip(indices) {
                 slot.copy_from_slice(data.column(i).as_slice());
             }
             self.update(indices.len(), momentum);
