@@ -141,10 +141,59 @@ fn train_eval_top_split_workflow() {
             "--quiet",
         ],
     ));
-    std::fs::write(d.join("implicit.csv"), "user,item\n1,2\n1,3\n999,3\n").unwrap();
-    ok(train(d, &["--orientation", "item", "--conditional", "--implicit", "implicit.csv"]));
+    // --per-user 2: every user with more than 2 ratings has exactly 2 in the test part, the others
+    // none, and the two parts are the ratings, each once.
+    let ratings_of = |f: &str| -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(d.join(f)).unwrap();
+        text.lines()
+            .skip(1)
+            .map(|l| {
+                let mut fields = l.split(',');
+                (fields.next().unwrap().to_string(), fields.next().unwrap().to_string())
+            })
+            .collect()
+    };
+    let (all, t2, s2) = (ratings_of("all.csv"), ratings_of("t2.csv"), ratings_of("s2.csv"));
+    let mut parts: Vec<&(String, String)> = t2.iter().chain(&s2).collect();
+    let mut whole: Vec<&(String, String)> = all.iter().collect();
+    parts.sort();
+    whole.sort();
+    assert_eq!(parts, whole, "the split parts are the ratings, each once");
+    let count = |list: &[(String, String)], user: &str| list.iter().filter(|(u, _)| u == user).count();
+    for (user, _) in &all {
+        let held = count(&s2, user);
+        assert_eq!(held, if count(&all, user) > 2 { 2 } else { 0 }, "user {user}");
+    }
+
+    // Implicit pairs feed the conditional model: pairs of known users and items that are not in
+    // the training ratings, plus one new user.
+    let known = ratings_of("train.csv");
+    let (users, items): (Vec<&String>, Vec<&String>) = known.iter().map(|(u, i)| (u, i)).unzip();
+    let mut implicit = String::from("user,item\n999,3\n");
+    let mut added = 0;
+    let mut pairs: Vec<(&String, &String)> = Vec::new();
+    for (u, i) in users.iter().zip(items.iter().rev()) {
+        if added < 60 && !known.iter().any(|(ku, ki)| ku == *u && ki == *i) && !pairs.contains(&(u, i)) {
+            pairs.push((u, i));
+            implicit += &format!("{u},{i}\n");
+            added += 1;
+        }
+    }
+    assert_eq!(added, 60);
+    std::fs::write(d.join("implicit.csv"), implicit).unwrap();
+    let rmse =
+        |run: Run| serde_json::from_str::<serde_json::Value>(run.stdout.trim()).unwrap()["rmse"].as_f64().unwrap();
+    ok(train(d, &["--orientation", "item", "--conditional", "--seed", "5"]));
+    let plain = rmse(ok(eval(d, &["--test", "test.csv"])));
+    ok(train(d, &["--orientation", "item", "--conditional", "--implicit", "implicit.csv", "--seed", "5"]));
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("model.json")).unwrap()).unwrap();
+    assert_eq!(model["implicit_source"], "training ratings + implicit.csv");
+    assert!(model["users"].as_array().unwrap().iter().any(|u| u == "999"), "the implicit file's new user is known");
     let run = ok(eval(d, &["--test", "test.csv", "--implicit", "implicit.csv"]));
     assert!(run.stdout.contains("plus pairs in implicit.csv"), "{}", run.stdout);
+    let with_pairs = rmse(run);
+    assert_ne!(plain, with_pairs, "the implicit pairs changed nothing");
 }
 
 #[test]

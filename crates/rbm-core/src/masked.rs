@@ -987,3 +987,88 @@ fn validation_rmse(model: &ConditionalRbm, cases: &Cases, validation: &Validatio
         .collect();
     (squared.iter().sum::<f64>() / validation.targets.len().max(1) as f64).sqrt()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> MaskedParams {
+        MaskedParams {
+            hidden: 4,
+            epochs: 2,
+            batch_size: 3,
+            learning_rate: 0.1,
+            bias_learning_rate: 0.1,
+            learning_rate_decay: 0.1,
+            momentum: 0.9,
+            weight_decay: 0.001,
+            cd_steps: 1,
+            growing_steps: true,
+            gradient_scale: GradientScale::Batch,
+            reconstruction: Reconstruction::MeanField,
+            conditional: true,
+            seed: 0,
+        }
+    }
+
+    #[test]
+    fn each_invalid_setting_has_its_own_error_naming_the_value() {
+        type Case = (MaskedParams, fn(&RbmError) -> bool);
+        let cases: Vec<Case> = vec![
+            (MaskedParams { hidden: 0, ..params() }, |e| matches!(e, RbmError::InvalidHiddenUnits(0))),
+            (MaskedParams { epochs: 0, ..params() }, |e| matches!(e, RbmError::InvalidEpochs(0))),
+            (MaskedParams { batch_size: 0, ..params() }, |e| matches!(e, RbmError::InvalidBatchSize(0))),
+            (MaskedParams { cd_steps: 0, ..params() }, |e| matches!(e, RbmError::InvalidGibbsSteps(0))),
+            (
+                MaskedParams { learning_rate: -1.0, ..params() },
+                |e| matches!(e, RbmError::InvalidLearningRate(x) if *x == -1.0),
+            ),
+            (MaskedParams { bias_learning_rate: f32::NAN, ..params() }, |e| {
+                matches!(e, RbmError::InvalidLearningRate(_))
+            }),
+            (
+                MaskedParams { learning_rate_decay: -0.5, ..params() },
+                |e| matches!(e, RbmError::InvalidLearningRateDecay(x) if *x == -0.5),
+            ),
+            (MaskedParams { momentum: 1.0, ..params() }, |e| matches!(e, RbmError::InvalidMomentum(x) if *x == 1.0)),
+            (MaskedParams { weight_decay: -1.0, ..params() }, |e| matches!(e, RbmError::InvalidWeightDecay(_))),
+        ];
+        for (p, is_expected) in cases {
+            let err = p.clone().check().expect_err("invalid settings were accepted");
+            assert!(is_expected(&err), "{p:?} gave {err}");
+            assert!(err.to_string().contains("(got "), "{err}");
+        }
+        assert!(params().check().is_ok());
+    }
+
+    #[test]
+    fn growing_steps_follow_the_schedule() {
+        let p = MaskedParams { epochs: 10, ..params() };
+        let steps: Vec<usize> = (0..10).map(|e| p.steps_at(e)).collect();
+        assert_eq!(steps, [1, 1, 1, 1, 3, 3, 5, 5, 9, 9]);
+    }
+
+    #[test]
+    fn cases_out_of_range_are_shape_errors_not_panics() {
+        let cases = Cases::new(2, &[(0, 1, 0), (1, 5, 2)], &[], true);
+        let p = params().check().unwrap();
+        let err = train(&cases, 3, 3, &p, None, |_| ControlFlow::Continue(())).unwrap_err();
+        assert!(err.to_string().contains("input 5"), "{err}");
+        let err = train(&cases, 6, 2, &p, None, |_| ControlFlow::Continue(())).unwrap_err();
+        assert!(err.to_string().contains("level 2"), "{err}");
+        assert!(train(&cases, 6, 3, &p, None, |_| ControlFlow::Continue(())).is_ok());
+    }
+
+    #[test]
+    fn training_is_identical_on_one_and_two_threads() {
+        let observed: Vec<(u32, u32, u8)> =
+            (0..60u32).flat_map(|c| (0..4u32).map(move |k| (c, (c + k * 3) % 10, ((c * k) % 3) as u8))).collect();
+        let cases = Cases::new(60, &observed, &[(0, 9), (5, 2)], true);
+        let p = MaskedParams { epochs: 5, batch_size: 7, cd_steps: 2, ..params() }.check().unwrap();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| train(&cases, 10, 3, &p, None, |_| ControlFlow::Continue(())).unwrap().0)
+        };
+        assert_eq!(run(1), run(2));
+    }
+}

@@ -290,6 +290,7 @@ impl ValidParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::columns::ColumnEncoding;
 
     fn base() -> TrainingParams {
         TrainingParams::new(VisibleKind::Bernoulli, 10)
@@ -337,12 +338,35 @@ mod tests {
             (TrainingParams { weight_scale: f64::INFINITY, ..base() }, |e| {
                 matches!(e, RbmError::InvalidWeightScale(_))
             }),
+            (
+                TrainingParams { contamination: Some(1.0), ..base() },
+                |e| matches!(e, RbmError::InvalidContamination(x) if *x == 1.0),
+            ),
         ];
         for (params, is_expected) in cases {
             let err = params.clone().check().expect_err("invalid parameters were accepted");
             assert!(is_expected(&err), "{params:?} gave {err}");
-            assert!(!err.to_string().is_empty());
+            // The message names the offending value.
+            assert!(err.to_string().contains("(got "), "{err}");
         }
+    }
+
+    #[test]
+    fn visible_units_are_checked_and_set_the_defaults() {
+        let softmax = TrainingParams::new(VisibleKind::Softmax, 3).check().unwrap_err();
+        assert!(matches!(softmax, RbmError::InvalidVisible("softmax")), "{softmax}");
+        let dup = ColumnEncoding::Categorical { levels: vec!["a".into(), "a".into()] };
+        let err = TrainingParams::new(VisibleSpec::Columns(vec![dup]), 3).check().unwrap_err();
+        assert!(matches!(err, RbmError::DuplicateLevel { column: 0, .. }), "{err}");
+        // A mixed layer takes the smallest learning rate of its kinds, and the Gaussian data-shape
+        // defaults when it has Gaussian units.
+        let columns = vec![ColumnEncoding::Bernoulli, ColumnEncoding::Gaussian];
+        assert_eq!(TrainingParams::new(VisibleSpec::Columns(columns.clone()), 4).learning_rate, 0.005);
+        let p = TrainingParams::for_data(VisibleSpec::Columns(columns), 2_000, 2);
+        assert_eq!((p.n_hidden, p.persistent_chains, p.learning_rate), (8, Some(100), 0.001));
+        let categorical = vec![ColumnEncoding::Categorical { levels: vec!["x".into(), "y".into()] }; 10];
+        let p = TrainingParams::for_data(VisibleSpec::Columns(categorical), 2_000, 20);
+        assert_eq!((p.n_hidden, p.persistent_chains, p.learning_rate), (20, None, 0.05));
     }
 
     #[test]

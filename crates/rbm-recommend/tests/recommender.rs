@@ -170,7 +170,9 @@ fn model_file_round_trips_and_refuses_corruption() {
     refuse(&|v| v["version"] = 99.into(), "version 99");
     refuse(&|v| v["components"][0]["rbm"]["weights"].as_array_mut().unwrap().truncate(5), "weights has 5 values");
     refuse(&|v| v["components"][1]["rbm"]["hidden_bias"][0] = serde_json::Value::Null, "invalid type: null");
-    refuse(&|v| v["item_means"][0] = 1e300.into(), "");
+    refuse(&|v| v["item_means"][0] = 1e300.into(), "item_means[0] is not finite");
+    refuse(&|v| v["components"][0]["rbm"]["weights"][3] = 1e300.into(), "weights[3] is not finite");
+    refuse(&|v| v["components"][0]["rbm"]["conditional"] = serde_json::json!([1.0]), "conditional has 1 values");
     refuse(&|v| v["items"].as_array_mut().unwrap().pop().map(drop).unwrap_or(()), "n_inputs");
     refuse(&|v| v["levels"] = serde_json::json!([5.0, 1.0]), "levels");
     refuse(&|v| v["blend"]["weights"] = serde_json::json!([1.0]), "blend.weights");
