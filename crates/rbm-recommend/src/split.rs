@@ -22,7 +22,7 @@ pub enum SplitRule {
 /// For each rating of `ratings` (in file order), whether it goes to the test part.
 pub fn split(ratings: &Ratings, rule: SplitRule, seed: u64) -> Vec<bool> {
     let n = ratings.entries.len();
-    let mut rng = rbm_core::stream_generator(seed, 0x5b17, 0);
+    let mut rng = rbm_core::Stream::Split.generator(seed, 0);
     let mut below = |bound: usize| (rand::Rng::next_u64(&mut rng) % bound as u64) as usize;
     let mut test = vec![false; n];
     match rule {

@@ -15,7 +15,7 @@ const TASTES: usize = 6;
 /// (0-based indices, ratings 1 to 5), in generation order. `ratings` is capped at half the
 /// user-item pairs, so drawing distinct pairs stays quick.
 pub fn generate(users: usize, items: usize, ratings: usize, seed: u64) -> Vec<(u32, u32, u8)> {
-    let mut rng = rbm_core::stream_generator(seed, 0x5e7, 0);
+    let mut rng = rbm_core::Stream::Synthetic.generator(seed, 0);
     let normal = |rng: &mut rand_xoshiro::Xoshiro256PlusPlus| -> f64 { StandardNormal.sample(rng) };
     let user_taste: Vec<f64> = (0..users * TASTES).map(|_| normal(&mut rng)).collect();
     let item_taste: Vec<f64> = (0..items * TASTES).map(|_| normal(&mut rng)).collect();
