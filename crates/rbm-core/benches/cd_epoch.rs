@@ -1,6 +1,7 @@
 //! One CD-1 epoch on MNIST-shaped synthetic binary data: 60,000 x 784, 500 hidden units,
-//! batch 100 (the shapes of ../shared/bench/compare.sh). Monitoring is cut to 100 rows so the
-//! figure is the training alone. Run: `cargo bench -p rbm-core --bench cd_epoch`.
+//! batch 100 (the shapes timed beside scikit-learn and PyTorch by the team's shared
+//! `bench/compare.sh`, outside this repository). Monitoring is cut to 100 rows so the figure is the
+//! training alone. Run: `cargo bench -p rbm-core --bench cd_epoch`.
 
 use std::ops::ControlFlow;
 
