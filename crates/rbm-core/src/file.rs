@@ -92,8 +92,8 @@ impl Model {
         } else {
             (None, Vec::new())
         };
-        let train = to_visible(&columns, standardization.as_ref(), data);
-        let validation = validation.map(|v| to_visible(&columns, standardization.as_ref(), v));
+        let train = to_visible(&columns, standardization.as_ref(), data)?;
+        let validation = validation.map(|v| to_visible(&columns, standardization.as_ref(), v)).transpose()?;
         let trainer = Trainer::initialise_checked(params.clone(), columns::layer_of(&columns)?, &train)?;
         let outcome = trainer.fit_checked(&train, validation.as_deref(), on_epoch)?;
         let anomaly_threshold = match params.contamination {
@@ -137,7 +137,7 @@ impl Model {
     /// column; errors name the sample and the column.
     pub fn prepare<'a>(&self, raw: &'a DMatrix<f32>) -> Result<Cow<'a, DMatrix<f32>>> {
         check_raw(&self.columns, raw)?;
-        Ok(to_visible(&self.columns, self.standardization.as_ref(), raw))
+        to_visible(&self.columns, self.standardization.as_ref(), raw)
     }
 
     /// Free energy of each raw sample (in model units: for Gaussian columns, of the standardised
@@ -171,7 +171,7 @@ impl Model {
         let mut raw =
             if columns::has_categorical(&self.columns) { columns::collapse(&self.columns, &visible) } else { visible };
         if let Some(s) = &self.standardization {
-            s.invert(&mut raw);
+            s.invert(&mut raw)?;
         }
         Ok(raw)
     }
@@ -454,16 +454,20 @@ fn to_visible<'a>(
     columns: &[ColumnEncoding],
     standardization: Option<&Standardization>,
     raw: &'a DMatrix<f32>,
-) -> Cow<'a, DMatrix<f32>> {
+) -> Result<Cow<'a, DMatrix<f32>>> {
     let standardised = match standardization {
         Some(s) => {
             let mut x = raw.clone();
-            s.apply(&mut x);
+            s.apply(&mut x)?;
             Cow::Owned(x)
         }
         None => Cow::Borrowed(raw),
     };
-    if columns::has_categorical(columns) { Cow::Owned(columns::expand(columns, &standardised)) } else { standardised }
+    Ok(if columns::has_categorical(columns) {
+        Cow::Owned(columns::expand(columns, &standardised))
+    } else {
+        standardised
+    })
 }
 
 /// The on-disk layout of version 2. Weights are stored one row per visible unit.

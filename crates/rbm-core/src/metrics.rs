@@ -2,9 +2,11 @@
 
 /// Area under the ROC curve of `scores` against binary `labels` (true = positive/anomaly), by the
 /// Mann-Whitney statistic with average ranks for ties (a tie between a positive and a negative
-/// counts one half). `None` when either class is absent.
+/// counts one half). `None` when either class is absent, or when the lengths differ.
 pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
-    assert_eq!(scores.len(), labels.len(), "one label per score");
+    if scores.len() != labels.len() {
+        return None;
+    }
     let positives = labels.iter().filter(|&&l| l).count();
     let negatives = labels.len() - positives;
     if positives == 0 || negatives == 0 {
@@ -28,9 +30,12 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
 }
 
 /// Average precision (area under the precision-recall curve, step-wise as scikit-learn's
-/// `average_precision_score`); samples with equal scores enter together. `None` without positives.
+/// `average_precision_score`); samples with equal scores enter together. `None` without positives,
+/// or when the lengths differ.
 pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
-    assert_eq!(scores.len(), labels.len(), "one label per score");
+    if scores.len() != labels.len() {
+        return None;
+    }
     let positives = labels.iter().filter(|&&l| l).count();
     if positives == 0 {
         return None;
@@ -94,6 +99,8 @@ mod tests {
         assert!((roc_auc(&scores, &labels).unwrap() - wins / pairs).abs() < 1e-12);
         assert_eq!(roc_auc(&[1.0, 1.0], &[true, false]), Some(0.5));
         assert_eq!(roc_auc(&[1.0, 2.0], &[true, true]), None);
+        assert_eq!(roc_auc(&[1.0, 2.0], &[true]), None);
+        assert_eq!(average_precision(&[1.0, 2.0], &[true]), None);
     }
 
     #[test]

@@ -9,6 +9,8 @@
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
+use crate::error::{RbmError, Result};
+
 /// A feature is heavy-tailed when its |skewness| exceeds this...
 const HEAVY_SKEWNESS: f64 = 2.0;
 /// ...or its excess kurtosis exceeds this.
@@ -115,27 +117,40 @@ impl Standardization {
         self.compress.get(i).copied().flatten()
     }
 
-    /// Standardises `data` in place (`data` must have one row per feature: callers check the
-    /// shape first; a mismatch panics).
-    pub fn apply(&self, data: &mut DMatrix<f32>) {
-        assert_eq!(data.nrows(), self.len(), "feature count differs from the standardisation");
+    /// Fails unless `data` has one row per feature.
+    fn check_rows(&self, data: &DMatrix<f32>) -> Result<()> {
+        if data.nrows() == self.len() {
+            return Ok(());
+        }
+        Err(RbmError::ShapeMismatch {
+            what: "data for this standardisation",
+            expected: format!("{} features", self.len()),
+            found: format!("{} features", data.nrows()),
+        })
+    }
+
+    /// Standardises `data` (one row per feature) in place.
+    pub fn apply(&self, data: &mut DMatrix<f32>) -> Result<()> {
+        self.check_rows(data)?;
         for mut column in data.column_iter_mut() {
             for (i, x) in column.iter_mut().enumerate() {
                 let t = self.tail(i).map_or(*x, |tail| signed_log(*x, tail));
                 *x = (t - self.mean[i]) / self.scale[i];
             }
         }
+        Ok(())
     }
 
-    /// Maps standardised values back to data units in place.
-    pub fn invert(&self, data: &mut DMatrix<f32>) {
-        assert_eq!(data.nrows(), self.len(), "feature count differs from the standardisation");
+    /// Maps standardised values (one row per feature) back to data units in place.
+    pub fn invert(&self, data: &mut DMatrix<f32>) -> Result<()> {
+        self.check_rows(data)?;
         for mut column in data.column_iter_mut() {
             for (i, x) in column.iter_mut().enumerate() {
                 let t = *x * self.scale[i] + self.mean[i];
                 *x = self.tail(i).map_or(t, |tail| signed_exp(t, tail));
             }
         }
+        Ok(())
     }
 
     /// Mean over the samples of `raw` (data units) of `log |dz/dx|`, the log-Jacobian that turns a
@@ -166,12 +181,12 @@ mod tests {
         assert_eq!(constant, vec![1]);
         assert_eq!(s.scale[1], 1.0);
         let mut z = data.clone();
-        s.apply(&mut z);
+        s.apply(&mut z).unwrap();
         let m: f32 = z.row(0).iter().sum::<f32>() / 4.0;
         let v: f32 = z.row(0).iter().map(|x| x * x).sum::<f32>() / 4.0;
         assert!(m.abs() < 1e-6 && (v - 1.0).abs() < 1e-5);
         assert!(z.row(1).iter().all(|&x| x == 0.0));
-        s.invert(&mut z);
+        s.invert(&mut z).unwrap();
         assert!((z - data).abs().max() < 1e-5);
     }
 
@@ -183,16 +198,16 @@ mod tests {
         let (s, _) = Standardization::fit_compressing_heavy_tails(&data);
         assert!(s.compress[0].is_some() && s.compress[1].is_none(), "{:?}", s.compress);
         let mut z = data.clone();
-        s.apply(&mut z);
+        s.apply(&mut z).unwrap();
         let mean: f32 = z.row(0).iter().sum::<f32>() / n as f32;
         let var: f32 = z.row(0).iter().map(|x| (x - mean).powi(2)).sum::<f32>() / n as f32;
         assert!(mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3, "mean {mean} variance {var}");
         // The largest value sits much closer to the bulk than under plain standardisation.
         let mut plain = data.clone();
-        Standardization::fit(&data).0.apply(&mut plain);
+        Standardization::fit(&data).0.apply(&mut plain).unwrap();
         let (top_plain, top) = (plain.row(0).max(), z.row(0).max());
         assert!(top < top_plain - 0.75, "largest z-score {top} compressed, {top_plain} plain"); // measured 3.31 vs 4.38
-        s.invert(&mut z);
+        s.invert(&mut z).unwrap();
         for (a, b) in z.iter().zip(data.iter()) {
             assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "{a} vs {b}");
         }
@@ -209,7 +224,7 @@ mod tests {
         let x = DMatrix::from_element(1, 1, 2.5f32);
         let z = |v: f64| {
             let mut m = DMatrix::from_element(1, 1, v as f32);
-            s.apply(&mut m);
+            s.apply(&mut m).unwrap();
             m[(0, 0)] as f64
         };
         let h = 1e-2;

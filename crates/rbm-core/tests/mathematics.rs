@@ -66,14 +66,14 @@ fn exact_log_partition_of_gaussian_units_matches_numerical_integration() {
 
 #[test]
 fn exact_log_partition_refuses_large_hidden_layers() {
-    let rbm = Rbm::zeros(VisibleLayer::uniform(VisibleKind::Bernoulli, 3), 26);
+    let rbm = Rbm::zeros(VisibleLayer::uniform(VisibleKind::Bernoulli, 3).unwrap(), 26);
     let err = eval::log_partition_exact(&rbm).unwrap_err();
     assert!(matches!(err, rbm_core::RbmError::TooLargeForExact { n_hidden: 26, max: 25 }), "{err}");
 }
 
 #[test]
 fn exact_log_likelihood_of_a_zero_model_is_uniform() {
-    let rbm = Rbm::zeros(VisibleLayer::uniform(VisibleKind::Bernoulli, 5), 4);
+    let rbm = Rbm::zeros(VisibleLayer::uniform(VisibleKind::Bernoulli, 5).unwrap(), 4);
     let log_z = eval::log_partition_exact(&rbm).unwrap();
     let ll = eval::mean_log_likelihood(&rbm, &all_binary(5), log_z).unwrap();
     assert!((ll - 5.0 * 0.5f64.ln()).abs() < 1e-9, "{ll}");
@@ -252,7 +252,7 @@ fn free_energy_stays_finite_for_extreme_pre_activations() {
     let weights = DMatrix::from_row_slice(2, 2, &[1e4, -1e4, 1e4, -1e4]).transpose();
     for kind in [VisibleKind::Bernoulli, VisibleKind::Gaussian] {
         let rbm = Rbm::from_parameters(
-            VisibleLayer::uniform(kind, 2),
+            VisibleLayer::uniform(kind, 2).unwrap(),
             weights.clone(),
             nalgebra::DVector::zeros(2),
             nalgebra::DVector::zeros(2),

@@ -137,9 +137,9 @@ pub struct VisibleLayer {
 }
 
 impl VisibleLayer {
-    /// `n` units of one kind (for softmax: one categorical value of `n` levels).
-    pub fn uniform(kind: VisibleKind, n: usize) -> Self {
-        VisibleLayer::new(vec![VisibleGroup { kind, units: n }]).expect("one non-empty group is a valid layer")
+    /// `n` units of one kind (for softmax: one categorical value of `n` levels); refuses `n = 0`.
+    pub fn uniform(kind: VisibleKind, n: usize) -> Result<Self> {
+        VisibleLayer::new(vec![VisibleGroup { kind, units: n }])
     }
 
     /// A layer from its groups; refuses an empty layer or an empty group.

@@ -17,7 +17,7 @@ pub fn uniform(rng: &mut Xoshiro256PlusPlus, scale: f32) -> f32 {
 
 /// A model with weights and biases uniform in [-scale, scale).
 pub fn random_rbm(kind: VisibleKind, nv: usize, nh: usize, scale: f32, seed: u64) -> Rbm {
-    random_layer_rbm(VisibleLayer::uniform(kind, nv), nh, scale, seed)
+    random_layer_rbm(VisibleLayer::uniform(kind, nv).unwrap(), nh, scale, seed)
 }
 
 /// A model of any visible layer with weights and biases uniform in [-scale, scale).
