@@ -267,6 +267,15 @@ fn read_training(args: &TrainArgs, overrides: &[(String, ColumnKind)]) -> Result
     Ok(TrainingData { reader, lines: chunk.lines, data, visible, columns, validation })
 }
 
+/// A progress bar of `len` steps drawn with `template`, when `show` is set and stderr is a terminal.
+pub fn progress_bar(show: bool, len: usize, template: &str) -> Option<indicatif::ProgressBar> {
+    (show && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(len as u64);
+        bar.set_style(indicatif::ProgressStyle::with_template(template).expect("a valid template"));
+        bar
+    })
+}
+
 /// Per-epoch progress: a bar on a terminal, about ten lines otherwise, nothing with `--quiet`.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
@@ -276,14 +285,7 @@ struct Progress {
 
 impl Progress {
     fn new(show: bool, epochs: usize) -> Progress {
-        let bar = (show && std::io::stderr().is_terminal()).then(|| {
-            let bar = indicatif::ProgressBar::new(epochs as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg} [{elapsed}<{eta}]")
-                    .expect("valid template"),
-            );
-            bar
-        });
+        let bar = progress_bar(show, epochs, "{bar:30} epoch {pos}/{len} {msg} [{elapsed}<{eta}]");
         Progress { bar, show, epochs }
     }
 

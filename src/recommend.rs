@@ -1,7 +1,7 @@
 //! `rbm recommend`: train, evaluate and query the RBM recommender, split ratings files and make
 //! synthetic ones. Argument parsing and I/O only; the mathematics is in rbm-recommend.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -288,14 +288,7 @@ fn train(args: RecommendTrainArgs) -> Result<()> {
     }
     let runs = if orientation == Orientation::Both || params.replicas > 1 { 2 } else { 1 };
     let total: usize = orientation.sides().iter().map(|s| params.side(*s).epochs * params.replicas * runs).sum();
-    let bar = (show && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(total as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} epochs {msg} [{elapsed}<{eta}]")
-                .expect("valid template"),
-        );
-        bar
-    });
+    let bar = crate::commands::progress_bar(show, total, "{bar:30} {pos}/{len} epochs {msg} [{elapsed}<{eta}]");
     let mut epochs = Vec::new();
     let start = Instant::now();
     let implicit_source = args.implicit.as_ref().map(|p| format!("training ratings + {}", p.display()));

@@ -448,31 +448,18 @@ impl MaskedParams {
 
     /// Validates every value, returning the first one out of range (each has its own error).
     pub fn check(self) -> Result<ValidMaskedParams> {
-        if self.hidden == 0 {
-            return Err(RbmError::InvalidHiddenUnits(self.hidden));
+        crate::params::CommonSettings {
+            n_hidden: self.hidden,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            gibbs_steps: self.cd_steps,
+            learning_rates: &[self.learning_rate as f64, self.bias_learning_rate as f64],
+            momenta: &[self.momentum as f64],
+            weight_decay: self.weight_decay as f64,
         }
-        if self.epochs == 0 {
-            return Err(RbmError::InvalidEpochs(self.epochs));
-        }
-        if self.batch_size == 0 {
-            return Err(RbmError::InvalidBatchSize(self.batch_size));
-        }
-        if self.cd_steps == 0 {
-            return Err(RbmError::InvalidGibbsSteps(self.cd_steps));
-        }
-        for rate in [self.learning_rate, self.bias_learning_rate] {
-            if !(rate.is_finite() && rate > 0.0) {
-                return Err(RbmError::InvalidLearningRate(rate as f64));
-            }
-        }
+        .check()?;
         if !(self.learning_rate_decay.is_finite() && self.learning_rate_decay >= 0.0) {
             return Err(RbmError::InvalidLearningRateDecay(self.learning_rate_decay as f64));
-        }
-        if !(0.0..1.0).contains(&self.momentum) {
-            return Err(RbmError::InvalidMomentum(self.momentum as f64));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(RbmError::InvalidWeightDecay(self.weight_decay as f64));
         }
         Ok(ValidMaskedParams(self))
     }

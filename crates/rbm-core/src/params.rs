@@ -223,31 +223,20 @@ impl TrainingParams {
             VisibleSpec::Columns(columns) => check_columns(columns)?,
             VisibleSpec::Uniform(_) => {}
         }
-        if self.n_hidden == 0 {
-            return Err(RbmError::InvalidHiddenUnits(self.n_hidden));
-        }
-        if self.epochs == 0 {
-            return Err(RbmError::InvalidEpochs(self.epochs));
-        }
-        if self.batch_size == 0 {
-            return Err(RbmError::InvalidBatchSize(self.batch_size));
-        }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return Err(RbmError::InvalidLearningRate(self.learning_rate));
-        }
         let momenta = match self.momentum {
             Momentum::Constant { value } => [value, value],
             Momentum::Hinton { initial, final_value, .. } => [initial, final_value],
         };
-        if let Some(&bad) = momenta.iter().find(|m| !(0.0..1.0).contains(*m)) {
-            return Err(RbmError::InvalidMomentum(bad));
+        CommonSettings {
+            n_hidden: self.n_hidden,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            gibbs_steps: self.gibbs_steps,
+            learning_rates: &[self.learning_rate],
+            momenta: &momenta,
+            weight_decay: self.weight_decay,
         }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(RbmError::InvalidWeightDecay(self.weight_decay));
-        }
-        if self.gibbs_steps == 0 {
-            return Err(RbmError::InvalidGibbsSteps(self.gibbs_steps));
-        }
+        .check()?;
         if let Some(0) = self.persistent_chains {
             return Err(RbmError::InvalidChains(0));
         }
@@ -266,6 +255,46 @@ impl TrainingParams {
             return Err(RbmError::InvalidContamination(c));
         }
         Ok(ValidParams(self))
+    }
+}
+
+/// The settings every trainer shares, checked by one set of rules (the dense trainer's
+/// [`TrainingParams::check`] and the masked path's [`crate::masked::MaskedParams::check`]).
+pub(crate) struct CommonSettings<'a> {
+    pub n_hidden: usize,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub gibbs_steps: usize,
+    pub learning_rates: &'a [f64],
+    pub momenta: &'a [f64],
+    pub weight_decay: f64,
+}
+
+impl CommonSettings<'_> {
+    /// The first value out of range, as its own error.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.n_hidden == 0 {
+            return Err(RbmError::InvalidHiddenUnits(self.n_hidden));
+        }
+        if self.epochs == 0 {
+            return Err(RbmError::InvalidEpochs(self.epochs));
+        }
+        if self.batch_size == 0 {
+            return Err(RbmError::InvalidBatchSize(self.batch_size));
+        }
+        if let Some(&bad) = self.learning_rates.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+            return Err(RbmError::InvalidLearningRate(bad));
+        }
+        if let Some(&bad) = self.momenta.iter().find(|m| !(0.0..1.0).contains(*m)) {
+            return Err(RbmError::InvalidMomentum(bad));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(RbmError::InvalidWeightDecay(self.weight_decay));
+        }
+        if self.gibbs_steps == 0 {
+            return Err(RbmError::InvalidGibbsSteps(self.gibbs_steps));
+        }
+        Ok(())
     }
 }
 
