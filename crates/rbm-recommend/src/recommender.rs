@@ -381,79 +381,26 @@ impl Recommender {
                 *h = (rbm_core::uniform01(&mut rng) as f64) < params.blend_fraction;
             }
         }
-        let fit_triples: Vec<(u32, u32, u8)> =
-            triples.iter().zip(&held_out).filter(|(_, h)| !**h).map(|(t, _)| *t).collect();
+        let fit_triples: Vec<(u32, u32, u8)> = if blended {
+            triples.iter().zip(&held_out).filter(|(_, h)| !**h).map(|(t, _)| *t).collect()
+        } else {
+            Vec::new()
+        };
         let blend_targets: Vec<(u32, u32, f32)> =
             triples.iter().zip(&held_out).filter(|(_, h)| **h).map(|(t, _)| (t.0, t.1, levels[t.2 as usize])).collect();
         drop(held_out);
 
-        // With a blend, each RBM trained on the fit part predicts the held-out ratings. When every
-        // RBM is to be trained again on all the ratings (`refit`), it is dropped right after, so
-        // at most one large RBM is in memory at a time.
-        let refit = blended && params.refit;
-        let mut components: Vec<Option<Component>> = Vec::new();
-        let mut held_out_predictions: Vec<Vec<Option<f32>>> = Vec::new();
-        let mut all_cases: Vec<Cases> = Vec::new();
-        for &side in sides {
-            let cases_of = |triples: &[(u32, u32, u8)]| {
-                let n_cases = oriented_ids(ids, side).0;
-                Cases::new(
-                    n_cases,
-                    &oriented(triples, side),
-                    &oriented_pairs(implicit, side),
-                    params.side(side).conditional,
-                )
-            };
-            if !blended || refit {
-                all_cases.push(cases_of(&triples));
-            }
-            if !blended {
-                let run = Run { side, replica: 0, kept: true };
-                let component = train_side(run, &all_cases[0], &[], &levels, ids, params, &mut on_epoch)?;
-                components.push(Some(component));
-                continue;
-            }
-            let fit_cases = cases_of(&fit_triples);
-            let targets = oriented_targets(&blend_targets, side);
-            for replica in 0..params.replicas {
-                let run = Run { side, replica, kept: !refit };
-                let component = train_side(run, &fit_cases, &targets, &levels, ids, params, &mut on_epoch)?;
-                let hidden = CaseHidden::from_cases(&component, &fit_cases);
-                let predict = |&(u, i, _): &(u32, u32, f32)| hidden.predict(&component, &levels, ids, u, i);
-                held_out_predictions.push(blend_targets.iter().map(predict).collect());
-                components.push((!refit).then_some(component));
-            }
-        }
-        drop(fit_triples);
-        let blend = if blended {
-            // Rows where every RBM could predict; blend weights by least squares.
-            let (x, y): (Vec<Vec<f32>>, Vec<f32>) = blend_targets
-                .iter()
-                .enumerate()
-                .filter_map(|(t, target)| {
-                    let row: Option<Vec<f32>> = held_out_predictions.iter().map(|p| p[t]).collect();
-                    Some((row?, target.2))
-                })
-                .unzip();
-            fit_blend(&x, &y)
+        let (components, blend) = if blended {
+            let shared = (&levels[..], ids, params);
+            Recommender::fit_blended(&triples, fit_triples, &blend_targets, shared, implicit, &mut on_epoch)?
         } else {
-            Blend { intercept: 0.0, weights: vec![1.0] }
+            let cases = side_cases(&triples, sides[0], ids, params, implicit);
+            let run = Run { side: sides[0], replica: 0, kept: true };
+            let component = train_side(run, &cases, &[], &levels, ids, params, &mut on_epoch)?;
+            (vec![component], Blend { intercept: 0.0, weights: vec![1.0] })
         };
-        drop(held_out_predictions);
-        let runs = sides.iter().enumerate().flat_map(|(s, &side)| (0..params.replicas).map(move |r| (s, side, r)));
-        let components = components
-            .into_iter()
-            .zip(runs)
-            .map(|(component, (s, side, replica))| match component {
-                Some(component) => Ok(component),
-                None => {
-                    let run = Run { side, replica, kept: true };
-                    train_side(run, &all_cases[s], &[], &levels, ids, params, &mut on_epoch)
-                }
-            })
-            .collect::<Result<Vec<Component>>>()?;
         let (n_users, n_items) = ids;
-        let model = Recommender {
+        Ok(Recommender {
             item_means: finite_or(mean_ratings(&triples, &levels, n_items, |t| t.1), global_mean),
             user_means: finite_or(mean_ratings(&triples, &levels, n_users, |t| t.0), global_mean),
             levels,
@@ -464,8 +411,62 @@ impl Recommender {
             global_mean,
             params: (**params).clone(),
             implicit_source,
-        };
-        Ok(model)
+        })
+    }
+
+    /// The RBMs of a blended model and their blend: each RBM trained on the fit part predicts the
+    /// held-out `targets`; the blend is fitted by least squares; with `refit`, every RBM is trained
+    /// again on all the ratings (`triples`). With `refit`, each RBM is dropped right after its
+    /// predictions, so at most one large RBM is in memory at a time. Each distinct set of cases
+    /// (a side's fit part, a side's whole ratings) is built once, shared by the side's replicas
+    /// and dropped before the next is built.
+    fn fit_blended(
+        triples: &[(u32, u32, u8)],
+        fit_triples: Vec<(u32, u32, u8)>,
+        targets: &[(u32, u32, f32)],
+        (levels, ids, params): (&[f32], (usize, usize), &ValidRecommendParams),
+        implicit: &[(u32, u32)],
+        on_epoch: &mut impl FnMut(&TrainingEpoch) -> ControlFlow<()>,
+    ) -> Result<(Vec<Component>, Blend)> {
+        let refit = params.refit;
+        let mut components = Vec::new();
+        let mut held_out_predictions: Vec<Vec<Option<f32>>> = Vec::new();
+        for &side in params.orientation.sides() {
+            let fit_cases = side_cases(&fit_triples, side, ids, params, implicit);
+            let side_targets = oriented_targets(targets, side);
+            for replica in 0..params.replicas {
+                let run = Run { side, replica, kept: !refit };
+                let component = train_side(run, &fit_cases, &side_targets, levels, ids, params, on_epoch)?;
+                let hidden = CaseHidden::from_cases(&component, &fit_cases);
+                let predict = |&(u, i, _): &(u32, u32, f32)| hidden.predict(&component, levels, ids, u, i);
+                held_out_predictions.push(targets.iter().map(predict).collect());
+                if !refit {
+                    components.push(component);
+                }
+            }
+        }
+        drop(fit_triples);
+        // Rows where every RBM could predict; blend weights by least squares.
+        let (x, y): (Vec<Vec<f32>>, Vec<f32>) = targets
+            .iter()
+            .enumerate()
+            .filter_map(|(t, target)| {
+                let row: Option<Vec<f32>> = held_out_predictions.iter().map(|p| p[t]).collect();
+                Some((row?, target.2))
+            })
+            .unzip();
+        let blend = fit_blend(&x, &y);
+        drop(held_out_predictions);
+        if refit {
+            for &side in params.orientation.sides() {
+                let cases = side_cases(triples, side, ids, params, implicit);
+                for replica in 0..params.replicas {
+                    let run = Run { side, replica, kept: true };
+                    components.push(train_side(run, &cases, &[], levels, ids, params, on_epoch)?);
+                }
+            }
+        }
+        Ok((components, blend))
     }
 
     /// The conditioning context for predictions: the ratings given (usually the training file)
@@ -602,6 +603,19 @@ fn oriented_ids((n_users, n_items): (usize, usize), side: Side) -> (usize, usize
         Side::User => (n_users, n_items),
         Side::Item => (n_items, n_users),
     }
+}
+
+/// The cases of `side` from `(user, item, level)` triples, with the `implicit` pairs in the
+/// conditioning sets of a conditional model.
+fn side_cases(
+    triples: &[(u32, u32, u8)],
+    side: Side,
+    ids: (usize, usize),
+    params: &ValidRecommendParams,
+    implicit: &[(u32, u32)],
+) -> Cases {
+    let n_cases = oriented_ids(ids, side).0;
+    Cases::new(n_cases, &oriented(triples, side), &oriented_pairs(implicit, side), params.side(side).conditional)
 }
 
 /// `(user, item, value)` targets as `(case, input, value)` of `side`, sorted by case.
