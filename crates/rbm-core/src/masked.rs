@@ -8,7 +8,7 @@
 //! `E(v, h) = -Σ_{i∈O} b[i][l_i] - Σ_j h_j (c_j + Σ_{i∈O} W[i][l_i][j] + Σ_{i∈r} D[i][j])`.
 //!
 //! The model is the core's [`Rbm`] (softmax units from [`crate::units::softmax`]), initialised
-//! like the dense path ([`crate::rng::normal_weights`], the softmax kind's initial biases),
+//! like the dense path (the same initial-weight draw, the softmax kind's initial biases),
 //! updated by the core's optimiser ([`Sgd`]), with cases shuffled and sampled on the core's named
 //! random streams ([`Stream`]). Which entity is a case (a user, an item) is the caller's business.
 

@@ -232,9 +232,12 @@ impl VisibleLayer {
             Some(kind) if kind.is_elementwise() => {
                 out.par_chunks_mut(4096).for_each(|chunk| kind.means(chunk));
             }
-            _ => out.par_chunks_mut(nv).for_each(|column| {
-                for (kind, range) in self.ranges() {
-                    kind.means(&mut column[range]);
+            // Blocks of whole samples (about 4096 values each), group by group within a sample.
+            _ => out.par_chunks_mut(4096usize.div_ceil(nv) * nv).for_each(|block| {
+                for column in block.chunks_mut(nv) {
+                    for (kind, range) in self.ranges() {
+                        kind.means(&mut column[range]);
+                    }
                 }
             }),
         }
