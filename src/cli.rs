@@ -28,17 +28,15 @@ pub enum Command {
     Recommend(crate::recommend::RecommendCommand),
 }
 
-/// Kind of visible units.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Visible {
-    /// Binary data in [0, 1].
-    Bernoulli,
-    /// Real-valued data (standardised per column).
-    Gaussian,
-    /// Per column: text columns categorical (softmax units), 0/1 columns Bernoulli, other
-    /// numeric columns Gaussian.
-    Auto,
+/// `--visible`: `auto`, or the name of any unit kind a column can be (the library's list, so a
+/// new kind needs nothing here).
+fn visible_values() -> clap::builder::PossibleValuesParser {
+    let kinds = rbm_core::VisibleKind::ALL.iter().filter(|k| k.is_elementwise()).map(|k| k.name());
+    clap::builder::PossibleValuesParser::new(std::iter::once(AUTO).chain(kinds))
 }
+
+/// The `--visible` value that chooses a kind per column.
+pub const AUTO: &str = "auto";
 
 /// Training method.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -70,9 +68,11 @@ pub struct TrainArgs {
     /// Where to write the model (JSON, written atomically).
     #[arg(long)]
     pub output: std::path::PathBuf,
-    /// Visible unit kind of every column, or auto to choose per column.
-    #[arg(long, value_enum, default_value = "bernoulli")]
-    pub visible: Visible,
+    /// Visible unit kind of every column (bernoulli: values in [0, 1]; gaussian: real values,
+    /// standardised), or auto to choose per column: text columns categorical (softmax units), 0/1
+    /// columns Bernoulli, other numeric columns Gaussian.
+    #[arg(long, default_value = "bernoulli", value_parser = visible_values())]
+    pub visible: String,
     /// Per-column kinds overriding --visible: NAME=KIND pairs, comma-separated, KIND one of
     /// bernoulli, gaussian, categorical (names or 1-based numbers).
     #[arg(long, value_delimiter = ',')]

@@ -13,7 +13,7 @@ use rbm_core::{
 };
 use serde_json::json;
 
-use crate::cli::{Columns, EvalArgs, InspectArgs, LogLikelihood, Method, SampleArgs, ScoreArgs, TrainArgs, Visible};
+use crate::cli::{Columns, EvalArgs, InspectArgs, LogLikelihood, Method, SampleArgs, ScoreArgs, TrainArgs};
 use crate::table::{ColumnSpec, Fields, TableReader, read_all};
 
 /// Rows read and scored at a time by `score`: memory stays flat on any file size.
@@ -48,7 +48,7 @@ fn spec_for_model(model: &Model, columns: &Columns) -> ColumnSpec {
         .iter()
         .map(|c| match c {
             ColumnEncoding::Categorical { levels } => Fields::Levels { levels: levels.clone(), fixed: true },
-            _ => Fields::Numeric,
+            ColumnEncoding::Units(_) => Fields::Numeric,
         })
         .collect();
     s
@@ -78,22 +78,17 @@ fn set_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-/// `--column-kinds NAME=KIND,...` parsed.
+/// `--column-kinds NAME=KIND,...` parsed (KIND: any column kind the library names).
 fn column_kinds(pairs: &[String]) -> Result<Vec<(String, ColumnKind)>> {
+    let known = ColumnKind::names().join(", ");
     pairs
         .iter()
         .map(|pair| {
-            let (name, kind) = pair.rsplit_once('=').ok_or_else(|| {
-                anyhow!("--column-kinds: {pair:?} is not NAME=KIND (KIND: bernoulli, gaussian, categorical)")
-            })?;
-            let kind = match kind.trim() {
-                "bernoulli" => ColumnKind::Bernoulli,
-                "gaussian" => ColumnKind::Gaussian,
-                "categorical" => ColumnKind::Categorical,
-                other => {
-                    bail!("--column-kinds: unknown kind {other:?} for {name:?} (bernoulli, gaussian, categorical)")
-                }
-            };
+            let (name, kind) = pair
+                .rsplit_once('=')
+                .ok_or_else(|| anyhow!("--column-kinds: {pair:?} is not NAME=KIND (KIND: {known})"))?;
+            let kind = ColumnKind::from_name(kind.trim())
+                .ok_or_else(|| anyhow!("--column-kinds: unknown kind {:?} for {name:?} ({known})", kind.trim()))?;
             Ok((name.trim().to_string(), kind))
         })
         .collect()
@@ -127,11 +122,12 @@ fn apply_flags(mut params: TrainingParams, args: &TrainArgs) -> Result<TrainingP
     Ok(params)
 }
 
-/// Each feature column's encoding from how it was read, `--column-kinds` and `--visible`.
+/// Each feature column's encoding from how it was read, `--column-kinds` and `--visible` (one
+/// kind for every column, or `None` for auto).
 fn encodings(
     reader: &TableReader,
     data: &DMatrix<f32>,
-    visible: Visible,
+    uniform: Option<VisibleKind>,
     overrides: &[(String, ColumnKind)],
 ) -> Result<VisibleSpec> {
     let names = reader.feature_names();
@@ -147,27 +143,29 @@ fn encodings(
     }
     let mut columns = Vec::with_capacity(names.len());
     for (f, name) in names.iter().enumerate() {
-        let encoding = match (&reader.fields()[f], chosen(f, name), visible) {
-            (Fields::Levels { levels, .. }, _, _) => ColumnEncoding::Categorical { levels: levels.clone() },
-            (Fields::Numeric, Some(ColumnKind::Bernoulli), _) | (Fields::Numeric, None, Visible::Bernoulli) => {
-                ColumnEncoding::Bernoulli
+        let kind = match (&reader.fields()[f], chosen(f, name), uniform) {
+            (Fields::Levels { levels, .. }, _, _) => {
+                if levels.len() > rbm_core::columns::MAX_LEVELS {
+                    bail!(
+                        "{}: column {name} has {} distinct values, more than the {} a categorical column may have (an identifier? leave it out with --ignore-columns {name})",
+                        reader.path(),
+                        levels.len(),
+                        rbm_core::columns::MAX_LEVELS
+                    );
+                }
+                columns.push(ColumnEncoding::Categorical { levels: levels.clone() });
+                continue;
             }
-            (Fields::Numeric, Some(ColumnKind::Gaussian), _) | (Fields::Numeric, None, Visible::Gaussian) => {
-                ColumnEncoding::Gaussian
-            }
-            (Fields::Numeric, None, Visible::Auto) => match ColumnKind::infer(data.row(f).iter().copied()) {
-                ColumnKind::Bernoulli => ColumnEncoding::Bernoulli,
-                _ => ColumnEncoding::Gaussian,
-            },
+            (Fields::Numeric, Some(ColumnKind::Units(kind)), _) => kind,
             (Fields::Numeric, Some(ColumnKind::Categorical), _) => unreachable!("read as levels"),
+            (Fields::Numeric, None, Some(kind)) => kind,
+            (Fields::Numeric, None, None) => match ColumnKind::infer(data.row(f).iter().copied()) {
+                ColumnKind::Units(kind) => kind,
+                ColumnKind::Categorical => unreachable!("numbers are not inferred categorical"),
+            },
         };
-        columns.push(encoding);
+        columns.push(ColumnEncoding::Units(kind));
     }
-    let uniform = match visible {
-        Visible::Bernoulli => Some(VisibleKind::Bernoulli),
-        Visible::Gaussian => Some(VisibleKind::Gaussian),
-        Visible::Auto => None,
-    };
     Ok(match uniform {
         Some(kind) if columns.iter().all(|c| Some(c) == ColumnEncoding::of_kind(kind).as_ref()) => {
             VisibleSpec::Uniform(kind)
@@ -189,8 +187,9 @@ fn describe_columns(names: &[String], columns: &[ColumnEncoding]) -> String {
             })
             .collect()
     };
-    [ColumnKind::Bernoulli, ColumnKind::Gaussian, ColumnKind::Categorical]
+    ColumnKind::names()
         .into_iter()
+        .filter_map(ColumnKind::from_name)
         .filter_map(|k| {
             let list = of(k);
             (!list.is_empty()).then(|| {
@@ -202,10 +201,25 @@ fn describe_columns(names: &[String], columns: &[ColumnEncoding]) -> String {
         .join("; ")
 }
 
+/// Warns about columns that `--visible auto` made categorical because of a few text fields among
+/// numbers (most of their levels read as numbers): usually a typo or a missing-value marker.
+fn warn_numeric_categories(reader: &TableReader, columns: &[ColumnEncoding]) {
+    for ((name, column), first) in reader.feature_names().iter().zip(columns).zip(reader.first_text()) {
+        let (ColumnEncoding::Categorical { levels }, Some((line, text))) = (column, first) else { continue };
+        let numeric = levels.iter().filter(|l| l.parse::<f64>().is_ok()).count();
+        if levels.len() > 10 && numeric * 2 > levels.len() {
+            eprintln!(
+                "warning: column {name} is categorical with {} levels, {numeric} of them numbers, because of text such as {text:?} (line {line}); if it is numeric, fix those fields or pass --column-kinds {name}=gaussian to see each",
+                levels.len()
+            );
+        }
+    }
+}
+
 /// A located message for a value error, with a hint when Bernoulli units met real values.
 fn value_error(reader: &TableReader, lines: &[u64], columns: &[ColumnEncoding], e: RbmError) -> anyhow::Error {
     let bernoulli =
-        matches!(&e, RbmError::InvalidValue { column, .. } if columns.get(*column) == Some(&ColumnEncoding::Bernoulli));
+        matches!(&e, RbmError::InvalidValue { column, .. } if columns.get(*column) == Some(&ColumnEncoding::BERNOULLI));
     let located = reader.locate(lines, e);
     if bernoulli { anyhow!("{located}; train with --visible gaussian or --visible auto") } else { located }
 }
@@ -254,11 +268,12 @@ fn read_training(args: &TrainArgs, overrides: &[(String, ColumnKind)]) -> Result
     let mut table = spec(&args.columns);
     table.categorical =
         overrides.iter().filter(|(_, k)| *k == ColumnKind::Categorical).map(|(n, _)| n.clone()).collect();
-    table.detect_text = matches!(args.visible, Visible::Auto);
+    let uniform = VisibleKind::from_name(&args.visible); // None: auto
+    table.detect_text = uniform.is_none();
     let (reader, chunk) = read_all(&args.input, &table)?;
     let n_features = reader.feature_names().len();
     let data = to_matrix(chunk.values, n_features)?;
-    let visible = encodings(&reader, &data, args.visible, overrides)?;
+    let visible = encodings(&reader, &data, uniform, overrides)?;
     let columns = visible.columns(n_features)?;
     let validation = match &args.validation {
         None => None,
@@ -328,6 +343,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         if let VisibleSpec::Columns(columns) = &visible {
             eprintln!("columns: {}", describe_columns(&features, columns));
         }
+        warn_numeric_categories(&reader, &columns);
         eprintln!(
             "training RBM: {rows} rows x {} columns, visible units {}, {} hidden, {} epochs, batch {}, {}{}",
             features.len(),
@@ -483,7 +499,7 @@ pub fn sample(args: SampleArgs) -> Result<()> {
             .zip(&model.columns)
             .map(|(v, c)| match c {
                 ColumnEncoding::Categorical { levels } => levels[*v as usize].clone(),
-                _ => v.to_string(),
+                ColumnEncoding::Units(_) => v.to_string(),
             })
             .collect();
         writeln!(out, "{}", line.join(","))?;

@@ -86,6 +86,9 @@ pub struct TableReader {
     level_index: Vec<std::collections::HashMap<String, u32>>,
     detect_text: bool,
     rows_read: usize,
+    /// Per feature column: the first text field (and its line) that made it categorical under
+    /// `detect_text`.
+    first_text: Vec<Option<(u64, String)>>,
 }
 
 fn parses_as_number(field: &str) -> bool {
@@ -163,6 +166,7 @@ impl TableReader {
             level_index,
             detect_text: spec.detect_text,
             rows_read: 0,
+            first_text: vec![None; features.len()],
             path: path.to_string(),
             records,
             pending: if has_header { None } else { Some(first) },
@@ -238,6 +242,7 @@ impl TableReader {
                         }
                         Err(_) if self.detect_text && self.rows_read == 0 => {
                             self.become_categorical(f, &mut chunk);
+                            self.first_text[f] = Some((line, field.to_string()));
                         }
                         Err(_) => bail!(
                             "{}: line {line}, column {} ({}): {field:?} is not a number (a categorical column? train with --visible auto or --column-kinds {}=categorical)",
@@ -272,6 +277,12 @@ impl TableReader {
     /// How each feature column was read (categorical columns with their levels).
     pub fn fields(&self) -> &[Fields] {
         &self.fields
+    }
+
+    /// Per feature column found to hold text (`detect_text`): the line and text of the first
+    /// such field.
+    pub fn first_text(&self) -> &[Option<(u64, String)>] {
+        &self.first_text
     }
 
     /// The index of `field`'s level in feature column `f`, adding a new level unless the list is

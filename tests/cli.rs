@@ -419,6 +419,23 @@ fn mixed_columns_train_score_sample_and_inspect_with_auto_kinds() {
     std::fs::write(d.join("one.csv"), "height,member,colour,size,label\n160,1,red,1.0,0\n").unwrap();
     let score = rbm(d, &["score", "--model", "mixed.json", "--input", "one.csv", "--label-column", "label"]);
     assert_eq!(score.code, 0, "{}", score.stderr);
+    // A numeric column with a stray text field becomes categorical under auto, with a warning that
+    // names the field; a column of more distinct texts than a categorical column may have is an
+    // error that suggests leaving it out.
+    let mut typo = mixed_csv(60);
+    typo = typo.replacen("\n150", "\nn/a", 1);
+    std::fs::write(d.join("typo.csv"), &typo).unwrap();
+    let t =
+        rbm(d, &["train", "--input", "typo.csv", "--label-column", "label", "--visible", "auto", "--output", "t.json"]);
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    assert!(t.stderr.contains("warning: column height is categorical") && t.stderr.contains("\"n/a\""), "{}", t.stderr);
+    let ids: String = std::iter::once("id,x\n".to_string()).chain((0..1200).map(|i| format!("u{i},1\n"))).collect();
+    std::fs::write(d.join("ids.csv"), ids).unwrap();
+    expect_error(
+        d,
+        &["train", "--input", "ids.csv", "--visible", "auto", "--output", "i.json"],
+        &["ids.csv", "column id has 1200 distinct values", "--ignore-columns id"],
+    );
     // Without --visible auto a text column is an error that says how to use it.
     expect_error(
         d,

@@ -13,26 +13,41 @@ use crate::units::{VisibleGroup, VisibleKind, VisibleLayer};
 /// almost certainly an identifier or a number, and each level costs a row of weights).
 pub const MAX_LEVELS: usize = 1000;
 
-/// What a user asks a column to be, before the data say how many levels it has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// What a user asks a column to be, before the data say how many levels it has: one unit of an
+/// elementwise kind, or a categorical value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ColumnKind {
-    /// Values in [0, 1]: one Bernoulli unit.
-    Bernoulli,
-    /// Real values: one Gaussian unit on the standardised column.
-    Gaussian,
+    /// One unit of an elementwise kind (Bernoulli: values in [0, 1]; Gaussian: real values,
+    /// standardised).
+    Units(VisibleKind),
     /// A categorical value: one softmax group with a unit per level.
     Categorical,
 }
 
+/// The name of the categorical column kind.
+pub const CATEGORICAL: &str = "categorical";
+
 impl ColumnKind {
-    /// The kind's name as used on the command line and in messages.
+    /// The kind's name as used on the command line and in files.
     pub fn name(self) -> &'static str {
         match self {
-            ColumnKind::Bernoulli => "bernoulli",
-            ColumnKind::Gaussian => "gaussian",
-            ColumnKind::Categorical => "categorical",
+            ColumnKind::Units(kind) => kind.name(),
+            ColumnKind::Categorical => CATEGORICAL,
         }
+    }
+
+    /// The column kind named `name`: every elementwise unit kind, and `categorical`.
+    pub fn from_name(name: &str) -> Option<ColumnKind> {
+        if name == CATEGORICAL {
+            return Some(ColumnKind::Categorical);
+        }
+        VisibleKind::from_name(name).filter(|k| k.is_elementwise()).map(ColumnKind::Units)
+    }
+
+    /// Every column kind's name, for messages.
+    pub fn names() -> Vec<&'static str> {
+        let units = VisibleKind::ALL.iter().filter(|k| k.is_elementwise()).map(|k| k.name());
+        units.chain([CATEGORICAL]).collect()
     }
 
     /// The kind chosen for a numeric column by `--visible auto`: Bernoulli when every value is
@@ -40,18 +55,18 @@ impl ColumnKind {
     /// Values strictly between 0 and 1 are not taken as probabilities here: in tabular data they
     /// are usually measurements, which Gaussian units model better.
     pub fn infer(values: impl IntoIterator<Item = f32>) -> ColumnKind {
-        if values.into_iter().all(|v| v == 0.0 || v == 1.0) { ColumnKind::Bernoulli } else { ColumnKind::Gaussian }
+        let binary = values.into_iter().all(|v| v == 0.0 || v == 1.0);
+        ColumnKind::Units(if binary { VisibleKind::Bernoulli } else { VisibleKind::Gaussian })
     }
 }
 
-/// How one column of the raw data maps to visible units; stored in the model file.
+/// How one column of the raw data maps to visible units; stored in the model file as
+/// `{"kind": "bernoulli"}`, `{"kind": "gaussian"}` or `{"kind": "categorical", "levels": [...]}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(try_from = "ColumnFile", into = "ColumnFile")]
 pub enum ColumnEncoding {
-    /// One Bernoulli unit; raw values in [0, 1].
-    Bernoulli,
-    /// One Gaussian unit; raw values finite, standardised by the model.
-    Gaussian,
+    /// One unit of an elementwise kind.
+    Units(VisibleKind),
     /// One softmax group of `levels.len()` units; raw values are level indices.
     Categorical {
         /// The level names, in index order.
@@ -59,21 +74,56 @@ pub enum ColumnEncoding {
     },
 }
 
+/// A column encoding as files hold it.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ColumnFile {
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    levels: Option<Vec<String>>,
+}
+
+impl TryFrom<ColumnFile> for ColumnEncoding {
+    type Error = String;
+
+    fn try_from(file: ColumnFile) -> std::result::Result<Self, String> {
+        match (ColumnKind::from_name(&file.kind), file.levels) {
+            (Some(ColumnKind::Categorical), Some(levels)) => Ok(ColumnEncoding::Categorical { levels }),
+            (Some(ColumnKind::Categorical), None) => Err("a categorical column needs its levels".into()),
+            (Some(ColumnKind::Units(kind)), None) => Ok(ColumnEncoding::Units(kind)),
+            (Some(ColumnKind::Units(kind)), Some(_)) => Err(format!("a {} column has no levels", kind.name())),
+            (None, _) => {
+                Err(format!("unknown column kind {:?} (known: {})", file.kind, ColumnKind::names().join(", ")))
+            }
+        }
+    }
+}
+
+impl From<ColumnEncoding> for ColumnFile {
+    fn from(encoding: ColumnEncoding) -> ColumnFile {
+        let kind = encoding.kind().name().to_string();
+        match encoding {
+            ColumnEncoding::Units(_) => ColumnFile { kind, levels: None },
+            ColumnEncoding::Categorical { levels } => ColumnFile { kind, levels: Some(levels) },
+        }
+    }
+}
+
 impl ColumnEncoding {
+    /// A Bernoulli column.
+    pub const BERNOULLI: ColumnEncoding = ColumnEncoding::Units(VisibleKind::Bernoulli);
+    /// A Gaussian column.
+    pub const GAUSSIAN: ColumnEncoding = ColumnEncoding::Units(VisibleKind::Gaussian);
+
     /// The encoding of an elementwise unit kind (`None` for softmax, which needs levels).
     pub fn of_kind(kind: VisibleKind) -> Option<ColumnEncoding> {
-        match kind {
-            VisibleKind::Bernoulli => Some(ColumnEncoding::Bernoulli),
-            VisibleKind::Gaussian => Some(ColumnEncoding::Gaussian),
-            VisibleKind::Softmax => None,
-        }
+        kind.is_elementwise().then_some(ColumnEncoding::Units(kind))
     }
 
     /// The column's kind.
     pub fn kind(&self) -> ColumnKind {
         match self {
-            ColumnEncoding::Bernoulli => ColumnKind::Bernoulli,
-            ColumnEncoding::Gaussian => ColumnKind::Gaussian,
+            ColumnEncoding::Units(kind) => ColumnKind::Units(*kind),
             ColumnEncoding::Categorical { .. } => ColumnKind::Categorical,
         }
     }
@@ -81,27 +131,30 @@ impl ColumnEncoding {
     /// The visible group the column becomes.
     pub fn group(&self) -> VisibleGroup {
         match self {
-            ColumnEncoding::Bernoulli => VisibleGroup { kind: VisibleKind::Bernoulli, units: 1 },
-            ColumnEncoding::Gaussian => VisibleGroup { kind: VisibleKind::Gaussian, units: 1 },
+            ColumnEncoding::Units(kind) => VisibleGroup { kind: *kind, units: 1 },
             ColumnEncoding::Categorical { levels } => VisibleGroup { kind: VisibleKind::Softmax, units: levels.len() },
         }
     }
 
-    /// Why `value` cannot be a raw value of this column, if it cannot.
+    /// Whether the column's raw values are standardised before its unit sees them.
+    pub fn is_standardised(&self) -> bool {
+        matches!(self, ColumnEncoding::Units(kind) if kind.is_standardised())
+    }
+
+    /// Why `value` cannot be a raw value of this column, if it cannot: the unit kind's own
+    /// check, or for a categorical column an exact level index.
     pub fn check_raw(&self, value: f32) -> Option<&'static str> {
         if !value.is_finite() {
             return Some("value is not a finite number");
         }
         match self {
-            ColumnEncoding::Bernoulli if !(0.0..=1.0).contains(&value) => {
-                Some("Bernoulli visible units need values in [0, 1] (use Gaussian units for real-valued data)")
-            }
+            ColumnEncoding::Units(kind) => kind.check(&[value]).map(|(_, reason)| reason),
             ColumnEncoding::Categorical { levels }
                 if !(value >= 0.0 && value.fract() == 0.0 && (value as usize) < levels.len()) =>
             {
                 Some("not the index of one of the categorical column's levels")
             }
-            _ => None,
+            ColumnEncoding::Categorical { .. } => None,
         }
     }
 }
@@ -173,7 +226,7 @@ pub fn expand(columns: &[ColumnEncoding], raw: &DMatrix<f32>) -> DMatrix<f32> {
                     visible[unit + value as usize] = 1.0;
                     unit += levels.len();
                 }
-                _ => {
+                ColumnEncoding::Units(_) => {
                     visible[unit] = value;
                     unit += 1;
                 }
@@ -200,7 +253,7 @@ pub fn collapse(columns: &[ColumnEncoding], visible: &DMatrix<f32>) -> DMatrix<f
                         .fold((0, f32::NEG_INFINITY), |acc, (k, &x)| if x > acc.1 { (k, x) } else { acc });
                     best.0 as f32
                 }
-                _ => group[0],
+                ColumnEncoding::Units(_) => group[0],
             };
             unit += units;
         }
@@ -214,9 +267,9 @@ mod tests {
 
     fn mixed() -> Vec<ColumnEncoding> {
         vec![
-            ColumnEncoding::Gaussian,
+            ColumnEncoding::GAUSSIAN,
             ColumnEncoding::Categorical { levels: vec!["a".into(), "b".into(), "c".into()] },
-            ColumnEncoding::Bernoulli,
+            ColumnEncoding::BERNOULLI,
         ]
     }
 
@@ -258,8 +311,21 @@ mod tests {
 
     #[test]
     fn auto_kind_is_bernoulli_only_for_zero_one_columns() {
-        assert_eq!(ColumnKind::infer([0.0, 1.0, 1.0]), ColumnKind::Bernoulli);
-        assert_eq!(ColumnKind::infer([0.0, 0.5, 1.0]), ColumnKind::Gaussian);
-        assert_eq!(ColumnKind::infer([3.0, 1.0]), ColumnKind::Gaussian);
+        assert_eq!(ColumnKind::infer([0.0, 1.0, 1.0]), ColumnKind::Units(VisibleKind::Bernoulli));
+        assert_eq!(ColumnKind::infer([0.0, 0.5, 1.0]), ColumnKind::Units(VisibleKind::Gaussian));
+        assert_eq!(ColumnKind::infer([3.0, 1.0]), ColumnKind::Units(VisibleKind::Gaussian));
+    }
+
+    #[test]
+    fn column_kinds_are_named_by_the_unit_kinds_and_stored_by_name() {
+        assert_eq!(ColumnKind::names(), ["bernoulli", "gaussian", "categorical"]);
+        assert_eq!(ColumnKind::from_name("gaussian"), Some(ColumnKind::Units(VisibleKind::Gaussian)));
+        assert_eq!(ColumnKind::from_name("softmax"), None, "softmax units need levels: a categorical column");
+        let text = serde_json::to_string(&mixed()).unwrap();
+        assert_eq!(text, r#"[{"kind":"gaussian"},{"kind":"categorical","levels":["a","b","c"]},{"kind":"bernoulli"}]"#);
+        assert_eq!(serde_json::from_str::<Vec<ColumnEncoding>>(&text).unwrap(), mixed());
+        for bad in [r#"{"kind":"softmax"}"#, r#"{"kind":"categorical"}"#, r#"{"kind":"bernoulli","levels":[]}"#] {
+            assert!(serde_json::from_str::<ColumnEncoding>(bad).is_err(), "{bad} was accepted");
+        }
     }
 }

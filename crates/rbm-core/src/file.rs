@@ -61,7 +61,7 @@ pub struct Model {
 pub struct FitReport {
     /// Per-epoch statistics.
     pub history: Vec<EpochStats>,
-    /// Gaussian columns that were constant in the training data (kept with scale 1).
+    /// Standardised (Gaussian) columns that were constant in the training data (kept with scale 1).
     pub constant_features: Vec<usize>,
     /// Whether the callback stopped training early.
     pub stopped_early: bool,
@@ -85,9 +85,9 @@ impl Model {
         if let Some(v) = validation {
             check_raw(&columns, v).map_err(|e| RbmError::ValidationData(Box::new(e)))?;
         }
-        let gaussian: Vec<bool> = columns.iter().map(|c| *c == ColumnEncoding::Gaussian).collect();
-        let (standardization, constant_features) = if gaussian.contains(&true) {
-            let (s, constant) = Standardization::fit_columns(data, &gaussian, params.compress_heavy_tails);
+        let standardised: Vec<bool> = columns.iter().map(ColumnEncoding::is_standardised).collect();
+        let (standardization, constant_features) = if standardised.contains(&true) {
+            let (s, constant) = Standardization::fit_columns(data, &standardised, params.compress_heavy_tails);
             (Some(s), constant)
         } else {
             (None, Vec::new())
@@ -248,15 +248,17 @@ impl Model {
                 }
             }
             let identity_elsewhere = file.columns.iter().enumerate().all(|(i, c)| {
-                *c == ColumnEncoding::Gaussian
+                c.is_standardised()
                     || (s.mean[i] == 0.0 && s.scale[i] == 1.0 && s.compress.get(i).is_none_or(Option::is_none))
             });
             if !identity_elsewhere {
-                return Err(bad("standardization changes a column that is not Gaussian".into()));
+                return Err(bad(
+                    "standardization changes a column whose units do not standardise (not Gaussian)".into()
+                ));
             }
         }
-        if file.columns.contains(&ColumnEncoding::Gaussian) && file.standardization.is_none() {
-            return Err(bad("Gaussian visible units need a standardization block".into()));
+        if let Some(c) = file.columns.iter().find(|c| c.is_standardised()).filter(|_| file.standardization.is_none()) {
+            return Err(bad(format!("{} visible units need a standardization block", c.kind().name())));
         }
         if !file.feature_names.is_empty() {
             check_len("feature_names", file.feature_names.len(), n_columns)?;

@@ -389,7 +389,7 @@ mod tests {
         assert!(matches!(err, RbmError::DuplicateLevel { column: 0, .. }), "{err}");
         // A mixed layer takes the smallest learning rate of its kinds, and the Gaussian data-shape
         // defaults when it has Gaussian units.
-        let columns = vec![ColumnEncoding::Bernoulli, ColumnEncoding::Gaussian];
+        let columns = vec![ColumnEncoding::BERNOULLI, ColumnEncoding::GAUSSIAN];
         assert_eq!(TrainingParams::new(VisibleSpec::Columns(columns.clone()), 4).learning_rate, 0.005);
         let p = TrainingParams::for_data(VisibleSpec::Columns(columns), 2_000, 2);
         assert_eq!((p.n_hidden, p.persistent_chains, p.learning_rate), (8, Some(100), 0.001));

@@ -94,9 +94,9 @@ fn gaussian_model_keeps_its_values() {
 #[test]
 fn mixed_model_keeps_its_values() {
     let columns = vec![
-        ColumnEncoding::Gaussian,
+        ColumnEncoding::GAUSSIAN,
         ColumnEncoding::Categorical { levels: vec!["a".into(), "b".into(), "c".into()] },
-        ColumnEncoding::Bernoulli,
+        ColumnEncoding::BERNOULLI,
     ];
     let mut r = rng(4);
     let data = DMatrix::from_fn(3, 120, |i, s| match i {

@@ -20,7 +20,7 @@ fn levels(n: usize) -> ColumnEncoding {
 
 /// Bernoulli, Bernoulli, a 3-level group, Bernoulli, a 2-level group: 8 units, 48 states.
 fn discrete_columns() -> Vec<ColumnEncoding> {
-    vec![ColumnEncoding::Bernoulli, ColumnEncoding::Bernoulli, levels(3), ColumnEncoding::Bernoulli, levels(2)]
+    vec![ColumnEncoding::BERNOULLI, ColumnEncoding::BERNOULLI, levels(3), ColumnEncoding::BERNOULLI, levels(2)]
 }
 
 fn layer(columns: &[ColumnEncoding]) -> VisibleLayer {
@@ -93,7 +93,7 @@ fn as_matrix(states: &[Vec<f32>]) -> DMatrix<f32> {
 
 #[test]
 fn free_energy_of_a_mixed_layer_equals_brute_force() {
-    let columns = vec![ColumnEncoding::Gaussian, levels(3), ColumnEncoding::Bernoulli, ColumnEncoding::Bernoulli];
+    let columns = vec![ColumnEncoding::GAUSSIAN, levels(3), ColumnEncoding::BERNOULLI, ColumnEncoding::BERNOULLI];
     let rbm = random_layer_rbm(layer(&columns), 4, 1.5, 3);
     assert_eq!(rbm.layer().describe(), "1 gaussian + 1 softmax (3 units) + 2 bernoulli");
     let samples = [
@@ -121,7 +121,7 @@ fn exact_log_partition_of_mixed_layers_equals_enumeration_and_integration() {
     assert!((exact - brute).abs() < 1e-6 * brute.abs().max(1.0), "{exact} vs {brute}");
 
     // With a Gaussian unit: enumerate the discrete units, integrate the Gaussian one on a grid.
-    let columns = vec![levels(3), ColumnEncoding::Gaussian, ColumnEncoding::Bernoulli];
+    let columns = vec![levels(3), ColumnEncoding::GAUSSIAN, ColumnEncoding::BERNOULLI];
     let rbm = random_layer_rbm(layer(&columns), 3, 1.0, 9);
     let (lo, hi, n) = (-30.0f64, 30.0f64, 60_001usize);
     let step = (hi - lo) / (n - 1) as f64;
@@ -260,7 +260,7 @@ fn pseudo_likelihood_of_softmax_groups_equals_brute_force_conditionals() {
     let one = eval::pseudo_log_likelihood(&rbm, &data, eval::PseudoLikelihood::OneFeature { seed: 1 }).unwrap();
     assert!(one < 0.0 && one.is_finite());
     // Gaussian units are refused.
-    let gaussian = random_layer_rbm(layer(&[ColumnEncoding::Gaussian, levels(2)]), 2, 1.0, 1);
+    let gaussian = random_layer_rbm(layer(&[ColumnEncoding::GAUSSIAN, levels(2)]), 2, 1.0, 1);
     let x = DMatrix::from_column_slice(3, 1, &[0.5, 1.0, 0.0]);
     assert!(eval::pseudo_log_likelihood(&gaussian, &x, eval::PseudoLikelihood::AllFeatures).is_err());
 }
@@ -269,7 +269,7 @@ fn pseudo_likelihood_of_softmax_groups_equals_brute_force_conditionals() {
 fn training_on_mixed_columns_learns_what_independent_units_cannot() {
     // Raw data: a 3-level category that decides two bits (level 0 -> 00, 1 -> 11, 2 -> 10),
     // with 5% noise on the bits. The data's entropy is about 1.50 nats.
-    let columns = vec![levels(3), ColumnEncoding::Bernoulli, ColumnEncoding::Bernoulli];
+    let columns = vec![levels(3), ColumnEncoding::BERNOULLI, ColumnEncoding::BERNOULLI];
     let mut r = rng(2);
     let mut values = Vec::new();
     for s in 0..600 {

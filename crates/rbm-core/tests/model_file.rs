@@ -104,7 +104,7 @@ fn inconsistent_files_are_refused_with_the_reason() {
         (Box::new(|v| v["visible_bias"].as_array_mut().unwrap().push(0.5.into())), "visible_bias has 7"),
         (Box::new(|v| v["hidden_bias"] = serde_json::json!([])), "hidden_bias has 0"),
         (Box::new(|v| v["standardization"]["scale"][0] = (-1.0).into()), "scale"),
-        (Box::new(|v| v["standardization"] = serde_json::Value::Null), "Gaussian visible units need"),
+        (Box::new(|v| v["standardization"] = serde_json::Value::Null), "gaussian visible units need"),
         (Box::new(|v| v["columns"][0] = serde_json::json!({"kind": "softmax"})), "JSON"),
         (
             Box::new(|v| v["columns"][0] = serde_json::json!({"kind": "categorical", "levels": ["a", "a"]})),
@@ -160,9 +160,9 @@ fn prepare_checks_feature_count_and_values_against_the_model() {
 /// A mixed model: Gaussian, categorical (3 levels) and Bernoulli columns.
 fn trained_mixed() -> Model {
     let columns = vec![
-        ColumnEncoding::Gaussian,
+        ColumnEncoding::GAUSSIAN,
         ColumnEncoding::Categorical { levels: vec!["red".into(), "green".into(), "blue".into()] },
-        ColumnEncoding::Bernoulli,
+        ColumnEncoding::BERNOULLI,
     ];
     let mut r = rng(5);
     let data = nalgebra::DMatrix::from_fn(3, 60, |i, s| match i {

@@ -1,10 +1,16 @@
 //! Binary visible units: `p(v_i = 1 | h) = sigmoid(b_i + W_i h)`, energy `-b_i v_i`. Each unit is
 //! independent of the others given `h`, so a group of these is a run of units of any length.
 
-use rand_xoshiro::Xoshiro256PlusPlus;
+use rand::Rng;
 
 use crate::linalg::{sigmoid, softplus};
 use crate::rng::uniform01;
+
+/// Whether each unit is independent of the others given `h`.
+pub const ELEMENTWISE: bool = true;
+
+/// Whether raw column values are standardised before these units see them.
+pub const STANDARDISED: bool = false;
 
 /// The default learning rate for layers of these units (Hinton's guide: about 0.01-0.1 for
 /// binary data; 0.05 measured well on MNIST-shaped data, docs/benchmarks.md).
@@ -16,7 +22,7 @@ pub fn means(activations: &mut [f32]) {
 }
 
 /// `out[i] = 1` with probability `means[i]`, else 0: one uniform draw per unit.
-pub fn sample(means: &[f32], out: &mut [f32], rng: &mut Xoshiro256PlusPlus) {
+pub fn sample<R: Rng + ?Sized>(means: &[f32], out: &mut [f32], rng: &mut R) {
     for (o, &p) in out.iter_mut().zip(means) {
         *o = if uniform01(rng) < p { 1.0 } else { 0.0 };
     }

@@ -3,8 +3,14 @@
 //! of these is a run of units of any length. (A learned variance would be a per-unit parameter
 //! held by the group: see docs/architecture.md.)
 
+use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
-use rand_xoshiro::Xoshiro256PlusPlus;
+
+/// Whether each unit is independent of the others given `h`.
+pub const ELEMENTWISE: bool = true;
+
+/// Whether raw column values are standardised before these units see them.
+pub const STANDARDISED: bool = true;
 
 /// The default learning rate: Gaussian units' gradients are larger than binary ones' (Hinton's
 /// guide, section 13.2, suggests one or two orders of magnitude smaller steps).
@@ -14,7 +20,7 @@ pub const DEFAULT_LEARNING_RATE: f64 = 0.005;
 pub fn means(_activations: &mut [f32]) {}
 
 /// `out[i] = means[i] + N(0, 1)`.
-pub fn sample(means: &[f32], out: &mut [f32], rng: &mut Xoshiro256PlusPlus) {
+pub fn sample<R: Rng + ?Sized>(means: &[f32], out: &mut [f32], rng: &mut R) {
     for (o, &m) in out.iter_mut().zip(means) {
         let noise: f32 = StandardNormal.sample(rng);
         *o = m + noise;

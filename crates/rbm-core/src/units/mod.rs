@@ -6,115 +6,111 @@
 //! the group's values), the data check and the initial biases from data, and the default learning
 //! rate. Each works on one *group*: a slice of one sample's units (a run of independent units for
 //! Bernoulli and Gaussian kinds, exactly the K units of one categorical value for softmax). Every
-//! other part of the crate (Gibbs sampling, gradients, free energy, exact log Z, pseudo-likelihood)
-//! is written once against [`VisibleLayer`]. Adding a kind: docs/architecture.md.
+//! other part of the crate (Gibbs sampling, gradients, free energy, exact log Z, pseudo-likelihood,
+//! CSV columns of the kind) is written once against [`VisibleKind`] and [`VisibleLayer`]. Adding a
+//! kind is its module and one line in the `visible_kinds!` list below (docs/architecture.md).
 
 pub mod bernoulli;
 pub mod gaussian;
 pub mod softmax;
 
-use rand_xoshiro::Xoshiro256PlusPlus;
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RbmError, Result};
 
-/// The kind of a group of visible units (hidden units are always Bernoulli).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VisibleKind {
-    /// Binary units, `p(v_i = 1 | h) = sigmoid(b_i + W_i h)`. Data must lie in [0, 1].
-    Bernoulli,
-    /// Real-valued units with unit variance on standardised data, `v_i | h ~ N(b_i + W_i h, 1)`.
-    Gaussian,
-    /// One categorical value as K one-hot units, `p(v = e_k | h) = softmax(b + W h)_k`.
-    Softmax,
+/// Declares the visible unit kinds from one list: each entry names the variant, its module and
+/// its name in files and messages. `VisibleKind`'s methods dispatch to the module's functions and
+/// constants of the same names, so a new kind is its module and one line in this list.
+macro_rules! visible_kinds {
+    ($($(#[$doc:meta])* $kind:ident => $module:ident, $name:literal;)+) => {
+        /// The kind of a group of visible units (hidden units are always Bernoulli).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum VisibleKind {
+            $($(#[$doc])* #[serde(rename = $name)] $kind,)+
+        }
+
+        impl VisibleKind {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [VisibleKind] = &[$(VisibleKind::$kind),+];
+
+            /// The kind's name as used in files and messages.
+            pub fn name(self) -> &'static str {
+                match self { $(VisibleKind::$kind => $name,)+ }
+            }
+
+            /// The kind named `name`, if any.
+            pub fn from_name(name: &str) -> Option<VisibleKind> {
+                VisibleKind::ALL.iter().copied().find(|k| k.name() == name)
+            }
+
+            /// Whether each unit is independent of the others given `h` (so a group may be any
+            /// run of units, a CSV column may be one unit of this kind, and a layer of one such
+            /// kind may be processed element by element).
+            pub fn is_elementwise(self) -> bool {
+                match self { $(VisibleKind::$kind => $module::ELEMENTWISE,)+ }
+            }
+
+            /// Whether raw column values are standardised (per column, stored with the model)
+            /// before units of this kind see them.
+            pub fn is_standardised(self) -> bool {
+                match self { $(VisibleKind::$kind => $module::STANDARDISED,)+ }
+            }
+
+            /// The default learning rate for layers of this kind (a mixed layer takes the smallest).
+            pub fn default_learning_rate(self) -> f64 {
+                match self { $(VisibleKind::$kind => $module::DEFAULT_LEARNING_RATE,)+ }
+            }
+
+            /// `E[v | h]` of one group in place, from its activations `b + W h`.
+            #[inline]
+            pub fn means(self, activations: &mut [f32]) {
+                match self { $(VisibleKind::$kind => $module::means(activations),)+ }
+            }
+
+            /// Draws one group's values from its conditional means.
+            #[inline]
+            pub fn sample<R: Rng + ?Sized>(self, means: &[f32], out: &mut [f32], rng: &mut R) {
+                match self { $(VisibleKind::$kind => $module::sample(means, out, rng),)+ }
+            }
+
+            /// The visible part of the energy of one group's values, in f64.
+            #[inline]
+            pub fn energy(self, values: &[f32], bias: &[f32]) -> f64 {
+                match self { $(VisibleKind::$kind => $module::energy(values, bias),)+ }
+            }
+
+            /// `log` of the sum (or integral) over the group's values of
+            /// `exp(-energy(v, b) + v.(a - b))` given its activations `a = b + W h`. Summed over
+            /// groups, then log-sum-exp'd over hidden states, it gives the exact log partition
+            /// function.
+            #[inline]
+            pub fn log_partition(self, activations: &[f32], bias: &[f32]) -> f64 {
+                match self { $(VisibleKind::$kind => $module::log_partition(activations, bias),)+ }
+            }
+
+            /// The first unit of the group whose value this kind cannot take, and why.
+            #[inline]
+            pub fn check(self, values: &[f32]) -> Option<(usize, &'static str)> {
+                match self { $(VisibleKind::$kind => $module::check(values),)+ }
+            }
+
+            /// The initial visible biases of one group from its units' data means over
+            /// `samples` samples.
+            pub fn initial_bias(self, means: &[f64], samples: usize, out: &mut [f32]) {
+                match self { $(VisibleKind::$kind => $module::initial_bias(means, samples, out),)+ }
+            }
+        }
+    };
 }
 
-impl VisibleKind {
-    /// The kind's name as used in files and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            VisibleKind::Bernoulli => "bernoulli",
-            VisibleKind::Gaussian => "gaussian",
-            VisibleKind::Softmax => "softmax",
-        }
-    }
-
-    /// Whether each unit is independent of the others given `h` (so a group may be any run of
-    /// units, and a layer of one such kind may be processed element by element).
-    pub fn is_elementwise(self) -> bool {
-        !matches!(self, VisibleKind::Softmax)
-    }
-
-    /// The default learning rate for layers of this kind (a mixed layer takes the smallest).
-    pub fn default_learning_rate(self) -> f64 {
-        match self {
-            VisibleKind::Bernoulli => bernoulli::DEFAULT_LEARNING_RATE,
-            VisibleKind::Gaussian => gaussian::DEFAULT_LEARNING_RATE,
-            VisibleKind::Softmax => softmax::DEFAULT_LEARNING_RATE,
-        }
-    }
-
-    /// `E[v | h]` of one group in place, from its activations `b + W h`.
-    #[inline]
-    pub fn means(self, activations: &mut [f32]) {
-        match self {
-            VisibleKind::Bernoulli => bernoulli::means(activations),
-            VisibleKind::Gaussian => gaussian::means(activations),
-            VisibleKind::Softmax => softmax::means(activations),
-        }
-    }
-
-    /// Draws one group's values from its conditional means.
-    #[inline]
-    pub fn sample(self, means: &[f32], out: &mut [f32], rng: &mut Xoshiro256PlusPlus) {
-        match self {
-            VisibleKind::Bernoulli => bernoulli::sample(means, out, rng),
-            VisibleKind::Gaussian => gaussian::sample(means, out, rng),
-            VisibleKind::Softmax => softmax::sample(means, out, rng),
-        }
-    }
-
-    /// The visible part of the energy of one group's values, in f64.
-    #[inline]
-    pub fn energy(self, values: &[f32], bias: &[f32]) -> f64 {
-        match self {
-            VisibleKind::Bernoulli => bernoulli::energy(values, bias),
-            VisibleKind::Gaussian => gaussian::energy(values, bias),
-            VisibleKind::Softmax => softmax::energy(values, bias),
-        }
-    }
-
-    /// `log` of the sum (or integral) over the group's values of `exp(-energy(v, b) + v.(a - b))`
-    /// given its activations `a = b + W h`. Summed over groups, then log-sum-exp'd over hidden
-    /// states, it gives the exact log partition function.
-    #[inline]
-    pub fn log_partition(self, activations: &[f32], bias: &[f32]) -> f64 {
-        match self {
-            VisibleKind::Bernoulli => bernoulli::log_partition(activations, bias),
-            VisibleKind::Gaussian => gaussian::log_partition(activations, bias),
-            VisibleKind::Softmax => softmax::log_partition(activations, bias),
-        }
-    }
-
-    /// The first unit of the group whose value this kind cannot take, and why.
-    #[inline]
-    pub fn check(self, values: &[f32]) -> Option<(usize, &'static str)> {
-        match self {
-            VisibleKind::Bernoulli => bernoulli::check(values),
-            VisibleKind::Gaussian => gaussian::check(values),
-            VisibleKind::Softmax => softmax::check(values),
-        }
-    }
-
-    /// The initial visible biases of one group from its units' data means over `samples` samples.
-    pub fn initial_bias(self, means: &[f64], samples: usize, out: &mut [f32]) {
-        match self {
-            VisibleKind::Bernoulli => bernoulli::initial_bias(means, samples, out),
-            VisibleKind::Gaussian => gaussian::initial_bias(means, samples, out),
-            VisibleKind::Softmax => softmax::initial_bias(means, samples, out),
-        }
-    }
+visible_kinds! {
+    /// Binary units, `p(v_i = 1 | h) = sigmoid(b_i + W_i h)`. Data must lie in [0, 1].
+    Bernoulli => bernoulli, "bernoulli";
+    /// Real-valued units with unit variance on standardised data, `v_i | h ~ N(b_i + W_i h, 1)`.
+    Gaussian => gaussian, "gaussian";
+    /// One categorical value as K one-hot units, `p(v = e_k | h) = softmax(b + W h)_k`.
+    Softmax => softmax, "softmax";
 }
 
 /// A group of visible units of one kind: a run of `units` independent units (Bernoulli,

@@ -3,10 +3,16 @@
 //! `-sum_k b_k v_k`. The group's units are not independent given `h`, so one group is exactly one
 //! categorical variable and its K units.
 
-use rand_xoshiro::Xoshiro256PlusPlus;
+use rand::Rng;
 
 use crate::linalg::log_sum_exp;
 use crate::rng::uniform01;
+
+/// Whether each unit is independent of the others given `h`.
+pub const ELEMENTWISE: bool = false;
+
+/// Whether raw column values are standardised before these units see them.
+pub const STANDARDISED: bool = false;
 
 /// The default learning rate: a one-hot group's gradient is bounded like a binary unit's.
 pub const DEFAULT_LEARNING_RATE: f64 = 0.05;
@@ -24,7 +30,7 @@ pub fn means(activations: &mut [f32]) {
 
 /// The level drawn with one uniform number from the level probabilities `means` (the last
 /// level when rounding leaves the cumulative sum just below the draw).
-pub fn draw_level(means: &[f32], rng: &mut Xoshiro256PlusPlus) -> usize {
+pub fn draw_level<R: Rng + ?Sized>(means: &[f32], rng: &mut R) -> usize {
     let u = uniform01(rng);
     let mut cumulative = 0.0;
     for (k, &p) in means.iter().enumerate() {
@@ -37,7 +43,7 @@ pub fn draw_level(means: &[f32], rng: &mut Xoshiro256PlusPlus) -> usize {
 }
 
 /// `out` = the one-hot vector of a level drawn from `means`.
-pub fn sample(means: &[f32], out: &mut [f32], rng: &mut Xoshiro256PlusPlus) {
+pub fn sample<R: Rng + ?Sized>(means: &[f32], out: &mut [f32], rng: &mut R) {
     let level = draw_level(means, rng);
     out.fill(0.0);
     out[level] = 1.0;
