@@ -14,7 +14,7 @@ use rbm_core::{
 use serde_json::json;
 
 use crate::cli::{Columns, EvalArgs, InspectArgs, LogLikelihood, Method, SampleArgs, ScoreArgs, TrainArgs};
-use crate::table::{ColumnSpec, Fields, TableReader, read_all};
+use crate::table::{ColumnSpec, Fields, FirstText, TableReader, read_all, read_all_detecting};
 
 /// Rows read and scored at a time by `score`: memory stays flat on any file size.
 const SCORE_CHUNK_ROWS: usize = 4096;
@@ -131,19 +131,17 @@ fn encodings(
     overrides: &[(String, ColumnKind)],
 ) -> Result<VisibleSpec> {
     let names = reader.feature_names();
-    let chosen = |f: usize, name: &str| {
-        let by_number = (f + 1).to_string();
-        overrides.iter().rev().find(|(n, _)| n == name || *n == by_number).map(|(_, k)| *k)
-    };
-    for (name, _) in overrides {
-        let known = names.iter().enumerate().any(|(f, n)| n == name || (f + 1).to_string() == *name);
-        if !known {
+    // Names or 1-based column numbers of the file, as --label-column and --ignore-columns take them.
+    let mut chosen: Vec<Option<ColumnKind>> = vec![None; names.len()];
+    for (name, kind) in overrides {
+        let Some(f) = reader.feature_position(name) else {
             bail!("{}: --column-kinds names {name:?}, which is not a feature column", reader.path());
-        }
+        };
+        chosen[f] = Some(*kind);
     }
     let mut columns = Vec::with_capacity(names.len());
     for (f, name) in names.iter().enumerate() {
-        let kind = match (&reader.fields()[f], chosen(f, name), uniform) {
+        let kind = match (&reader.fields()[f], chosen[f], uniform) {
             (Fields::Levels { levels, .. }, _, _) => {
                 if levels.len() > rbm_core::columns::MAX_LEVELS {
                     bail!(
@@ -203,11 +201,12 @@ fn describe_columns(names: &[String], columns: &[ColumnEncoding]) -> String {
 
 /// Warns about columns that `--visible auto` made categorical because of a few text fields among
 /// numbers (most of their levels read as numbers): usually a typo or a missing-value marker.
-fn warn_numeric_categories(reader: &TableReader, columns: &[ColumnEncoding]) {
-    for ((name, column), first) in reader.feature_names().iter().zip(columns).zip(reader.first_text()) {
+/// `first_text` has, per feature column, the first text field found and its line.
+fn warn_numeric_categories(names: &[String], columns: &[ColumnEncoding], first_text: &[Option<(u64, String)>]) {
+    for ((name, column), first) in names.iter().zip(columns).zip(first_text) {
         let (ColumnEncoding::Categorical { levels }, Some((line, text))) = (column, first) else { continue };
         let numeric = levels.iter().filter(|l| l.parse::<f64>().is_ok()).count();
-        if levels.len() > 10 && numeric * 2 > levels.len() {
+        if numeric * 2 > levels.len() {
             eprintln!(
                 "warning: column {name} is categorical with {} levels, {numeric} of them numbers, because of text such as {text:?} (line {line}); if it is numeric, fix those fields or pass --column-kinds {name}=gaussian to see each",
                 levels.len()
@@ -255,6 +254,8 @@ fn read_validation(
 /// What `train` read: the training table, its encodings and the validation table.
 struct TrainingData {
     reader: TableReader,
+    /// Under `--visible auto`, per feature column, the first text field found and its line.
+    first_text: FirstText,
     lines: Vec<u64>,
     data: DMatrix<f32>,
     visible: VisibleSpec,
@@ -266,11 +267,23 @@ struct TrainingData {
 /// each column's encoding, and reads the validation file with the same columns.
 fn read_training(args: &TrainArgs, overrides: &[(String, ColumnKind)]) -> Result<TrainingData> {
     let mut table = spec(&args.columns);
-    table.categorical =
-        overrides.iter().filter(|(_, k)| *k == ColumnKind::Categorical).map(|(n, _)| n.clone()).collect();
+    let named = |categorical: bool| -> Vec<String> {
+        overrides
+            .iter()
+            .filter(|(_, k)| (*k == ColumnKind::Categorical) == categorical)
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    table.categorical = named(true);
     let uniform = VisibleKind::from_name(&args.visible); // None: auto
-    table.detect_text = uniform.is_none();
-    let (reader, chunk) = read_all(&args.input, &table)?;
+    let (reader, chunk, first_text) = match uniform {
+        // Auto: columns holding text are categorical, except those given a numeric kind.
+        None => read_all_detecting(&args.input, &table, &named(false))?,
+        Some(_) => {
+            let (reader, chunk) = read_all(&args.input, &table)?;
+            (reader, chunk, Vec::new())
+        }
+    };
     let n_features = reader.feature_names().len();
     let data = to_matrix(chunk.values, n_features)?;
     let visible = encodings(&reader, &data, uniform, overrides)?;
@@ -279,7 +292,7 @@ fn read_training(args: &TrainArgs, overrides: &[(String, ColumnKind)]) -> Result
         None => None,
         Some(path) => Some(read_validation(path, &args.columns, &reader)?),
     };
-    Ok(TrainingData { reader, lines: chunk.lines, data, visible, columns, validation })
+    Ok(TrainingData { reader, first_text, lines: chunk.lines, data, visible, columns, validation })
 }
 
 /// A progress bar of `len` steps drawn with `template`, when `show` is set and stderr is a terminal.
@@ -333,7 +346,8 @@ pub fn train(args: TrainArgs) -> Result<()> {
     let overrides = column_kinds(&args.column_kinds)?;
     apply_flags(TrainingParams::new(VisibleKind::Bernoulli, args.hidden.unwrap_or(1)), &args)?.check()?;
 
-    let TrainingData { reader, lines, data, visible, columns, validation } = read_training(&args, &overrides)?;
+    let TrainingData { reader, first_text, lines, data, visible, columns, validation } =
+        read_training(&args, &overrides)?;
     let features = reader.feature_names().to_vec();
     let layer = rbm_core::columns::layer_of(&columns)?;
     let rows = data.ncols();
@@ -343,7 +357,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         if let VisibleSpec::Columns(columns) = &visible {
             eprintln!("columns: {}", describe_columns(&features, columns));
         }
-        warn_numeric_categories(&reader, &columns);
+        warn_numeric_categories(&features, &columns, &first_text);
         eprintln!(
             "training RBM: {rows} rows x {} columns, visible units {}, {} hidden, {} epochs, batch {}, {}{}",
             features.len(),
@@ -509,7 +523,8 @@ pub fn sample(args: SampleArgs) -> Result<()> {
 }
 
 pub fn inspect(args: InspectArgs) -> Result<()> {
-    if rbm_core::file_format(&args.model)?.as_deref() == Some(rbm_recommend::FORMAT_NAME) {
+    let header = rbm_core::file_header(&args.model)?;
+    if header.as_ref().map(|h| h.format.as_str()) == Some(rbm_recommend::FORMAT_NAME) {
         return crate::recommend::inspect(&args.model, args.json);
     }
     let model = Model::load(&args.model)?;
@@ -517,7 +532,7 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
     let norm = rbm.weights_rms();
     let visible_name = rbm.visible_kind().map_or("mixed", VisibleKind::name);
     let summary = json!({
-        "format_version": rbm_core::FORMAT_VERSION,
+        "format_version": header.and_then(|h| h.version),
         "visible": visible_name,
         "columns": model.columns,
         "n_visible": rbm.n_visible(),

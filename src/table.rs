@@ -4,8 +4,9 @@
 //!
 //! A categorical column's values are read as level indices into the column's level names: a
 //! fixed list (a model's levels: an unknown level is an error) or one that grows as new levels
-//! appear (training). A field that reads as a number is named by its number, so `1`, `1.0` and
-//! `01` are one level.
+//! appear (training). A field that reads as a number is named by its value as a 64-bit float, so
+//! `1`, `1.0` and `01` are one level. Which columns hold text can be found first
+//! ([`read_all_detecting`]): a second pass then reads them as categorical.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -25,9 +26,8 @@ pub struct ColumnSpec {
     pub fields: Vec<Fields>,
     /// Columns (names or 1-based numbers) read as categorical, with levels found as they come.
     pub categorical: Vec<String>,
-    /// Numeric columns that meet text become categorical (training with `--visible auto`); only
-    /// while the whole table is read as one chunk.
-    pub detect_text: bool,
+    /// Columns (0-based positions in the file) read as categorical: what a detecting pass found.
+    pub categorical_positions: Vec<usize>,
 }
 
 /// How a feature column's fields are read.
@@ -48,10 +48,23 @@ pub enum Fields {
 /// The level name of a categorical field: its number when it reads as one, else its text.
 fn level_name(field: &str) -> String {
     match field.parse::<f64>() {
-        Ok(v) if v.is_finite() => (v as f32).to_string(),
+        Ok(v) if v.is_finite() => v.to_string(),
         _ => field.to_string(),
     }
 }
+
+/// Standard input read whole, so that it can be read twice (a detecting pass, then the data).
+#[derive(Clone)]
+struct Buffered(std::sync::Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Buffered {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Per feature column, the first field that is not a number, with its line (`None`: numbers only).
+pub type FirstText = Vec<Option<(u64, String)>>;
 
 /// A block of consecutive data rows.
 pub struct Chunk {
@@ -84,11 +97,8 @@ pub struct TableReader {
     fields: Vec<Fields>,
     /// Level name -> index, per categorical feature column.
     level_index: Vec<std::collections::HashMap<String, u32>>,
-    detect_text: bool,
-    rows_read: usize,
-    /// Per feature column: the first text field (and its line) that made it categorical under
-    /// `detect_text`.
-    first_text: Vec<Option<(u64, String)>>,
+    /// The header names (or `column N`), one per field of a line.
+    names: Vec<String>,
 }
 
 fn parses_as_number(field: &str) -> bool {
@@ -98,10 +108,15 @@ fn parses_as_number(field: &str) -> bool {
 impl TableReader {
     /// Opens `path` (`-` for standard input) and works out the columns.
     pub fn open(path: &str, spec: &ColumnSpec) -> Result<Self> {
-        let source: Box<dyn Read> = if path == "-" {
-            Box::new(std::io::stdin())
-        } else {
-            Box::new(BufReader::new(File::open(path).with_context(|| format!("{path}: cannot open"))?))
+        TableReader::open_from(path, spec, None)
+    }
+
+    /// [`TableReader::open`], reading standard input from `buffered` when given.
+    fn open_from(path: &str, spec: &ColumnSpec, buffered: Option<&Buffered>) -> Result<Self> {
+        let source: Box<dyn Read> = match (path, buffered) {
+            ("-", Some(bytes)) => Box::new(std::io::Cursor::new(bytes.clone())),
+            ("-", None) => Box::new(std::io::stdin()),
+            _ => Box::new(BufReader::new(File::open(path).with_context(|| format!("{path}: cannot open"))?)),
         };
         let mut records =
             csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(source).into_records();
@@ -145,11 +160,16 @@ impl TableReader {
         let feature_names = features.iter().map(|&i| names[i].clone()).collect();
         let mut fields = spec.fields.clone();
         fields.resize(features.len(), Fields::Numeric);
-        for wanted in &spec.categorical {
-            let column = find(wanted, "--column-kinds")?;
-            match features.iter().position(|&c| c == column) {
+        let named = spec.categorical.iter().map(|w| find(w, "--column-kinds")).collect::<Result<Vec<usize>>>()?;
+        for (column, wanted) in named.iter().zip(&spec.categorical) {
+            match features.iter().position(|c| c == column) {
                 Some(f) => fields[f] = Fields::Levels { levels: Vec::new(), fixed: false },
                 None => bail!("{path}: column {wanted:?} is given a kind but is not a feature (label or ignored)"),
+            }
+        }
+        for column in &spec.categorical_positions {
+            if let Some(f) = features.iter().position(|c| c == column) {
+                fields[f] = Fields::Levels { levels: Vec::new(), fixed: false };
             }
         }
         let level_index = fields
@@ -164,9 +184,7 @@ impl TableReader {
         Ok(TableReader {
             fields,
             level_index,
-            detect_text: spec.detect_text,
-            rows_read: 0,
-            first_text: vec![None; features.len()],
+            names,
             path: path.to_string(),
             records,
             pending: if has_header { None } else { Some(first) },
@@ -240,10 +258,6 @@ impl TableReader {
                             chunk.values.push(value as f32);
                             continue;
                         }
-                        Err(_) if self.detect_text && self.rows_read == 0 => {
-                            self.become_categorical(f, &mut chunk);
-                            self.first_text[f] = Some((line, field.to_string()));
-                        }
                         Err(_) => bail!(
                             "{}: line {line}, column {} ({}): {field:?} is not a number (a categorical column? train with --visible auto or --column-kinds {}=categorical)",
                             self.path,
@@ -270,7 +284,6 @@ impl TableReader {
             }
             chunk.lines.push(line);
         }
-        self.rows_read += chunk.rows();
         Ok(if chunk.rows() == 0 { None } else { Some(chunk) })
     }
 
@@ -279,10 +292,32 @@ impl TableReader {
         &self.fields
     }
 
-    /// Per feature column found to hold text (`detect_text`): the line and text of the first
-    /// such field.
-    pub fn first_text(&self) -> &[Option<(u64, String)>] {
-        &self.first_text
+    /// The feature position of a column given by name or 1-based number in the file (as
+    /// `--label-column` and `--ignore-columns` take them), if it is a feature.
+    pub fn feature_position(&self, wanted: &str) -> Option<usize> {
+        let column = self.names.iter().position(|n| n == wanted).or_else(|| match wanted.parse::<usize>() {
+            Ok(k) if k >= 1 && k <= self.width => Some(k - 1),
+            _ => None,
+        })?;
+        self.features.iter().position(|&c| c == column)
+    }
+
+    /// Reads every remaining row and says, per feature column, the first field that is not a
+    /// number (its line and text), skipping the feature positions in `numeric`.
+    fn scan_text(&mut self, numeric: &[usize]) -> Result<FirstText> {
+        let mut first: FirstText = vec![None; self.features.len()];
+        let mut records = self.pending.take().into_iter().map(Ok).chain(&mut self.records);
+        for record in &mut records {
+            let record = record.map_err(|e| csv_error(&self.path, e))?;
+            let line = record.position().map_or(0, |p| p.line());
+            for (f, &i) in self.features.iter().enumerate() {
+                let field = record.get(i).map_or("", str::trim);
+                if first[f].is_none() && !numeric.contains(&f) && !field.is_empty() && field.parse::<f64>().is_err() {
+                    first[f] = Some((line, field.to_string()));
+                }
+            }
+        }
+        Ok(first)
     }
 
     /// The index of `field`'s level in feature column `f`, adding a new level unless the list is
@@ -300,18 +335,6 @@ impl TableReader {
         let k = (levels.len() - 1) as u32;
         self.level_index[f].insert(name, k);
         Some(k)
-    }
-
-    /// Turns numeric feature column `f` into a categorical one, renaming the numbers already read
-    /// into this chunk (the table's only chunk) as levels.
-    fn become_categorical(&mut self, f: usize, chunk: &mut Chunk) {
-        self.fields[f] = Fields::Levels { levels: Vec::new(), fixed: false };
-        let width = self.features.len();
-        let rows = chunk.values.len() / width;
-        for r in 0..rows {
-            let value = chunk.values[r * width + f];
-            chunk.values[r * width + f] = self.level(f, &value.to_string()).expect("levels are not fixed") as f32;
-        }
     }
 
     fn column_name(&self, index: usize) -> String {
@@ -347,10 +370,40 @@ impl TableReader {
 
 /// Reads a whole table.
 pub fn read_all(path: &str, spec: &ColumnSpec) -> Result<(TableReader, Chunk)> {
-    let mut reader = TableReader::open(path, spec)?;
+    read_all_from(path, spec, None)
+}
+
+fn read_all_from(path: &str, spec: &ColumnSpec, buffered: Option<&Buffered>) -> Result<(TableReader, Chunk)> {
+    let mut reader = TableReader::open_from(path, spec, buffered)?;
     let chunk = reader.next_chunk(usize::MAX)?;
     let Some(chunk) = chunk else { bail!("{path}: no data rows (only a header)") };
     Ok((reader, chunk))
+}
+
+/// Reads a whole table in two passes: the first finds the feature columns holding text (except
+/// `numeric` ones, names or 1-based numbers, which stay numeric and so make such text an error),
+/// the second reads those as categorical. Standard input is read whole first. Also returns, per
+/// feature column, the first text field found (its line and text).
+pub fn read_all_detecting(
+    path: &str,
+    spec: &ColumnSpec,
+    numeric: &[String],
+) -> Result<(TableReader, Chunk, FirstText)> {
+    let buffered = if path == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin().read_to_end(&mut bytes).context("standard input")?;
+        Some(Buffered(std::sync::Arc::new(bytes)))
+    } else {
+        None
+    };
+    let mut scan = TableReader::open_from(path, spec, buffered.as_ref())?;
+    let forced: Vec<usize> = numeric.iter().filter_map(|w| scan.feature_position(w)).collect();
+    let first_text = scan.scan_text(&forced)?;
+    let mut spec = spec.clone();
+    spec.categorical_positions =
+        first_text.iter().enumerate().filter(|(_, t)| t.is_some()).map(|(f, _)| scan.features[f]).collect();
+    let (reader, chunk) = read_all_from(path, &spec, buffered.as_ref())?;
+    Ok((reader, chunk, first_text))
 }
 
 fn csv_error(path: &str, e: csv::Error) -> anyhow::Error {

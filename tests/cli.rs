@@ -429,6 +429,64 @@ fn mixed_columns_train_score_sample_and_inspect_with_auto_kinds() {
         rbm(d, &["train", "--input", "typo.csv", "--label-column", "label", "--visible", "auto", "--output", "t.json"]);
     assert_eq!(t.code, 0, "{}", t.stderr);
     assert!(t.stderr.contains("warning: column height is categorical") && t.stderr.contains("\"n/a\""), "{}", t.stderr);
+    // Given a numeric kind, the column stays numeric, and the text is an error that locates it.
+    expect_error(
+        d,
+        &[
+            "train",
+            "--input",
+            "typo.csv",
+            "--label-column",
+            "label",
+            "--visible",
+            "auto",
+            "--column-kinds",
+            "height=gaussian",
+            "--output",
+            "t.json",
+        ],
+        &["typo.csv", "column 1 (height)", "\"n/a\" is not a number"],
+    );
+    // A 0/1 column with a missing-value marker is warned about too.
+    std::fs::write(d.join("marker.csv"), "a,b\n1,0.5\n0,1.5\n?,2.5\n1,0.1\n").unwrap();
+    let t = rbm(d, &["train", "--input", "marker.csv", "--visible", "auto", "--output", "t.json", "--epochs", "1"]);
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    assert!(t.stderr.contains("column a is categorical with 3 levels, 2 of them numbers"), "{}", t.stderr);
+    // Auto detection reads standard input too (it is read twice).
+    let piped = rbm_in(
+        d,
+        &["train", "--input", "-", "--visible", "auto", "--output", "p.json", "--epochs", "1", "--quiet"],
+        &[],
+        Some("colour,x\nred,1\nblue,0\nred,1\n"),
+    );
+    assert_eq!(piped.code, 0, "{}", piped.stderr);
+    let model: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("p.json")).unwrap()).unwrap();
+    assert_eq!(model["columns"][0]["levels"], serde_json::json!(["red", "blue"]));
+    // Column numbers in --column-kinds count the file's columns, as --label-column does.
+    std::fs::write(d.join("numbered.csv"), "label,a,b\n0,1,5\n1,2,6\n0,1,7\n").unwrap();
+    let n = rbm(
+        d,
+        &[
+            "train",
+            "--input",
+            "numbered.csv",
+            "--label-column",
+            "1",
+            "--visible",
+            "gaussian",
+            "--column-kinds",
+            "2=categorical",
+            "--output",
+            "n.json",
+            "--epochs",
+            "1",
+            "--quiet",
+        ],
+    );
+    assert_eq!(n.code, 0, "{}", n.stderr);
+    let model: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("n.json")).unwrap()).unwrap();
+    assert_eq!(model["columns"][0], serde_json::json!({"kind": "categorical", "levels": ["1", "2"]}));
+    assert_eq!(model["columns"][1], serde_json::json!({"kind": "gaussian"}));
     let ids: String = std::iter::once("id,x\n".to_string()).chain((0..1200).map(|i| format!("u{i},1\n"))).collect();
     std::fs::write(d.join("ids.csv"), ids).unwrap();
     expect_error(

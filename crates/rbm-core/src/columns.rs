@@ -213,9 +213,15 @@ pub fn check_raw(columns: &[ColumnEncoding], raw: &DMatrix<f32>) -> Result<()> {
     Ok(())
 }
 
-/// Raw samples (`n_columns x n`, checked) as visible vectors (`n_visible x n`): categorical
-/// indices become one-hot groups, other values are copied.
-pub fn expand(columns: &[ColumnEncoding], raw: &DMatrix<f32>) -> DMatrix<f32> {
+/// Raw samples (`n_columns x n`) as visible vectors (`n_visible x n`): categorical indices
+/// become one-hot groups, other values are copied. Every value is checked first ([`check_raw`]).
+pub fn expand(columns: &[ColumnEncoding], raw: &DMatrix<f32>) -> Result<DMatrix<f32>> {
+    check_raw(columns, raw)?;
+    Ok(expand_checked(columns, raw))
+}
+
+/// [`expand`] of values already checked against `columns`.
+pub(crate) fn expand_checked(columns: &[ColumnEncoding], raw: &DMatrix<f32>) -> DMatrix<f32> {
     let nv: usize = columns.iter().map(|c| c.group().units).sum();
     let mut out = DMatrix::zeros(nv, raw.ncols());
     for (sample, mut visible) in raw.column_iter().zip(out.column_iter_mut()) {
@@ -238,7 +244,15 @@ pub fn expand(columns: &[ColumnEncoding], raw: &DMatrix<f32>) -> DMatrix<f32> {
 
 /// Visible vectors (`n_visible x n`) back to raw samples (`n_columns x n`): each softmax group
 /// becomes the index of its largest unit (the level drawn, for sampled one-hot groups).
-pub fn collapse(columns: &[ColumnEncoding], visible: &DMatrix<f32>) -> DMatrix<f32> {
+pub fn collapse(columns: &[ColumnEncoding], visible: &DMatrix<f32>) -> Result<DMatrix<f32>> {
+    let nv: usize = columns.iter().map(|c| c.group().units).sum();
+    if visible.nrows() != nv {
+        return Err(RbmError::ShapeMismatch {
+            what: "visible vectors for these columns",
+            expected: format!("{nv} rows, one per visible unit"),
+            found: format!("{} rows", visible.nrows()),
+        });
+    }
     let mut out = DMatrix::zeros(columns.len(), visible.ncols());
     for (v, mut sample) in visible.column_iter().zip(out.column_iter_mut()) {
         let mut unit = 0;
@@ -258,7 +272,7 @@ pub fn collapse(columns: &[ColumnEncoding], visible: &DMatrix<f32>) -> DMatrix<f
             unit += units;
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -278,10 +292,14 @@ mod tests {
         let raw = DMatrix::from_column_slice(3, 2, &[0.5, 2.0, 1.0, -1.0, 0.0, 0.0]);
         let columns = mixed();
         check_raw(&columns, &raw).unwrap();
-        let visible = expand(&columns, &raw);
+        let visible = expand(&columns, &raw).unwrap();
         assert_eq!(visible.column(0).as_slice(), &[0.5, 0.0, 0.0, 1.0, 1.0]);
         assert_eq!(visible.column(1).as_slice(), &[-1.0, 1.0, 0.0, 0.0, 0.0]);
-        assert_eq!(collapse(&columns, &visible), raw);
+        assert_eq!(collapse(&columns, &visible).unwrap(), raw);
+        // Out-of-range indices and shapes are errors, not panics or a neighbour's unit.
+        let bad = DMatrix::from_column_slice(3, 1, &[0.5, 3.0, 1.0]);
+        assert!(matches!(expand(&columns, &bad), Err(RbmError::InvalidValue { column: 1, .. })));
+        assert!(collapse(&columns, &DMatrix::zeros(4, 1)).is_err());
         let layer = layer_of(&columns).unwrap();
         assert_eq!(layer.n_visible(), 5);
         assert_eq!(layer.groups().len(), 3);

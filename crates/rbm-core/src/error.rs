@@ -59,6 +59,14 @@ pub enum RbmError {
         /// The most accepted.
         max: usize,
     },
+    /// The masked path's softmax groups have no levels or too many.
+    #[error("softmax inputs of the masked path need 1 to {max} levels (got {levels})")]
+    InvalidMaskedLevels {
+        /// The number of levels given.
+        levels: usize,
+        /// The most accepted.
+        max: usize,
+    },
     /// A categorical column names one level twice.
     #[error("categorical column {column} names level {level:?} twice")]
     DuplicateLevel {

@@ -169,7 +169,7 @@ impl Model {
         chains.advance(&self.rbm, gibbs_steps)?;
         let visible = chains.visible();
         let mut raw =
-            if columns::has_categorical(&self.columns) { columns::collapse(&self.columns, &visible) } else { visible };
+            if columns::has_categorical(&self.columns) { columns::collapse(&self.columns, &visible)? } else { visible };
         if let Some(s) = &self.standardization {
             s.invert(&mut raw)?;
         }
@@ -387,7 +387,14 @@ impl Envelope {
             ));
         }
         let open = || std::fs::File::open(path).map(|f| std::io::BufReader::with_capacity(1 << 20, f)).map_err(io);
-        let header: Header = serde_json::from_reader(open()?).map_err(|e| Envelope::json_error(path, e))?;
+        // The header from the file's head (where every writer puts it); a file whose head does
+        // not have it in that order is parsed once more, whole, for it.
+        let header = match file_header(path)? {
+            Some(FileHeader { format, version: Some(version) }) => {
+                Header { format: Some(format), version: Some(version) }
+            }
+            _ => serde_json::from_reader(open()?).map_err(|e| Envelope::json_error(path, e))?,
+        };
         let version = self.check(header, path)?;
         body(version, &mut open()?).map_err(|e| Envelope::json_error(path, e))
     }
@@ -410,21 +417,41 @@ impl Envelope {
 pub const MODEL_ENVELOPE: Envelope =
     Envelope { format: FORMAT_NAME, versions: &[1, FORMAT_VERSION], max_bytes: MAX_MODEL_FILE_BYTES };
 
-/// The `format` field of a model file written by this toolkit (an RBM's [`FORMAT_NAME`], or the
-/// recommender's), read from its first 4 KiB: every writer puts it first, so a loader can be
-/// chosen without parsing the file twice. `None` when the head holds no such field.
-pub fn file_format(path: &Path) -> Result<Option<String>> {
+/// The first two fields of a model file written by this toolkit, as found in its head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileHeader {
+    /// The `format` field: an RBM's [`FORMAT_NAME`], or the recommender's.
+    pub format: String,
+    /// The `version` field, when it follows `format` in the head.
+    pub version: Option<u64>,
+}
+
+/// The `format` and `version` fields of a model file, read from its first 4 KiB: every writer
+/// puts them first, so a loader can be chosen, and a file checked, without parsing it whole.
+/// `None` when the head holds no `format` field.
+pub fn file_header(path: &Path) -> Result<Option<FileHeader>> {
     use std::io::Read;
     let io = |source: std::io::Error| RbmError::Io { path: path.to_path_buf(), source };
-    let mut head = vec![0u8; 4096];
-    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(io)?;
-    let text = String::from_utf8_lossy(&head[..n]);
-    let value = (|| {
-        let rest =
-            text[text.find("\"format\"")? + 8..].trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
-        Some(rest[..rest.find('"')?].to_owned())
+    let mut head = Vec::with_capacity(4096);
+    std::fs::File::open(path).and_then(|f| f.take(4096).read_to_end(&mut head)).map_err(io)?;
+    Ok(scan_header(&String::from_utf8_lossy(&head)))
+}
+
+/// `{"format": "...", "version": N` at the start of a JSON text (the version only when it is the
+/// very next field, as the toolkit's writers put it).
+fn scan_header(text: &str) -> Option<FileHeader> {
+    let rest = text.trim_start().strip_prefix('{')?.trim_start().strip_prefix("\"format\"")?;
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let end = rest.find('"')?;
+    let format = rest[..end].to_owned();
+    let version = (|| {
+        let rest = rest[end + 1..].trim_start().strip_prefix(',')?.trim_start().strip_prefix("\"version\"")?;
+        let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let after = rest[digits.len()..].trim_start();
+        (after.starts_with(',') || after.starts_with('}')).then(|| digits.parse().ok()).flatten()
     })();
-    Ok(value)
+    Some(FileHeader { format, version })
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to disk,
@@ -466,7 +493,7 @@ fn to_visible<'a>(
         None => Cow::Borrowed(raw),
     };
     Ok(if columns::has_categorical(columns) {
-        Cow::Owned(columns::expand(columns, &standardised))
+        Cow::Owned(columns::expand_checked(columns, &standardised))
     } else {
         standardised
     })

@@ -74,6 +74,9 @@ impl ChainBuffers {
 pub struct PersistentChains {
     buffers: ChainBuffers,
     streams: RandomStreams,
+    /// The shape of the model the chains were made for.
+    n_visible: usize,
+    n_hidden: usize,
 }
 
 impl PersistentChains {
@@ -86,7 +89,7 @@ impl PersistentChains {
         rbm.visible_means_into(&buffers.hidden, n_chains, &mut buffers.visible_means);
         streams.visible(rbm.layer(), &buffers.visible_means, &mut buffers.visible);
         // `advance` computes p(h | v) before stepping, so nothing more here.
-        PersistentChains { buffers, streams }
+        PersistentChains { buffers, streams, n_visible: rbm.n_visible(), n_hidden: rbm.n_hidden() }
     }
 
     /// Chains started at the columns of `start` (`n_visible x n_chains`).
@@ -94,7 +97,8 @@ impl PersistentChains {
         rbm.check_visible_rows("chain start", start.nrows())?;
         let mut buffers = ChainBuffers::new(rbm.n_visible(), rbm.n_hidden(), start.ncols());
         buffers.visible.copy_from_slice(start.as_slice());
-        Ok(PersistentChains { buffers, streams: RandomStreams::new(seed) })
+        let (n_visible, n_hidden) = (rbm.n_visible(), rbm.n_hidden());
+        Ok(PersistentChains { buffers, streams: RandomStreams::new(seed), n_visible, n_hidden })
     }
 
     /// Number of chains.
@@ -110,7 +114,7 @@ impl PersistentChains {
     /// Advances every chain by `steps` Gibbs steps under `rbm` (whose parameters may have changed
     /// since the last call; its shape must be the one the chains were made for).
     pub fn advance(&mut self, rbm: &Rbm, steps: usize) -> Result<()> {
-        let (nv, nh) = (self.n_visible(), self.buffers.hidden.len() / self.buffers.cols.max(1));
+        let (nv, nh) = (self.n_visible, self.n_hidden);
         if (rbm.n_visible(), rbm.n_hidden()) != (nv, nh) {
             return Err(RbmError::ShapeMismatch {
                 what: "model for these chains",
@@ -123,18 +127,14 @@ impl PersistentChains {
         Ok(())
     }
 
-    fn n_visible(&self) -> usize {
-        self.buffers.visible.len() / self.buffers.cols.max(1)
-    }
-
     /// The chains' current visible states, `n_visible x n_chains`.
     pub fn visible(&self) -> DMatrix<f32> {
-        DMatrix::from_column_slice(self.n_visible(), self.buffers.cols, &self.buffers.visible)
+        DMatrix::from_column_slice(self.n_visible, self.buffers.cols, &self.buffers.visible)
     }
 
     /// The chains' `E[v | h]` from the last step (less noisy than the samples), `n_visible x n_chains`.
     pub fn visible_means(&self) -> DMatrix<f32> {
-        DMatrix::from_column_slice(self.n_visible(), self.buffers.cols, &self.buffers.visible_means)
+        DMatrix::from_column_slice(self.n_visible, self.buffers.cols, &self.buffers.visible_means)
     }
 }
 

@@ -1,9 +1,11 @@
 //! # rbm-core
 //!
-//! Restricted Boltzmann Machines: Bernoulli or Gaussian visible units and Bernoulli hidden units,
-//! block Gibbs sampling, CD-k and persistent CD training with momentum, weight decay and a
-//! sparsity target, free energy, reconstruction error, pseudo-log-likelihood, exact log partition
-//! function and log-likelihood for small models, and a versioned JSON model file.
+//! Restricted Boltzmann Machines: Bernoulli, Gaussian and softmax (categorical) visible units,
+//! mixed in one layer ([`VisibleLayer`], one module per kind in [`units`]), and Bernoulli hidden
+//! units; block Gibbs sampling, CD-k and persistent CD training with momentum, weight decay and a
+//! sparsity target; the masked per-case path for sparse data ([`masked`]); free energy,
+//! reconstruction error, pseudo-log-likelihood, exact log partition function and log-likelihood
+//! for small models; and versioned JSON model files.
 //!
 //! Data are `nalgebra::DMatrix<f32>` of shape `n_features x n_samples` (one column per sample;
 //! see [`samples_from_row_major`]). The mathematics, with the shapes used here, is in
@@ -44,8 +46,8 @@ pub mod units;
 pub use columns::{ColumnEncoding, ColumnKind};
 pub use error::{RbmError, Result};
 pub use file::{
-    Envelope, FORMAT_NAME, FORMAT_VERSION, FitReport, MAX_MODEL_FILE_BYTES, MODEL_ENVELOPE, Model, Provenance,
-    file_format, write_atomically, write_atomically_with,
+    Envelope, FORMAT_NAME, FORMAT_VERSION, FileHeader, FitReport, MAX_MODEL_FILE_BYTES, MODEL_ENVELOPE, Model,
+    Provenance, file_header, write_atomically, write_atomically_with,
 };
 pub use gibbs::{PersistentChains, gibbs_sample};
 pub use linalg::{log_add_exp, log_sum_exp, sigmoid, softplus};

@@ -168,7 +168,7 @@ impl ConditionalRbm {
             return Err(RbmError::InvalidHiddenUnits(0));
         }
         Ok(ConditionalRbm {
-            rbm: Rbm::zeros(layer, n_hidden),
+            rbm: Rbm::zeros(layer, n_hidden)?,
             levels,
             conditioning: conditional.then(|| DMatrix::zeros(n_hidden, n_inputs)),
         })
@@ -275,7 +275,7 @@ impl ConditionalRbm {
 /// `n_inputs` softmax groups of `levels` units.
 fn softmax_layer(n_inputs: usize, levels: usize) -> Result<VisibleLayer> {
     if levels == 0 || levels > MAX_MASKED_LEVELS {
-        return Err(RbmError::InvalidLevels { column: 0, levels, max: MAX_MASKED_LEVELS });
+        return Err(RbmError::InvalidMaskedLevels { levels, max: MAX_MASKED_LEVELS });
     }
     VisibleLayer::new((0..n_inputs).map(|_| VisibleGroup { kind: VisibleKind::Softmax, units: levels }))
 }
@@ -504,6 +504,28 @@ pub struct Validation<'a> {
     pub level_values: &'a [f32],
 }
 
+impl Validation<'_> {
+    /// Fails unless every target's case and input are in range and there is a value per level.
+    fn check(&self, n_cases: usize, n_inputs: usize, levels: usize) -> Result<()> {
+        if self.level_values.len() != levels {
+            return Err(RbmError::ShapeMismatch {
+                what: "validation level values",
+                expected: format!("{levels} values, one per level"),
+                found: format!("{} values", self.level_values.len()),
+            });
+        }
+        let out_of_range = |&&(c, i, _): &&(u32, u32, f32)| c as usize >= n_cases || i as usize >= n_inputs;
+        if let Some(&(c, i, _)) = self.targets.iter().find(out_of_range) {
+            return Err(RbmError::ShapeMismatch {
+                what: "validation targets",
+                expected: format!("cases below {n_cases} and inputs below {n_inputs}"),
+                found: format!("case {c}, input {i}"),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Momentum buffers, shaped like the parameters.
 struct Velocity {
     weights: Vec<f32>,
@@ -548,6 +570,9 @@ pub fn train(
     mut on_epoch: impl FnMut(&MaskedEpoch) -> ControlFlow<()>,
 ) -> Result<(ConditionalRbm, Vec<MaskedEpoch>)> {
     cases.check(n_inputs, levels)?;
+    if let Some(v) = validation {
+        v.check(cases.len(), n_inputs, levels)?;
+    }
     let mut model = initialise(cases, n_inputs, levels, params)?;
     let mut velocity = Velocity {
         weights: vec![0.0; model.rbm.weights().len()],
@@ -857,6 +882,13 @@ pub fn batch_gradient(
     stream: u64,
 ) -> Result<MaskedGradient> {
     cases.check(model.n_inputs(), model.levels)?;
+    if let Some(&c) = batch.iter().find(|&&c| c as usize >= cases.len()) {
+        return Err(RbmError::ShapeMismatch {
+            what: "batch",
+            expected: format!("case indices below {}", cases.len()),
+            found: format!("case {c}"),
+        });
+    }
     let (f, kk, n_inputs) = (model.n_hidden(), model.levels, model.n_inputs());
     let mut phases = Phases::default();
     phases.run(model, cases, batch, Sampling { steps: steps.max(1), reconstruction, seed, epoch: stream });
@@ -1044,6 +1076,18 @@ mod tests {
         let err = train(&cases, 6, 2, &p, None, |_| ControlFlow::Continue(())).unwrap_err();
         assert!(err.to_string().contains("level 2"), "{err}");
         assert!(train(&cases, 6, 3, &p, None, |_| ControlFlow::Continue(())).is_ok());
+        // Validation targets and batches out of range are refused too.
+        let values = [1.0, 2.0, 3.0];
+        for (targets, level_values) in
+            [(&[(2u32, 0u32, 1.0f32)][..], &values[..]), (&[(0, 9, 1.0)], &values), (&[], &values[..2])]
+        {
+            let v = Validation { targets, level_values };
+            assert!(train(&cases, 6, 3, &p, Some(&v), |_| ControlFlow::Continue(())).is_err(), "{targets:?}");
+        }
+        let model = ConditionalRbm::zeros(6, 3, 2, true).unwrap();
+        assert!(batch_gradient(&model, &cases, &[0, 2], 1, Reconstruction::Sampled, 0, 0).is_err());
+        assert!(ConditionalRbm::zeros(6, 0, 2, true).unwrap_err().to_string().contains("got 0"));
+        assert!(ConditionalRbm::zeros(6, 3, 0, true).is_err());
     }
 
     #[test]

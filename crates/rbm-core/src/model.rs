@@ -52,15 +52,18 @@ pub struct Rbm {
 }
 
 impl Rbm {
-    /// A model with all parameters zero.
-    pub fn zeros(layer: VisibleLayer, n_hidden: usize) -> Self {
+    /// A model with all parameters zero; refuses a hidden layer of no units.
+    pub fn zeros(layer: VisibleLayer, n_hidden: usize) -> Result<Self> {
+        if n_hidden == 0 {
+            return Err(RbmError::InvalidHiddenUnits(0));
+        }
         let n_visible = layer.n_visible();
-        Rbm {
+        Ok(Rbm {
             layer,
             weights: DMatrix::zeros(n_hidden, n_visible),
             visible_bias: DVector::zeros(n_visible),
             hidden_bias: DVector::zeros(n_hidden),
-        }
+        })
     }
 
     /// A model from given parameters (`weights` is `n_hidden x n_visible`, see [`Rbm::weights`]),

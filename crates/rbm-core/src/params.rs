@@ -55,10 +55,7 @@ impl VisibleSpec {
 
     /// The unit kinds present.
     fn kinds(&self) -> Vec<VisibleKind> {
-        [VisibleKind::Bernoulli, VisibleKind::Gaussian, VisibleKind::Softmax]
-            .into_iter()
-            .filter(|&k| self.has(k))
-            .collect()
+        VisibleKind::ALL.iter().copied().filter(|&k| self.has(k)).collect()
     }
 
     /// The default learning rate: the smallest of the kinds' defaults (the most sensitive kind

@@ -55,7 +55,8 @@ pub enum Stream {
 }
 
 impl Stream {
-    /// The stream number. The values are those of earlier builds, so seeds keep their draws.
+    /// The stream number. The values are those the recommender used before it moved onto the
+    /// core, so shuffles, hold-outs, splits and synthetic data keep their draws for a seed.
     fn id(self) -> u64 {
         match self {
             Stream::Gibbs { epoch } => epoch,
@@ -82,7 +83,9 @@ pub fn shuffle<T, R: Rng + ?Sized>(items: &mut [T], rng: &mut R) {
 }
 
 /// `n_hidden x n_visible` weights drawn from `N(0, scale^2)`, visible unit by visible unit within
-/// each hidden unit (the order of the first builds, so seeds keep their initial weights).
+/// each hidden unit (the dense trainer's order since its first build, so its seeds keep their
+/// initial weights; the recommender drew unit by unit before it used this, so its initial weights
+/// changed once).
 pub(crate) fn normal_weights<R: Rng + ?Sized>(
     n_hidden: usize,
     n_visible: usize,

@@ -200,7 +200,7 @@ impl Trainer {
         let means: Vec<f64> = sums.iter().map(|s| s / data.ncols() as f64).collect();
         let mut initial_bias = vec![0f32; nv];
         layer.initial_bias(&means, data.ncols(), &mut initial_bias);
-        let mut rbm = Rbm::zeros(layer, nh);
+        let mut rbm = Rbm::zeros(layer, nh)?;
         let mut streams = RandomStreams::new(params.seed);
         {
             let (weights, visible_bias, _) = rbm.parameters_mut();

@@ -66,14 +66,14 @@ fn exact_log_partition_of_gaussian_units_matches_numerical_integration() {
 
 #[test]
 fn exact_log_partition_refuses_large_hidden_layers() {
-    let rbm = Rbm::zeros(VisibleLayer::uniform(VisibleKind::Bernoulli, 3).unwrap(), 26);
+    let rbm = Rbm::zeros(VisibleLayer::uniform(VisibleKind::Bernoulli, 3).unwrap(), 26).unwrap();
     let err = eval::log_partition_exact(&rbm).unwrap_err();
     assert!(matches!(err, rbm_core::RbmError::TooLargeForExact { n_hidden: 26, max: 25 }), "{err}");
 }
 
 #[test]
 fn exact_log_likelihood_of_a_zero_model_is_uniform() {
-    let rbm = Rbm::zeros(VisibleLayer::uniform(VisibleKind::Bernoulli, 5).unwrap(), 4);
+    let rbm = Rbm::zeros(VisibleLayer::uniform(VisibleKind::Bernoulli, 5).unwrap(), 4).unwrap();
     let log_z = eval::log_partition_exact(&rbm).unwrap();
     let ll = eval::mean_log_likelihood(&rbm, &all_binary(5), log_z).unwrap();
     assert!((ll - 5.0 * 0.5f64.ln()).abs() < 1e-9, "{ll}");
@@ -455,4 +455,20 @@ fn sparsity_target_pulls_mean_hidden_activation_towards_it() {
     let free = mean_activation(None);
     let sparse = mean_activation(Some(rbm_core::Sparsity { target: 0.05, cost: 1.0 }));
     assert!(sparse < 0.15 && sparse < free - 0.1, "mean activation {sparse} with a 0.05 target, {free} without");
+}
+
+#[test]
+fn degenerate_shapes_are_errors_or_empty_results_not_panics() {
+    let layer = VisibleLayer::uniform(VisibleKind::Bernoulli, 3).unwrap();
+    assert!(matches!(Rbm::zeros(layer, 0), Err(rbm_core::RbmError::InvalidHiddenUnits(0))));
+    assert!(VisibleLayer::uniform(VisibleKind::Gaussian, 0).is_err());
+    let rbm = random_rbm(VisibleKind::Bernoulli, 3, 2, 1.0, 1);
+    let none = rbm_core::gibbs_sample(&rbm, &DMatrix::zeros(3, 0), 5, 0).unwrap();
+    assert_eq!(none.shape(), (3, 0));
+    let err = rbm_core::gibbs_sample(&rbm, &DMatrix::zeros(4, 2), 5, 0).unwrap_err();
+    assert!(err.to_string().contains("3 rows"), "{err}");
+    assert!(rbm.hidden_probabilities(&DMatrix::zeros(2, 1)).is_err());
+    assert!(rbm.visible_means(&DMatrix::zeros(3, 1)).is_err());
+    assert!(rbm.free_energy(&DMatrix::zeros(4, 1)).is_err());
+    assert!(rbm.energy(&[0.0; 3], &[0.0; 3]).is_err());
 }

@@ -208,11 +208,20 @@ fn version_1_files_are_read_as_one_kind_for_every_column() {
 }
 
 #[test]
-fn file_format_reads_the_format_field_from_the_head() {
+fn file_header_reads_format_and_version_from_the_head() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.json");
     trained(VisibleKind::Bernoulli).save(&path).unwrap();
-    assert_eq!(rbm_core::file_format(&path).unwrap().as_deref(), Some(rbm_core::FORMAT_NAME));
+    let header = rbm_core::file_header(&path).unwrap().unwrap();
+    assert_eq!((header.format.as_str(), header.version), (rbm_core::FORMAT_NAME, Some(2)));
     std::fs::write(&path, "[1, 2, 3]").unwrap();
-    assert_eq!(rbm_core::file_format(&path).unwrap(), None);
+    assert_eq!(rbm_core::file_header(&path).unwrap(), None);
+    // A file with the fields in another order still loads (its header is parsed in full).
+    let model = trained(VisibleKind::Bernoulli);
+    let text = model.to_json().replacen("\"version\": 2,", "", 1);
+    let text = format!("{}, \"version\": 2}}", text.trim_end().strip_suffix('}').unwrap());
+    std::fs::write(&path, &text).unwrap();
+    let header = rbm_core::file_header(&path).unwrap().unwrap();
+    assert_eq!(header.version, None, "the version is not the field after the format");
+    assert_eq!(Model::load(&path).unwrap(), model);
 }

@@ -5,7 +5,6 @@
 
 use rand::Rng;
 
-use crate::linalg::log_sum_exp;
 use crate::rng::uniform01;
 
 /// Whether each unit is independent of the others given `h`.
@@ -54,10 +53,11 @@ pub fn energy(values: &[f32], bias: &[f32]) -> f64 {
     values.iter().zip(bias).map(|(&v, &b)| -(b as f64) * v as f64).sum()
 }
 
-/// `log sum_k exp(a_k)`: the group sums over its K one-hot states.
+/// `log sum_k exp(a_k)`: the group sums over its K one-hot states (stable: the largest is taken
+/// out first).
 pub fn log_partition(activations: &[f32], _bias: &[f32]) -> f64 {
-    let a: Vec<f64> = activations.iter().map(|&a| a as f64).collect();
-    log_sum_exp(&a)
+    let max = activations.iter().map(|&a| a as f64).fold(f64::NEG_INFINITY, f64::max);
+    max + activations.iter().map(|&a| (a as f64 - max).exp()).sum::<f64>().ln()
 }
 
 /// Why `values` is not a one-hot vector, if it is not (the unit named is the first offending one).
