@@ -600,7 +600,8 @@ pub fn train(
             phases.run(&model, cases, batch, sampling);
             touch.build(n_inputs, batch.iter().map(|&c| cases.observed(c as usize).0));
             let scale = params.gradient_scale;
-            update_inputs(&mut model, &mut velocity, cases, batch, &phases, &touch, scale, (weights, biases));
+            let view = BatchView { cases, batch, phases: &phases, touch: &touch };
+            update_inputs(&mut model, &mut velocity, view, scale, (weights, biases));
             if model.conditioning.is_some() {
                 implicit_touch.build(n_inputs, batch.iter().map(|&c| cases.implicit(c as usize)));
                 update_conditioning(&mut model, &mut velocity, &phases, &implicit_touch, batch.len(), scale, weights);
@@ -925,19 +926,25 @@ pub struct MaskedGradient {
     pub conditioning: Option<DMatrix<f32>>,
 }
 
+/// One batch's cases and phase statistics, and which batch values observe each input.
+#[derive(Clone, Copy)]
+struct BatchView<'a> {
+    cases: &'a Cases,
+    batch: &'a [u32],
+    phases: &'a Phases,
+    touch: &'a Touches,
+}
+
 /// Gradient step on `W` and `b`, input by input in parallel (each input's columns belong to one
-/// task). `rates` are the weights' and the biases' steps.
-#[allow(clippy::too_many_arguments)] // the pieces of one update, each borrowed differently
+/// task), with the weights' and the biases' steps.
 fn update_inputs(
     model: &mut ConditionalRbm,
     velocity: &mut Velocity,
-    cases: &Cases,
-    batch: &[u32],
-    phases: &Phases,
-    touch: &Touches,
+    view: BatchView,
     scale: GradientScale,
     (weights_step, bias_step): (Sgd, Sgd),
 ) {
+    let BatchView { cases, batch, phases, touch } = view;
     let (f, kk) = (model.n_hidden(), model.levels);
     let (w, b, _) = model.rbm.parameters_mut();
     w.as_mut_slice()
