@@ -60,6 +60,12 @@ impl OutPtr {
     }
 }
 
+/// Block boundaries fall on multiples of this: the largest register tile of matrixmultiply's f32
+/// kernels (16 x 16 with AVX-512; 8 x 8 with AVX/FMA). The kernel computes an edge tile through a
+/// masked buffer, rounding `alpha AB + beta C` differently from a full tile; with boundaries on
+/// tile multiples every element is in the same kind of tile whatever the number of blocks.
+const KERNEL_TILE: usize = 16;
+
 /// Products smaller than this many multiply-adds run as one call: rayon's overhead would dominate.
 const PARALLEL_MIN_WORK: usize = 1 << 16;
 
@@ -120,17 +126,17 @@ pub(crate) fn gemm(alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mu
         run_cols(0, n);
         return;
     }
-    // One block per thread, each at least 64 rows or columns. The split changes nothing in the
-    // result: the kernel sums each element over the inner dimension in the same order (fixed kc
-    // blocking, register accumulation), wherever the element sits in its block; the test below
-    // checks one against two threads bit for bit.
+    // One block per thread, each at least 64 rows or columns, boundaries on kernel tiles. The split
+    // changes nothing in the result: the kernel sums each element over the inner dimension in the
+    // same order (fixed kc blocking, register accumulation), and every element stays in the same
+    // kind of tile (full or edge); the tests below check one against two and three threads.
     let (split_rows, len) = if m >= n { (true, m) } else { (false, n) };
     let blocks = rayon::current_num_threads().min(len / 64).max(1);
     if blocks == 1 {
         run_cols(0, n);
         return;
     }
-    let block = len.div_ceil(blocks).next_multiple_of(8);
+    let block = len.div_ceil(blocks).next_multiple_of(KERNEL_TILE);
     (0..len.div_ceil(block)).into_par_iter().for_each(|i| {
         let (start, end) = (i * block, ((i + 1) * block).min(len));
         if split_rows { run_rows(start, end) } else { run_cols(start, end) }
@@ -255,6 +261,30 @@ mod tests {
             })
         };
         assert_eq!(run(1), run(2));
+    }
+
+    /// Regression: blocks split at a multiple of 8 columns put an edge tile of the 16-wide kernel
+    /// mid-matrix, so the CD gradient (`alpha` != 1, `beta` != 0) of a 64 x 784 model differed in
+    /// the last bit between 1 and 2 threads, and so did the trained models.
+    #[test]
+    fn gemm_with_alpha_and_beta_is_identical_on_one_two_and_three_threads() {
+        let fill = |n: usize, s: u32| {
+            (0..n).map(|i| (((i as u32).wrapping_mul(2654435761) ^ s) % 1000) as f32 / 500.0 - 1.0).collect::<Vec<_>>()
+        };
+        let (nh, nv, b) = (64usize, 784usize, 100usize);
+        let (h, v) = (fill(nh * b, 2), fill(nv * b, 3));
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                // out (n_hidden x n_visible) = 0.9 out + 0.01 h (n_hidden x B) * v^T (B x n_visible)
+                let mut c = fill(nh * nv, 4);
+                gemm(0.01, Operand::new(&h, nh, b), Operand::new(&v, nv, b).t(), 0.9, &mut c);
+                c
+            })
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
     }
 
     #[test]
