@@ -185,19 +185,16 @@ impl ConditionalRbm {
                 found: rbm.layer().describe(),
             });
         }
-        if let Some(d) = &conditioning {
-            if d.shape() != (rbm.n_hidden(), n_inputs) {
-                return Err(RbmError::ShapeMismatch {
-                    what: "conditioning matrix",
-                    expected: format!("{} x {n_inputs}", rbm.n_hidden()),
-                    found: format!("{} x {}", d.nrows(), d.ncols()),
-                });
-            }
-            if let Some(index) = d.iter().position(|x| !x.is_finite()) {
-                return Err(RbmError::NonFiniteParameter { what: "conditional", index });
-            }
+        if let Some(d) = conditioning.as_ref().filter(|d| d.shape() != (rbm.n_hidden(), n_inputs)) {
+            return Err(RbmError::ShapeMismatch {
+                what: "conditioning matrix",
+                expected: format!("{} x {n_inputs}", rbm.n_hidden()),
+                found: format!("{} x {}", d.nrows(), d.ncols()),
+            });
         }
-        Ok(ConditionalRbm { rbm, levels, conditioning })
+        let model = ConditionalRbm { rbm, levels, conditioning };
+        model.check_finite()?;
+        Ok(model)
     }
 
     /// The RBM: weights, biases and the softmax layer.
