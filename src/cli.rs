@@ -159,6 +159,15 @@ pub struct ScoreArgs {
 pub enum LogLikelihood {
     /// Exact, by enumerating the hidden states (at most 25 hidden units).
     Exact,
+    /// Annealed importance sampling from a base-rate model fitted to the input's marginals
+    /// (tends to under-estimate log Z: an optimistic log-likelihood).
+    Ais,
+    /// Reverse AIS from Gibbs chains started at the input rows (tends to over-estimate log Z: a
+    /// pessimistic log-likelihood, when the chains reach the model's distribution).
+    ReverseAis,
+    /// Both AIS and reverse AIS: the AIS figures at the top level and the bracket
+    /// `mean_log_likelihood_bracket` [reverse, forward].
+    AisBracket,
 }
 
 #[derive(Args, Debug)]
@@ -177,6 +186,19 @@ pub struct EvalArgs {
     /// Also compute log Z and the mean log-likelihood.
     #[arg(long, value_enum)]
     pub log_likelihood: Option<LogLikelihood>,
+    /// AIS: independent annealing runs.
+    #[arg(long, default_value_t = rbm_core::ais::AisSettings::DEFAULT_RUNS)]
+    pub ais_runs: usize,
+    /// AIS: inverse temperatures on the path from 0 to 1, spaced like Salakhutdinov & Murray's
+    /// schedule (14501 is theirs exactly).
+    #[arg(long, default_value_t = rbm_core::ais::AisSettings::DEFAULT_BETAS)]
+    pub ais_betas: usize,
+    /// Reverse AIS: Gibbs steps from the input rows before annealing.
+    #[arg(long, default_value_t = rbm_core::ais::AisSettings::DEFAULT_BURN_IN)]
+    pub ais_burn_in: usize,
+    /// AIS: random seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// No chatter on standard error.
     #[arg(long)]
     pub quiet: bool,

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use nalgebra::DMatrix;
+use rbm_core::ais::{self, AisSettings, Direction};
 use rbm_core::{
     ColumnEncoding, ColumnKind, EpochStats, Model, Momentum, RbmError, TrainingParams, VisibleKind, VisibleSpec, eval,
     metrics,
@@ -451,6 +452,35 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     Ok(())
 }
 
+/// The JSON fields of an AIS estimate: log Z, its standard error and ±3σ interval, the mean
+/// log-likelihood and its interval (the interval of log Z turned over), and the settings.
+fn estimate_report(
+    model: &Model,
+    data: &DMatrix<f32>,
+    estimate: &ais::LogPartitionEstimate,
+    settings: &AisSettings,
+) -> Result<serde_json::Value> {
+    let log_likelihood = model.mean_log_likelihood(data, estimate.log_partition)?;
+    // The mean log-likelihood moves opposite to log Z, by the same amount.
+    let shift = |log_z: Option<f64>| log_z.map(|z| log_likelihood + estimate.log_partition - z);
+    Ok(json!({
+        "log_partition": estimate.log_partition,
+        "log_partition_stderr": estimate.stderr,
+        "log_partition_method": estimate.direction.name(),
+        "log_partition_interval": [estimate.lower, estimate.upper],
+        "mean_log_likelihood": log_likelihood,
+        "mean_log_likelihood_interval": [shift(estimate.upper), shift(estimate.lower)],
+        "ais": {
+            "runs": estimate.runs,
+            "betas": estimate.betas,
+            "seed": settings.seed,
+            "burn_in": (estimate.direction == Direction::Reverse).then_some(settings.burn_in),
+            "effective_runs": estimate.effective_runs,
+            "base_log_partition": estimate.base_log_partition,
+        },
+    }))
+}
+
 fn is_positive(label: &str, positive: &str) -> bool {
     label == positive || matches!((label.parse::<f64>(), positive.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
 }
@@ -484,11 +514,54 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         result["roc_auc"] = json!(metrics::roc_auc(&energies, &positive));
         result["pr_auc"] = json!(metrics::average_precision(&energies, &positive));
     }
-    if let Some(LogLikelihood::Exact) = args.log_likelihood {
-        let log_z = eval::log_partition_exact(rbm)?;
-        result["log_partition"] = json!(log_z);
-        result["log_partition_stderr"] = json!(0.0);
-        result["mean_log_likelihood"] = json!(model.mean_log_likelihood(&data, log_z)?);
+    match args.log_likelihood {
+        None => {}
+        Some(LogLikelihood::Exact) => {
+            let log_z = eval::log_partition_exact(rbm)?;
+            result["log_partition"] = json!(log_z);
+            result["log_partition_stderr"] = json!(0.0);
+            result["log_partition_method"] = json!("exact");
+            result["mean_log_likelihood"] = json!(model.mean_log_likelihood(&data, log_z)?);
+        }
+        Some(method) => {
+            let settings =
+                AisSettings { runs: args.ais_runs, betas: args.ais_betas, seed: args.seed, burn_in: args.ais_burn_in };
+            let base = ais::base_rate(rbm.layer(), &prepared)?;
+            let directions: &[Direction] = match method {
+                LogLikelihood::Ais => &[Direction::Forward],
+                LogLikelihood::ReverseAis => &[Direction::Reverse],
+                _ => &[Direction::Forward, Direction::Reverse],
+            };
+            let mut estimates = Vec::new();
+            for &direction in directions {
+                let start = match direction {
+                    Direction::Forward => ais::Start::Base,
+                    Direction::Reverse => ais::Start::Model(&prepared),
+                };
+                let template = format!("{{bar:30}} {} {{pos}}/{{len}} [{{elapsed}}<{{eta}}]", direction.name());
+                let bar = progress_bar(!args.quiet, 1, &template);
+                let estimate = ais::estimate_log_partition(rbm, &base, start, &settings, |done, total| {
+                    if let Some(bar) = &bar {
+                        bar.set_length(total as u64);
+                        bar.set_position(done as u64);
+                    }
+                })?;
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+                let report = estimate_report(&model, &data, &estimate, &settings)?;
+                estimates.push(report);
+            }
+            let first = estimates.remove(0);
+            for (key, value) in first.as_object().expect("an object") {
+                result[key] = value.clone();
+            }
+            if let Some(reverse) = estimates.pop() {
+                result["mean_log_likelihood_bracket"] =
+                    json!([reverse["mean_log_likelihood"], first["mean_log_likelihood"]]);
+                result["reverse_ais"] = reverse;
+            }
+        }
     }
     println!("{}", serde_json::to_string(&result)?);
     Ok(())

@@ -152,6 +152,55 @@ fn train_score_eval_sample_inspect_happy_path() {
     assert_eq!(v["rows"], 400);
     assert!(v["roc_auc"].as_f64().unwrap() > 0.9, "the rare prototype should score high: {v}");
     assert!(v["mean_log_likelihood"].as_f64().unwrap() < 0.0);
+    assert_eq!(v["log_partition_method"], "exact");
+
+    // AIS and reverse AIS bracket the exact log Z: both figures, their intervals and settings.
+    let exact = v["log_partition"].as_f64().unwrap();
+    let ais_args = |method: &'static str| {
+        let mut a = vec!["eval", "--model", "model.json", "--input", "train.csv", "--label-column", "label"];
+        a.extend(["--log-likelihood", method, "--ais-betas", "2000", "--ais-burn-in", "100", "--seed", "4"]);
+        a
+    };
+    let bracket = rbm(d, &ais_args("ais-bracket"));
+    assert_eq!(bracket.code, 0, "{}", bracket.stderr);
+    let b: serde_json::Value = serde_json::from_str(bracket.stdout.trim()).expect("one JSON object");
+    assert_eq!(b["log_partition_method"], "ais");
+    assert_eq!(b["reverse_ais"]["log_partition_method"], "reverse-ais");
+    assert_eq!((b["ais"]["runs"].as_u64(), b["ais"]["betas"].as_u64()), (Some(100), Some(2000)));
+    for estimate in [&b, &b["reverse_ais"]] {
+        let log_z = estimate["log_partition"].as_f64().unwrap();
+        assert!((log_z - exact).abs() < 0.15, "{estimate} vs exact {exact}");
+        let interval = &estimate["log_partition_interval"];
+        assert!(interval[0].as_f64().unwrap() < log_z && log_z < interval[1].as_f64().unwrap(), "{estimate}");
+        let ll = estimate["mean_log_likelihood"].as_f64().unwrap();
+        assert!((ll - v["mean_log_likelihood"].as_f64().unwrap() + log_z - exact).abs() < 1e-6, "{estimate}");
+    }
+    let bracket_ll = b["mean_log_likelihood_bracket"].as_array().unwrap();
+    assert_eq!(bracket_ll[0], b["reverse_ais"]["mean_log_likelihood"]);
+    assert_eq!(bracket_ll[1], b["mean_log_likelihood"]);
+    // One direction alone gives the same figures as inside the bracket (same seed, same draws).
+    let forward = rbm(d, &ais_args("ais"));
+    let f: serde_json::Value = serde_json::from_str(forward.stdout.trim()).expect("one JSON object");
+    assert_eq!(f["log_partition"], b["log_partition"]);
+    assert!(f.get("reverse_ais").is_none());
+    let zero_runs = rbm(
+        d,
+        &[
+            "eval",
+            "--model",
+            "model.json",
+            "--input",
+            "train.csv",
+            "--label-column",
+            "label",
+            "--log-likelihood",
+            "ais",
+            "--ais-runs",
+            "0",
+        ],
+    );
+    assert_eq!(zero_runs.code, 2);
+    assert!(zero_runs.stderr.contains("at least 1 run"), "{}", zero_runs.stderr);
 
     let smp = rbm(d, &["sample", "--model", "model.json", "--count", "5", "--gibbs-steps", "20", "--seed", "3"]);
     assert_eq!(smp.code, 0, "{}", smp.stderr);

@@ -43,6 +43,12 @@ pub enum RbmError {
     /// The learning-rate decay must be finite and non-negative.
     #[error("the learning-rate decay must be finite and >= 0 (got {0})")]
     InvalidLearningRateDecay(f64),
+    /// AIS needs at least one run.
+    #[error("AIS needs at least 1 run (got {0})")]
+    InvalidAisRuns(usize),
+    /// An AIS path needs at least its two ends, inverse temperatures 0 and 1.
+    #[error("an AIS path needs at least 2 inverse temperatures, 0 and 1 (got {0})")]
+    InvalidAisBetas(usize),
     /// The contamination (expected fraction of anomalies) must lie in [0, 1).
     #[error("the contamination must lie in [0, 1) (got {0})")]
     InvalidContamination(f64),
@@ -121,7 +127,9 @@ pub enum RbmError {
         epoch: usize,
     },
     /// Exact enumeration was asked of a model too large for it.
-    #[error("exact computation enumerates 2^{n_hidden} hidden states; refused above {max} hidden units")]
+    #[error(
+        "exact computation enumerates 2^{n_hidden} hidden states; refused above {max} hidden units (estimate log Z by AIS instead: --log-likelihood ais or ais-bracket)"
+    )]
     TooLargeForExact {
         /// The model's hidden units.
         n_hidden: usize,

@@ -5,7 +5,8 @@
 //! units; block Gibbs sampling, CD-k and persistent CD training with momentum, weight decay and a
 //! sparsity target; the masked per-case path for sparse data ([`masked`]); free energy,
 //! reconstruction error, pseudo-log-likelihood, exact log partition function and log-likelihood
-//! for small models; and versioned JSON model files.
+//! for small models, AIS and reverse-AIS estimates of it for large ones ([`ais`]); and versioned
+//! JSON model files.
 //!
 //! Data are `nalgebra::DMatrix<f32>` of shape `n_features x n_samples` (one column per sample;
 //! see [`samples_from_row_major`]). The mathematics, with the shapes used here, is in
@@ -27,6 +28,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod ais;
 pub mod columns;
 mod error;
 pub mod eval;
