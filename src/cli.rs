@@ -104,6 +104,13 @@ pub struct TrainArgs {
     /// Training method: auto is CD for Bernoulli units and PCD for Gaussian units.
     #[arg(long, value_enum, default_value = "auto")]
     pub method: Method,
+    /// Standard deviation of the initial weights (normal, mean 0).
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_scale: f64,
+    /// Centred gradients (Melchior et al. 2016): offsets at the visible data means and a running
+    /// mean of the hidden probabilities; the saved model is in the ordinary parameterisation.
+    #[arg(long)]
+    pub centered: bool,
     /// Gaussian units: compress heavy-tailed columns with a signed log before standardising
     /// [default: true].
     #[arg(long)]

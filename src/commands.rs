@@ -118,6 +118,8 @@ fn apply_flags(mut params: TrainingParams, args: &TrainArgs) -> Result<TrainingP
     if let Some(compress) = args.compress_tails {
         params.compress_heavy_tails = compress;
     }
+    params.centered = args.centered;
+    params.weight_scale = args.weight_scale;
     params.seed = args.seed;
     params.contamination = args.contamination;
     Ok(params)
@@ -360,14 +362,15 @@ pub fn train(args: TrainArgs) -> Result<()> {
         }
         warn_numeric_categories(&features, &columns, &first_text);
         eprintln!(
-            "training RBM: {rows} rows x {} columns, visible units {}, {} hidden, {} epochs, batch {}, {}{}",
+            "training RBM: {rows} rows x {} columns, visible units {}, {} hidden, {} epochs, batch {}, {}{}{}",
             features.len(),
             layer.describe(),
             params.n_hidden,
             params.epochs,
             params.batch_size,
             if params.persistent_chains.is_some() { "PCD-" } else { "CD-" },
-            params.gibbs_steps
+            params.gibbs_steps,
+            if params.centered { ", centred" } else { "" }
         );
     }
     let progress = Progress::new(show, params.epochs);

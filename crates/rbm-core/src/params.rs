@@ -143,6 +143,11 @@ pub struct TrainingParams {
     pub weight_scale: f64,
     /// Seed of every random choice of the run.
     pub seed: u64,
+    /// Centred gradients (Melchior, Fischer & Wiskott, JMLR 2016): the gradient is taken in the
+    /// parameterisation centred on offsets (the visible units' data means and a running mean of the
+    /// hidden probabilities) and mapped back, so the model stays in the ordinary parameterisation.
+    #[serde(default)]
+    pub centered: bool,
     /// Gaussian units: compress heavy-tailed features with a signed logarithm before
     /// standardising (see [`crate::Standardization::fit_compressing_heavy_tails`]).
     #[serde(default)]
@@ -176,6 +181,7 @@ impl TrainingParams {
             sparsity: None,
             weight_scale: 0.01,
             seed: 0,
+            centered: false,
             compress_heavy_tails: false,
             monitor_rows: 10_000,
             contamination: None,

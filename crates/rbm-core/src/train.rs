@@ -97,6 +97,101 @@ pub struct Trainer {
     phases: Phases,
     /// Running mean activation of each hidden unit, for the sparsity target.
     hidden_activity: Vec<f32>,
+    /// Centred training: the offsets, set from the data when training starts.
+    offsets: Option<Offsets>,
+}
+
+/// How fast the hidden offsets follow the batches' mean hidden probabilities (PyDeep's and
+/// Melchior et al.'s sliding factor).
+const HIDDEN_OFFSET_RATE: f32 = 0.01;
+
+/// The offsets of centred training (Melchior, Fischer & Wiskott 2016): the energy
+/// `-(v - mu).b - (h - lambda).c - (v - mu)^T W (h - lambda)` is the ordinary one with
+/// `b_u = b - W lambda`, `c_u = c - W^T mu` (up to a constant), so a step along the centred gradient
+/// is, in the ordinary parameters the model keeps,
+/// ```text
+/// dW_c = dW - mu dc^T - db lambda^T          (= <(v - mu)(h - lambda)^T>_data - <...>_model)
+/// db_u = db - dW_c lambda,   dc_u = dc - dW_c^T mu
+/// ```
+/// where `dW`, `db`, `dc` are the ordinary gradient. Moving an offset changes the centred
+/// parameters but not the model, so nothing else is needed when `lambda` slides.
+#[derive(Clone, Debug)]
+struct Offsets {
+    /// `mu`: the visible units' data means, `n_visible`.
+    visible: Vec<f32>,
+    /// `lambda`: a running mean of `p(h | v)` on the training batches, `n_hidden` (starts at 0.5).
+    hidden: Vec<f32>,
+}
+
+impl Offsets {
+    fn new(data: &DMatrix<f32>, n_hidden: usize) -> Self {
+        let mut sums = vec![0f64; data.nrows()];
+        for column in data.column_iter() {
+            sums.iter_mut().zip(column.iter()).for_each(|(s, &x)| *s += x as f64);
+        }
+        let means: Vec<f64> = sums.iter().map(|s| s / data.ncols().max(1) as f64).collect();
+        Offsets::from_means(&means, n_hidden)
+    }
+
+    /// Visible offsets at `means`, hidden offsets at 0.5.
+    fn from_means(means: &[f64], n_hidden: usize) -> Self {
+        Offsets { visible: means.iter().map(|&m| m as f32).collect(), hidden: vec![0.5; n_hidden] }
+    }
+
+    /// Slides the hidden offsets towards the batch's mean hidden probabilities.
+    fn follow(&mut self, positive_hidden: &[f32], cols: usize) {
+        let nh = self.hidden.len();
+        for (j, lambda) in self.hidden.iter_mut().enumerate() {
+            let mean = (0..cols).map(|s| positive_hidden[s * nh + j]).sum::<f32>() / cols as f32;
+            *lambda += HIDDEN_OFFSET_RATE * (mean - *lambda);
+        }
+    }
+
+    /// Turns the ordinary step in `velocity_weights` (`momentum v + lr dW`, `n_hidden x
+    /// n_visible`) and the ordinary bias gradients into their centred counterparts (see the
+    /// type's comment). `dW_c lambda` and `dW_c^T mu` are computed from the phases sample by
+    /// sample (`(v - mu) ((h - lambda).lambda)`, averaged), without forming `dW_c`.
+    fn centre(
+        &self,
+        phases: &Phases,
+        cols: usize,
+        lr: f32,
+        velocity_weights: &mut [f32],
+        db: &mut [f32],
+        dc: &mut [f32],
+    ) {
+        let (mu, lambda) = (&self.visible, &self.hidden);
+        let (nv, nh) = (mu.len(), lambda.len());
+        // dW_c lambda and dW_c^T mu, as the data phase's mean minus the model phase's.
+        let mut visible_term = vec![0f64; nv];
+        let mut hidden_term = vec![0f64; nh];
+        let negative = &phases.negative;
+        let sets: [(&[f32], &[f32], usize, f64); 2] = [
+            (&phases.batch, &phases.positive_hidden, cols, 1.0),
+            (&negative.visible, &negative.hidden_probabilities, negative.cols, -1.0),
+        ];
+        for (visible, hidden, n, sign) in sets {
+            let scale = sign / n as f64;
+            for (v, h) in visible.chunks(nv).zip(hidden.chunks(nh)).take(n) {
+                let along_lambda: f64 = h.iter().zip(lambda).map(|(&h, &l)| (h - l) as f64 * l as f64).sum();
+                let along_mu: f64 = v.iter().zip(mu).map(|(&v, &m)| (v - m) as f64 * m as f64).sum();
+                visible_term.iter_mut().zip(v.iter().zip(mu)).for_each(|(t, (&v, &m))| {
+                    *t += scale * along_lambda * (v - m) as f64;
+                });
+                hidden_term.iter_mut().zip(h.iter().zip(lambda)).for_each(|(t, (&h, &l))| {
+                    *t += scale * along_mu * (h - l) as f64;
+                });
+            }
+        }
+        // dW_c = dW - mu dc^T - db lambda^T, on the step: velocity -= lr (mu_i dc_j + db_i lambda_j).
+        velocity_weights.par_chunks_mut(nh).zip(mu.par_iter().zip(db.par_iter())).for_each(|(row, (&m, &b))| {
+            for ((w, &c), &l) in row.iter_mut().zip(dc.iter()).zip(lambda) {
+                *w -= lr * (m * c + b * l);
+            }
+        });
+        db.iter_mut().zip(&visible_term).for_each(|(b, &t)| *b -= t as f32);
+        dc.iter_mut().zip(&hidden_term).for_each(|(c, &t)| *c -= t as f32);
+    }
 }
 
 /// The statistics of one batch's positive and negative phases, in buffers reused by every batch.
@@ -175,6 +270,7 @@ impl Trainer {
                 chains_started: false,
             },
             hidden_activity: vec![0.0; nh],
+            offsets: None,
             params,
             rbm,
         })
@@ -203,9 +299,21 @@ impl Trainer {
         let mut rbm = Rbm::zeros(layer, nh)?;
         let mut streams = RandomStreams::new(params.seed);
         {
-            let (weights, visible_bias, _) = rbm.parameters_mut();
+            let (weights, visible_bias, hidden_bias) = rbm.parameters_mut();
             *weights = crate::rng::normal_weights(nh, nv, params.weight_scale as f32, &mut streams.serial());
             visible_bias.as_mut_slice().copy_from_slice(&initial_bias);
+            if params.centered {
+                // The centred model starts at b = initial biases, c = 0 (offsets mu = data means,
+                // lambda = 0.5): in the ordinary parameters b_u = b - W lambda, c_u = -W^T mu.
+                let offsets = Offsets::from_means(&means, nh);
+                let (hidden_bias, w) = (hidden_bias.as_mut_slice(), weights.as_slice());
+                for (i, b) in visible_bias.iter_mut().enumerate() {
+                    let column = &w[i * nh..(i + 1) * nh];
+                    *b -= column.iter().zip(&offsets.hidden).map(|(w, l)| w * l).sum::<f32>();
+                    let mu = offsets.visible[i];
+                    hidden_bias.iter_mut().zip(column).for_each(|(c, w)| *c -= w * mu);
+                }
+            }
         }
         Trainer::with_streams(params, rbm, streams)
     }
@@ -276,11 +384,21 @@ impl Trainer {
     /// follow [`Sgd`]'s rule.
     fn update(&mut self, cols: usize, momentum: f32) {
         self.run_phases(cols);
+        self.step(cols, momentum);
+    }
+
+    /// The parameter update from the phases already run on a batch of `cols` samples.
+    fn step(&mut self, cols: usize, momentum: f32) {
         let lr = self.params.learning_rate as f32;
         let decay = self.params.weight_decay as f32;
         self.phases.accumulate_weight_gradient(cols, lr, momentum, self.velocity.weights.as_mut_slice());
         let g = &mut self.gradient;
         self.phases.bias_gradients(cols, g.visible_bias.as_mut_slice(), g.hidden_bias.as_mut_slice());
+        if let Some(offsets) = &mut self.offsets {
+            offsets.follow(&self.phases.positive_hidden, cols);
+            let (db, dc) = (g.visible_bias.as_mut_slice(), g.hidden_bias.as_mut_slice());
+            offsets.centre(&self.phases, cols, lr, self.velocity.weights.as_mut_slice(), db, dc);
+        }
         let nh = self.rbm.n_hidden();
         if let Some(sparsity) = self.params.sparsity {
             let (target, cost) = (sparsity.target as f32, sparsity.cost as f32);
@@ -353,6 +471,9 @@ impl Trainer {
             order.sort_unstable();
             data.select_columns(order.iter())
         };
+        if self.params.centered && self.offsets.is_none() {
+            self.offsets = Some(Offsets::new(data, self.rbm.n_hidden()));
+        }
         let mut history = Vec::with_capacity(self.params.epochs);
         let mut stopped_early = false;
         for epoch in 0..self.params.epochs {
@@ -406,5 +527,163 @@ fn column_mean_difference(a: &[f32], a_cols: usize, b: &[f32], b_cols: usize, ou
     let row_sum = |m: &[f32], cols: usize, i: usize| (0..cols).map(|c| m[i + c * rows] as f64).sum::<f64>();
     for (i, o) in out.iter_mut().enumerate() {
         *o = (row_sum(a, a_cols, i) / a_cols as f64 - row_sum(b, b_cols, i) / b_cols as f64) as f32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::{Momentum, TrainingParams};
+    use crate::units::VisibleKind;
+
+    /// One centred step, done by the trainer in the ordinary parameters, equals the step done by
+    /// hand in the centred parameterisation and mapped back: `W_c = W`, `b_c = b + W lambda`,
+    /// `c_c = c + W^T mu`; `W_c += lr <(v - mu)(h - lambda)^T>`, `b_c += lr <v>`, `c_c += lr <h>`
+    /// (data minus model); then `b = b_c - W_c lambda`, `c = c_c - W_c^T mu`.
+    #[test]
+    fn a_centred_step_is_the_step_of_the_centred_parameterisation_mapped_back() {
+        let (nv, nh, cols) = (7, 4, 9);
+        let params = TrainingParams {
+            learning_rate: 0.3,
+            momentum: Momentum::Constant { value: 0.0 },
+            weight_decay: 0.0,
+            weight_scale: 0.5,
+            persistent_chains: Some(5),
+            centered: true,
+            ..TrainingParams::new(VisibleKind::Bernoulli, nh)
+        };
+        let data = DMatrix::from_fn(nv, cols, |i, s| ((i * 3 + s * 5) % 4 == 0) as u8 as f32);
+        let mut trainer = Trainer::initialise(params.clone().check().unwrap(), &data).unwrap();
+        trainer.offsets = Some(Offsets {
+            visible: (0..nv).map(|i| 0.1 + 0.1 * i as f32).collect(),
+            hidden: (0..nh).map(|j| 0.2 + 0.15 * j as f32).collect(),
+        });
+        let before = trainer.rbm.clone();
+        trainer.phases.batch = data.as_slice().to_vec();
+        trainer.update(cols, 0.0);
+        let offsets = trainer.offsets.clone().unwrap();
+        let (mu, lambda) = (&offsets.visible, &offsets.hidden);
+        let p = &trainer.phases;
+        let chains = p.negative.cols;
+        let phases: [(&[f32], &[f32], usize, f64); 2] = [
+            (&p.batch, &p.positive_hidden, cols, 1.0),
+            (&p.negative.visible, &p.negative.hidden_probabilities, chains, -1.0),
+        ];
+        let (mut dw, mut db, mut dc) = (DMatrix::<f64>::zeros(nh, nv), vec![0f64; nv], vec![0f64; nh]);
+        for (v, h, n, sign) in phases {
+            for s in 0..n {
+                let (v, h) = (&v[s * nv..(s + 1) * nv], &h[s * nh..(s + 1) * nh]);
+                for i in 0..nv {
+                    db[i] += sign * v[i] as f64 / n as f64;
+                    for j in 0..nh {
+                        dw[(j, i)] += sign * ((v[i] - mu[i]) * (h[j] - lambda[j])) as f64 / n as f64;
+                    }
+                }
+                for j in 0..nh {
+                    dc[j] += sign * h[j] as f64 / n as f64;
+                }
+            }
+        }
+        let lr = 0.3;
+        let w0 = before.weights().map(|x| x as f64);
+        let w1 = &w0 + &dw * lr;
+        for i in 0..nv {
+            let b_centred =
+                before.visible_bias()[i] as f64 + (0..nh).map(|j| w0[(j, i)] * lambda[j] as f64).sum::<f64>();
+            let want = b_centred + lr * db[i] - (0..nh).map(|j| w1[(j, i)] * lambda[j] as f64).sum::<f64>();
+            let got = trainer.rbm.visible_bias()[i] as f64;
+            assert!((got - want).abs() < 1e-5, "visible bias {i}: {got} vs {want}");
+        }
+        for j in 0..nh {
+            let c_centred = before.hidden_bias()[j] as f64 + (0..nv).map(|i| w0[(j, i)] * mu[i] as f64).sum::<f64>();
+            let want = c_centred + lr * dc[j] - (0..nv).map(|i| w1[(j, i)] * mu[i] as f64).sum::<f64>();
+            let got = trainer.rbm.hidden_bias()[j] as f64;
+            assert!((got - want).abs() < 1e-5, "hidden bias {j}: {got} vs {want}");
+        }
+        let worst = (trainer.rbm.weights().map(|x| x as f64) - w1).abs().max();
+        assert!(worst < 1e-5, "weights differ by {worst}");
+        // And it is not the plain step: the offsets changed the biases' update.
+        let mut plain =
+            Trainer::initialise(TrainingParams { centered: false, ..params }.check().unwrap(), &data).unwrap();
+        plain.phases.batch = data.as_slice().to_vec();
+        plain.rbm = before;
+        plain.update(cols, 0.0);
+        assert!((plain.rbm.visible_bias() - trainer.rbm.visible_bias()).abs().max() > 1e-3);
+    }
+}
+
+#[cfg(test)]
+mod flip_tests {
+    use super::*;
+    use crate::params::{Momentum, TrainingParams};
+    use crate::units::VisibleKind;
+
+    /// The model of the flipped data `v' = 1 - v` with the same distribution: `W' = -W`,
+    /// `b' = -b`, `c' = c + W 1` (`E(v, h)` rewritten in `v'`, up to a constant).
+    fn flip(rbm: &Rbm) -> Rbm {
+        let w = rbm.weights();
+        let c = rbm.hidden_bias() + w * nalgebra::DVector::from_element(w.ncols(), 1.0f32);
+        Rbm::from_parameters(rbm.layer().clone(), -w, -rbm.visible_bias(), c).unwrap()
+    }
+
+    /// One step on a batch and on its flipped copy, with the same (flipped) samples: returns the
+    /// stepped model and the flipped data's stepped model flipped back.
+    fn steps(centered: bool) -> (Rbm, Rbm) {
+        let (nv, nh, cols) = (9, 5, 12);
+        let params = TrainingParams {
+            learning_rate: 0.2,
+            momentum: Momentum::Constant { value: 0.0 },
+            weight_decay: 0.0,
+            weight_scale: 0.4,
+            persistent_chains: Some(6),
+            centered,
+            ..TrainingParams::new(VisibleKind::Bernoulli, nh)
+        };
+        let data = DMatrix::from_fn(nv, cols, |i, s| ((i * 7 + s * 3) % 5 < 2) as u8 as f32);
+        let flipped = data.map(|x| 1.0 - x);
+        let mut a = Trainer::initialise(params.clone().check().unwrap(), &data).unwrap();
+        let mut b = Trainer::initialise(params.check().unwrap(), &flipped).unwrap();
+        b.rbm = flip(&a.rbm);
+        if centered {
+            // Offsets of the flipped data: mu' = 1 - mu, lambda' = lambda.
+            let offsets = Offsets::new(&data, nh);
+            let mut flipped_offsets = offsets.clone();
+            flipped_offsets.visible.iter_mut().for_each(|m| *m = 1.0 - *m);
+            a.offsets = Some(offsets);
+            b.offsets = Some(flipped_offsets);
+        }
+        a.phases.batch = data.as_slice().to_vec();
+        a.run_phases(cols);
+        // The flipped trainer sees the same samples flipped; its hidden probabilities are the same
+        // numbers because the models are equivalent (checked).
+        b.phases = a.phases.clone();
+        b.phases.batch.iter_mut().for_each(|x| *x = 1.0 - *x);
+        b.phases.negative.visible.iter_mut().for_each(|x| *x = 1.0 - *x);
+        let mut check = vec![0f32; nh * cols];
+        b.rbm.hidden_probabilities_into(&b.phases.batch, cols, &mut check);
+        let worst = check.iter().zip(&a.phases.positive_hidden).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-5, "the flipped model is not equivalent: {worst}");
+        a.step(cols, 0.0);
+        b.step(cols, 0.0);
+        (a.rbm, flip(&b.rbm))
+    }
+
+    fn distance(x: &Rbm, y: &Rbm) -> f32 {
+        let w = (x.weights() - y.weights()).abs().max();
+        let b = (x.visible_bias() - y.visible_bias()).abs().max();
+        let c = (x.hidden_bias() - y.hidden_bias()).abs().max();
+        w.max(b).max(c)
+    }
+
+    /// Melchior et al.'s invariance: with offsets flipped along with the data, a centred step on
+    /// flipped data is the same model as a centred step on the original data. The plain step is
+    /// not: on flipped data it moves the model differently (why plain RBMs learn flipped MNIST
+    /// tens of nats worse).
+    #[test]
+    fn a_centred_step_is_invariant_to_flipping_the_data_and_a_plain_step_is_not() {
+        let (a, b) = steps(true);
+        assert!(distance(&a, &b) < 1e-5, "centred steps differ by {}", distance(&a, &b));
+        let (a, b) = steps(false);
+        assert!(distance(&a, &b) > 1e-2, "plain steps differ by only {}", distance(&a, &b));
     }
 }
