@@ -49,6 +49,15 @@ pub enum Method {
     Pcd,
 }
 
+/// How PCD's persistent chains are advanced.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SamplerArg {
+    /// Block Gibbs steps.
+    Gibbs,
+    /// Parallel tempering (implies PCD).
+    Pt,
+}
+
 /// Flags shared by commands that read a data table.
 #[derive(Args, Debug, Clone)]
 pub struct Columns {
@@ -104,6 +113,12 @@ pub struct TrainArgs {
     /// Training method: auto is CD for Bernoulli units and PCD for Gaussian units.
     #[arg(long, value_enum, default_value = "auto")]
     pub method: Method,
+    /// How the persistent chains are advanced: gibbs, or pt (parallel tempering, implies PCD).
+    #[arg(long, value_enum, default_value = "gibbs")]
+    pub sampler: SamplerArg,
+    /// Parallel tempering: inverse temperatures, evenly spaced from 1 to 0.
+    #[arg(long, default_value_t = rbm_core::TemperedChains::DEFAULT_TEMPERATURES)]
+    pub temperatures: usize,
     /// Standard deviation of the initial weights (normal, mean 0).
     #[arg(long, default_value_t = 0.01)]
     pub weight_scale: f64,

@@ -9,12 +9,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use nalgebra::DMatrix;
 use rbm_core::ais::{self, AisSettings, Direction};
 use rbm_core::{
-    ColumnEncoding, ColumnKind, EpochStats, Model, Momentum, RbmError, TrainingParams, VisibleKind, VisibleSpec, eval,
-    metrics,
+    ColumnEncoding, ColumnKind, EpochStats, Model, Momentum, RbmError, Sampler, TrainingParams, VisibleKind,
+    VisibleSpec, eval, metrics,
 };
 use serde_json::json;
 
-use crate::cli::{Columns, EvalArgs, InspectArgs, LogLikelihood, Method, SampleArgs, ScoreArgs, TrainArgs};
+use crate::cli::{Columns, EvalArgs, InspectArgs, LogLikelihood, Method, SampleArgs, SamplerArg, ScoreArgs, TrainArgs};
 use crate::table::{ColumnSpec, Fields, FirstText, TableReader, read_all, read_all_detecting};
 
 /// Rows read and scored at a time by `score`: memory stays flat on any file size.
@@ -108,11 +108,19 @@ fn apply_flags(mut params: TrainingParams, args: &TrainArgs) -> Result<TrainingP
     }
     params.weight_decay = args.weight_decay;
     params.gibbs_steps = args.cd_k;
+    let tempering = matches!(args.sampler, SamplerArg::Pt);
     let persistent = match (args.persistent, args.method) {
         (true, Method::Cd) => bail!("--persistent contradicts --method cd"),
+        (false, Method::Cd) if tempering => {
+            bail!("--sampler pt advances persistent chains: it contradicts --method cd")
+        }
         (true, _) | (false, Method::Pcd) => true,
         (false, Method::Cd) => false,
-        (false, Method::Auto) => params.persistent_chains.is_some(),
+        (false, Method::Auto) => tempering || params.persistent_chains.is_some(),
+    };
+    params.sampler = match args.sampler {
+        SamplerArg::Gibbs => Sampler::Gibbs,
+        SamplerArg::Pt => Sampler::Tempering { temperatures: args.temperatures },
     };
     params.persistent_chains = persistent.then_some(params.batch_size);
     if let Some(compress) = args.compress_tails {
@@ -370,7 +378,12 @@ pub fn train(args: TrainArgs) -> Result<()> {
             params.batch_size,
             if params.persistent_chains.is_some() { "PCD-" } else { "CD-" },
             params.gibbs_steps,
-            if params.centered { ", centred" } else { "" }
+            match (params.centered, params.sampler) {
+                (c, Sampler::Tempering { temperatures }) =>
+                    format!("{}, parallel tempering over {temperatures} temperatures", if c { ", centred" } else { "" }),
+                (true, _) => ", centred".to_string(),
+                _ => String::new(),
+            }
         );
     }
     let progress = Progress::new(show, params.epochs);

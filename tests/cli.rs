@@ -183,6 +183,55 @@ fn train_score_eval_sample_inspect_happy_path() {
     let f: serde_json::Value = serde_json::from_str(forward.stdout.trim()).expect("one JSON object");
     assert_eq!(f["log_partition"], b["log_partition"]);
     assert!(f.get("reverse_ais").is_none());
+    // Centred training with parallel tempering: a model that scores like the plain one, a report
+    // with the swap acceptance, and PT refused with CD.
+    let pt = rbm(
+        d,
+        &[
+            "train",
+            "--input",
+            "train.csv",
+            "--label-column",
+            "label",
+            "--output",
+            "pt.json",
+            "--hidden",
+            "6",
+            "--epochs",
+            "20",
+            "--centered",
+            "--sampler",
+            "pt",
+            "--temperatures",
+            "4",
+            "--report",
+            "pt.report.json",
+            "--quiet",
+        ],
+    );
+    assert_eq!(pt.code, 0, "{}", pt.stderr);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("pt.report.json")).unwrap()).unwrap();
+    let acceptance = report["epochs"][19]["swap_acceptance"].as_f64().unwrap();
+    assert!(acceptance > 0.0 && acceptance <= 1.0, "{report}");
+    assert!(report["epochs"][0].get("swap_acceptance").is_some());
+    let plain_report = &std::fs::read_to_string(d.join("report.json")).unwrap();
+    assert!(!plain_report.contains("swap_acceptance"), "Gibbs runs report no swaps");
+    let e = rbm(d, &["eval", "--model", "pt.json", "--input", "train.csv", "--label-column", "label"]);
+    let v: serde_json::Value = serde_json::from_str(e.stdout.trim()).expect("one JSON object");
+    assert!(v["roc_auc"].as_f64().unwrap() > 0.9, "{v}");
+    let contradiction = rbm(
+        d,
+        &["train", "--input", "train.csv", "--output", "x.json", "--sampler", "pt", "--method", "cd", "--quiet"],
+    );
+    assert_eq!(contradiction.code, 2);
+    assert!(contradiction.stderr.contains("--method cd"), "{}", contradiction.stderr);
+    let one =
+        rbm(d, &["train", "--input", "train.csv", "--output", "x.json", "--sampler", "pt", "--temperatures", "1"]);
+    assert_eq!(one.code, 2);
+    assert!(one.stderr.contains("at least 2 inverse temperatures"), "{}", one.stderr);
+    assert!(!d.join("x.json").exists());
+
     let zero_runs = rbm(
         d,
         &[

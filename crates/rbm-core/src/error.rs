@@ -43,6 +43,12 @@ pub enum RbmError {
     /// The learning-rate decay must be finite and non-negative.
     #[error("the learning-rate decay must be finite and >= 0 (got {0})")]
     InvalidLearningRateDecay(f64),
+    /// Parallel tempering needs inverse temperatures starting at 1, decreasing, within [0, 1].
+    #[error("parallel tempering needs at least 2 inverse temperatures, from 1 down, decreasing, in [0, 1] ({0} given)")]
+    InvalidTemperatures(usize),
+    /// Parallel tempering replaces PCD's persistent chains, so it needs them.
+    #[error("parallel tempering advances persistent chains: it needs PCD (persistent chains)")]
+    TemperingWithoutChains,
     /// AIS needs at least one run.
     #[error("AIS needs at least 1 run (got {0})")]
     InvalidAisRuns(usize),

@@ -1,8 +1,10 @@
 //! Block Gibbs sampling: `h ~ p(h | v)`, then `v ~ p(v | h)`, for many chains at once.
 
 use nalgebra::DMatrix;
+use rayon::prelude::*;
 
 use crate::error::{RbmError, Result};
+use crate::linalg::{Operand, gemm, sigmoid, softplus};
 use crate::model::Rbm;
 use crate::rng::RandomStreams;
 
@@ -143,4 +145,231 @@ pub fn gibbs_sample(rbm: &Rbm, start: &DMatrix<f32>, steps: usize, seed: u64) ->
     let mut chains = PersistentChains::from_visible(rbm, start, seed)?;
     chains.advance(rbm, steps)?;
     Ok(chains.visible())
+}
+
+/// Parallel tempering (Desjardins et al. 2010; Cho, Raiko & Ilin 2010): `n_chains` chains at each
+/// of several inverse temperatures `1 = beta_0 > beta_1 > ... > beta_{K-1} >= 0`, on the same path
+/// of distributions as AIS (`crate::ais`): `p_beta(v, h)` proportional to
+/// `exp(-(1 - beta) E_vis(v; b_A) - beta E(v, h))` with a base-rate model `b_A`. Each step is one
+/// block Gibbs step at every temperature (all temperatures in one GEMM each way), then a proposed
+/// swap of states between each pair of neighbouring temperatures, accepted with probability
+/// `min(1, p*_k(v_{k+1}) p*_{k+1}(v_k) / (p*_k(v_k) p*_{k+1}(v_{k+1})))` on the visible marginals.
+/// The hot chains mix easily (at `beta = 0` they are exact samples of the base model) and swaps
+/// carry their states down to `beta = 1`, whose chains are the model's samples.
+#[derive(Clone, Debug)]
+pub struct TemperedChains {
+    betas: Vec<f32>,
+    base_bias: Vec<f32>,
+    n_chains: usize,
+    /// All temperatures' chains side by side: block `k` is columns `k C .. (k + 1) C`.
+    buffers: ChainBuffers,
+    /// `c + W v` of every chain, `n_hidden x K C`.
+    hidden_input: Vec<f32>,
+    streams: RandomStreams,
+    n_visible: usize,
+    n_hidden: usize,
+    proposed: u64,
+    accepted: u64,
+}
+
+impl TemperedChains {
+    /// The default number of temperatures.
+    pub const DEFAULT_TEMPERATURES: usize = 10;
+
+    /// `temperatures` inverse temperatures evenly spaced from 1 down to 0, both included (1 alone
+    /// for one temperature).
+    pub fn even_betas(temperatures: usize) -> Vec<f32> {
+        match temperatures {
+            0 | 1 => vec![1.0],
+            k => (0..k).map(|i| 1.0 - i as f32 / (k - 1) as f32).collect(),
+        }
+    }
+
+    /// `n_chains` chains at each inverse temperature of `betas` (the first must be 1, the rest
+    /// decreasing, all in [0, 1]), every one started at column `c % start.ncols()` of `start`
+    /// (`n_visible x n`, in model units), with base-rate biases `base_bias` (see
+    /// [`crate::ais::base_rate`]).
+    pub fn new(
+        rbm: &Rbm,
+        base_bias: &[f32],
+        betas: &[f32],
+        n_chains: usize,
+        start: &DMatrix<f32>,
+        seed: u64,
+    ) -> Result<Self> {
+        let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
+        rbm.check_visible_rows("chain start", start.nrows())?;
+        if base_bias.len() != nv {
+            return Err(RbmError::ShapeMismatch {
+                what: "base-rate biases",
+                expected: format!("{nv} values, one per visible unit"),
+                found: format!("{} values", base_bias.len()),
+            });
+        }
+        let ordered = betas.first() == Some(&1.0)
+            && betas.windows(2).all(|w| w[1] < w[0])
+            && betas.iter().all(|b| (0.0..=1.0).contains(b));
+        if !ordered {
+            return Err(RbmError::InvalidTemperatures(betas.len()));
+        }
+        if n_chains == 0 || start.ncols() == 0 {
+            return Err(RbmError::InvalidChains(n_chains.min(start.ncols())));
+        }
+        let columns = betas.len() * n_chains;
+        let mut buffers = ChainBuffers::new(nv, nh, columns);
+        let values = start.as_slice();
+        buffers.start_at(|c| {
+            let s = (c % n_chains) % start.ncols();
+            &values[s * nv..(s + 1) * nv]
+        });
+        Ok(TemperedChains {
+            betas: betas.to_vec(),
+            base_bias: base_bias.to_vec(),
+            n_chains,
+            buffers,
+            hidden_input: vec![0.0; nh * columns],
+            streams: RandomStreams::new(seed),
+            n_visible: nv,
+            n_hidden: nh,
+            proposed: 0,
+            accepted: 0,
+        })
+    }
+
+    /// The inverse temperatures.
+    pub fn betas(&self) -> &[f32] {
+        &self.betas
+    }
+
+    /// The fraction of proposed swaps accepted so far (0 before any).
+    pub fn swap_acceptance(&self) -> f64 {
+        if self.proposed == 0 { 0.0 } else { self.accepted as f64 / self.proposed as f64 }
+    }
+
+    /// Advances every chain by `steps` tempered Gibbs steps, each followed by swaps, under `rbm`
+    /// (whose parameters may have changed since the last call; its shape must be the same).
+    pub fn advance(&mut self, rbm: &Rbm, steps: usize) -> Result<()> {
+        let (nv, nh) = (self.n_visible, self.n_hidden);
+        if (rbm.n_visible(), rbm.n_hidden()) != (nv, nh) {
+            return Err(RbmError::ShapeMismatch {
+                what: "model for these chains",
+                expected: format!("{nv} visible and {nh} hidden units"),
+                found: format!("{} visible and {} hidden units", rbm.n_visible(), rbm.n_hidden()),
+            });
+        }
+        self.advance_checked(rbm, steps);
+        Ok(())
+    }
+
+    /// [`TemperedChains::advance`] for a model of the right shape.
+    pub(crate) fn advance_checked(&mut self, rbm: &Rbm, steps: usize) {
+        let (nv, nh, chains) = (self.n_visible, self.n_hidden, self.n_chains);
+        let columns = self.buffers.cols;
+        rbm.hidden_activations_into(&self.buffers.visible, columns, &mut self.hidden_input);
+        for _ in 0..steps {
+            // h ~ sigmoid(beta_k (c + W v)) in each temperature's block.
+            let betas = &self.betas;
+            self.buffers
+                .hidden_probabilities
+                .par_chunks_mut(nh * chains)
+                .zip(self.hidden_input.par_chunks(nh * chains))
+                .enumerate()
+                .for_each(|(k, (p, x))| p.iter_mut().zip(x).for_each(|(p, &x)| *p = sigmoid(betas[k] * x)));
+            self.streams.bernoulli(&self.buffers.hidden_probabilities, &mut self.buffers.hidden);
+            // v from activations (1 - beta_k) b_A + beta_k (b + W^T h).
+            let means = &mut self.buffers.visible_means;
+            gemm(
+                1.0,
+                Operand::new(rbm.weights().as_slice(), nh, nv).t(),
+                Operand::new(&self.buffers.hidden, nh, columns),
+                0.0,
+                means,
+            );
+            let (b, base) = (rbm.visible_bias().as_slice(), &self.base_bias);
+            means.par_chunks_mut(nv * chains).enumerate().for_each(|(k, block)| {
+                let beta = betas[k];
+                for column in block.chunks_mut(nv) {
+                    for ((a, &b), &base) in column.iter_mut().zip(b).zip(base) {
+                        *a = beta * (*a + b) + (1.0 - beta) * base;
+                    }
+                }
+            });
+            rbm.layer().means_columns(means);
+            self.streams.visible(rbm.layer(), &self.buffers.visible_means, &mut self.buffers.visible);
+            rbm.hidden_activations_into(&self.buffers.visible, columns, &mut self.hidden_input);
+            self.swap(rbm);
+        }
+        // The coldest chains' p(h | v) at beta = 1, for gradients.
+        let cold = &self.hidden_input[..nh * chains];
+        self.buffers.hidden_probabilities[..nh * chains].iter_mut().zip(cold).for_each(|(p, &x)| *p = sigmoid(x));
+    }
+
+    /// Proposes a swap between every pair of neighbouring temperatures, from the hottest pair to
+    /// the coldest, chain by chain, with one serial stream per step.
+    fn swap(&mut self, rbm: &Rbm) {
+        let (nv, nh, chains) = (self.n_visible, self.n_hidden, self.n_chains);
+        let layer = rbm.layer();
+        let b = rbm.visible_bias().as_slice();
+        // Per column: E_A(v) and D(v) = E_B(v) - E_A(v).
+        let energies: Vec<(f64, f64)> = self
+            .buffers
+            .visible
+            .par_chunks(nv)
+            .map(|v| {
+                let base = layer.energy(v, &self.base_bias);
+                (base, layer.energy(v, b) - base)
+            })
+            .collect();
+        let mut energies = energies;
+        let log_p = |beta: f32, (base, difference): (f64, f64), x: &[f32]| -> f64 {
+            let beta = beta as f64;
+            -base - beta * difference + x.iter().map(|&x| softplus(beta * x as f64)).sum::<f64>()
+        };
+        let mut rng = self.streams.serial();
+        for k in (0..self.betas.len().saturating_sub(1)).rev() {
+            let (cold, hot) = (self.betas[k], self.betas[k + 1]);
+            for c in 0..chains {
+                let (i, j) = (k * chains + c, (k + 1) * chains + c);
+                let (xi, xj) = (&self.hidden_input[i * nh..(i + 1) * nh], &self.hidden_input[j * nh..(j + 1) * nh]);
+                let log_ratio = log_p(cold, energies[j], xj) + log_p(hot, energies[i], xi)
+                    - log_p(cold, energies[i], xi)
+                    - log_p(hot, energies[j], xj);
+                self.proposed += 1;
+                let u = crate::rng::uniform01(&mut rng) as f64;
+                if log_ratio >= 0.0 || u < log_ratio.exp() {
+                    self.accepted += 1;
+                    swap_columns(&mut self.buffers.visible, nv, i, j);
+                    swap_columns(&mut self.hidden_input, nh, i, j);
+                    energies.swap(i, j);
+                }
+            }
+        }
+    }
+
+    /// Number of chains per temperature.
+    pub fn n_chains(&self) -> usize {
+        self.n_chains
+    }
+
+    /// The `beta = 1` chains' visible states, `n_visible x n_chains`.
+    pub fn visible(&self) -> DMatrix<f32> {
+        DMatrix::from_column_slice(
+            self.n_visible,
+            self.n_chains,
+            &self.buffers.visible[..self.n_visible * self.n_chains],
+        )
+    }
+
+    /// The `beta = 1` chains' visible states and `p(h | v)` (after [`Self::advance_checked`]).
+    pub(crate) fn cold(&self) -> (&[f32], &[f32]) {
+        let (nv, nh, c) = (self.n_visible, self.n_hidden, self.n_chains);
+        (&self.buffers.visible[..nv * c], &self.buffers.hidden_probabilities[..nh * c])
+    }
+}
+
+/// Swaps columns `i` and `j` (of `rows` values each) of a column-major buffer.
+fn swap_columns(values: &mut [f32], rows: usize, i: usize, j: usize) {
+    let (i, j) = (i.min(j), i.max(j));
+    let (left, right) = values.split_at_mut(j * rows);
+    left[i * rows..(i + 1) * rows].swap_with_slice(&mut right[..rows]);
 }

@@ -51,10 +51,10 @@ pub use file::{
     Envelope, FORMAT_NAME, FORMAT_VERSION, FileHeader, FitReport, MAX_MODEL_FILE_BYTES, MODEL_ENVELOPE, Model,
     Provenance, file_header, write_atomically, write_atomically_with,
 };
-pub use gibbs::{PersistentChains, gibbs_sample};
+pub use gibbs::{PersistentChains, TemperedChains, gibbs_sample};
 pub use linalg::{log_add_exp, log_sum_exp, sigmoid, softplus};
 pub use model::{Rbm, check_values, samples_from_row_major};
-pub use params::{Momentum, Sparsity, TrainingParams, ValidParams, VisibleSpec};
+pub use params::{Momentum, Sampler, Sparsity, TrainingParams, ValidParams, VisibleSpec};
 pub use rng::{RandomStreams, Stream, generator as stream_generator, shuffle, uniform01};
 pub use standardize::Standardization;
 pub use train::{EpochStats, Gradient, Trainer, TrainingOutcome};

@@ -116,6 +116,23 @@ pub struct Sparsity {
     pub cost: f64,
 }
 
+/// How PCD's persistent chains are advanced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Sampler {
+    /// Block Gibbs steps at the model's temperature.
+    #[default]
+    Gibbs,
+    /// Parallel tempering ([`crate::TemperedChains`]): as many chains as `persistent_chains` at
+    /// each of `temperatures` inverse temperatures evenly spaced from 1 to 0, with swaps; the
+    /// `beta = 1` chains give the negative statistics. Costs about `temperatures` times the
+    /// Gibbs chains' sampling.
+    Tempering {
+        /// Number of inverse temperatures, at least 2.
+        temperatures: usize,
+    },
+}
+
 /// Every setting of a training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainingParams {
@@ -143,6 +160,9 @@ pub struct TrainingParams {
     pub weight_scale: f64,
     /// Seed of every random choice of the run.
     pub seed: u64,
+    /// How the persistent chains are advanced (PCD only).
+    #[serde(default)]
+    pub sampler: Sampler,
     /// Centred gradients (Melchior, Fischer & Wiskott, JMLR 2016): the gradient is taken in the
     /// parameterisation centred on offsets (the visible units' data means and a running mean of the
     /// hidden probabilities) and mapped back, so the model stays in the ordinary parameterisation.
@@ -182,6 +202,7 @@ impl TrainingParams {
             weight_scale: 0.01,
             seed: 0,
             centered: false,
+            sampler: Sampler::Gibbs,
             compress_heavy_tails: false,
             monitor_rows: 10_000,
             contamination: None,
@@ -242,6 +263,14 @@ impl TrainingParams {
         .check()?;
         if let Some(0) = self.persistent_chains {
             return Err(RbmError::InvalidChains(0));
+        }
+        if let Sampler::Tempering { temperatures } = self.sampler {
+            if temperatures < 2 {
+                return Err(RbmError::InvalidTemperatures(temperatures));
+            }
+            if self.persistent_chains.is_none() {
+                return Err(RbmError::TemperingWithoutChains);
+            }
         }
         if let Some(s) = self.sparsity {
             if !(s.target > 0.0 && s.target < 1.0) {

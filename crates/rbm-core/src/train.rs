@@ -16,16 +16,17 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use nalgebra::{DMatrix, DVector};
+use rand::Rng;
 use rayon::prelude::*;
 
 use crate::error::{RbmError, Result};
 use crate::eval::{mean_free_energy_of, reconstruction_error_of};
-use crate::gibbs::ChainBuffers;
+use crate::gibbs::{ChainBuffers, TemperedChains};
 use crate::linalg::{Operand, gemm};
 use crate::model::Rbm;
 use crate::optim::Sgd;
-use crate::params::ValidParams;
 use crate::params::VisibleSpec;
+use crate::params::{Sampler, ValidParams};
 use crate::rng::{RandomStreams, shuffle};
 use crate::units::VisibleLayer;
 
@@ -65,6 +66,9 @@ pub struct EpochStats {
     pub free_energy_train: f64,
     /// Mean free energy of the validation samples, when given.
     pub free_energy_validation: Option<f64>,
+    /// Parallel tempering: the fraction of proposed swaps accepted so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swap_acceptance: Option<f64>,
 }
 
 impl EpochStats {
@@ -149,8 +153,8 @@ impl Offsets {
 
     /// Turns the ordinary step in `velocity_weights` (`momentum v + lr dW`, `n_hidden x
     /// n_visible`) and the ordinary bias gradients into their centred counterparts (see the
-    /// type's comment). `dW_c lambda` and `dW_c^T mu` are computed from the phases sample by
-    /// sample (`(v - mu) ((h - lambda).lambda)`, averaged), without forming `dW_c`.
+    /// type's comment). `dW_c lambda` and `dW_c^T mu` are computed from the phases with
+    /// matrix-vector products, without forming `dW_c`.
     fn centre(
         &self,
         phases: &Phases,
@@ -162,26 +166,34 @@ impl Offsets {
     ) {
         let (mu, lambda) = (&self.visible, &self.hidden);
         let (nv, nh) = (mu.len(), lambda.len());
-        // dW_c lambda and dW_c^T mu, as the data phase's mean minus the model phase's.
-        let mut visible_term = vec![0f64; nv];
-        let mut hidden_term = vec![0f64; nh];
+        // dW_c lambda = sum_s w_s (v_s - mu) (h_s - lambda).lambda over both phases, with sample
+        // weights w_s = 1/B (data) and -1/C (model); likewise dW_c^T mu with the roles swapped.
+        // As products: a = H^T lambda - lambda.lambda per sample, then V (w a) - mu sum(w a).
         let negative = &phases.negative;
-        let sets: [(&[f32], &[f32], usize, f64); 2] = [
-            (&phases.batch, &phases.positive_hidden, cols, 1.0),
-            (&negative.visible, &negative.hidden_probabilities, negative.cols, -1.0),
+        let sets: [(&[f32], &[f32], usize, f32); 2] = [
+            (&phases.batch, &phases.positive_hidden, cols, 1.0 / cols as f32),
+            (&negative.visible, &negative.hidden_probabilities, negative.cols, -1.0 / negative.cols as f32),
         ];
-        for (visible, hidden, n, sign) in sets {
-            let scale = sign / n as f64;
-            for (v, h) in visible.chunks(nv).zip(hidden.chunks(nh)).take(n) {
-                let along_lambda: f64 = h.iter().zip(lambda).map(|(&h, &l)| (h - l) as f64 * l as f64).sum();
-                let along_mu: f64 = v.iter().zip(mu).map(|(&v, &m)| (v - m) as f64 * m as f64).sum();
-                visible_term.iter_mut().zip(v.iter().zip(mu)).for_each(|(t, (&v, &m))| {
-                    *t += scale * along_lambda * (v - m) as f64;
-                });
-                hidden_term.iter_mut().zip(h.iter().zip(lambda)).for_each(|(t, (&h, &l))| {
-                    *t += scale * along_mu * (h - l) as f64;
-                });
-            }
+        let lambda_lambda: f32 = lambda.iter().map(|l| l * l).sum();
+        let mu_mu: f32 = mu.iter().map(|m| m * m).sum();
+        let mut visible_term = vec![0f32; nv];
+        let mut hidden_term = vec![0f32; nh];
+        let mut along = Vec::new();
+        for (visible, hidden, n, weight) in sets {
+            let (v, h) = (Operand::new(&visible[..nv * n], nv, n), Operand::new(&hidden[..nh * n], nh, n));
+            // along_lambda_s = w_s ((h_s - lambda).lambda), then visible_term += V along - mu sum(along).
+            along.resize(n, 0.0);
+            gemm(weight, h.t(), Operand::new(lambda, nh, 1), 0.0, &mut along);
+            along.iter_mut().for_each(|a| *a -= weight * lambda_lambda);
+            gemm(1.0, v, Operand::new(&along, n, 1), 1.0, &mut visible_term);
+            let total: f32 = along.iter().sum();
+            visible_term.iter_mut().zip(mu).for_each(|(t, m)| *t -= m * total);
+            // along_mu_s = w_s ((v_s - mu).mu), then hidden_term += H along - lambda sum(along).
+            gemm(weight, v.t(), Operand::new(mu, nv, 1), 0.0, &mut along);
+            along.iter_mut().for_each(|a| *a -= weight * mu_mu);
+            gemm(1.0, h, Operand::new(&along, n, 1), 1.0, &mut hidden_term);
+            let total: f32 = along.iter().sum();
+            hidden_term.iter_mut().zip(lambda).for_each(|(t, l)| *t -= l * total);
         }
         // dW_c = dW - mu dc^T - db lambda^T, on the step: velocity -= lr (mu_i dc_j + db_i lambda_j).
         velocity_weights.par_chunks_mut(nh).zip(mu.par_iter().zip(db.par_iter())).for_each(|(row, (&m, &b))| {
@@ -189,8 +201,8 @@ impl Offsets {
                 *w -= lr * (m * c + b * l);
             }
         });
-        db.iter_mut().zip(&visible_term).for_each(|(b, &t)| *b -= t as f32);
-        dc.iter_mut().zip(&hidden_term).for_each(|(c, &t)| *c -= t as f32);
+        db.iter_mut().zip(&visible_term).for_each(|(b, &t)| *b -= t);
+        dc.iter_mut().zip(&hidden_term).for_each(|(c, &t)| *c -= t);
     }
 }
 
@@ -205,6 +217,8 @@ struct Phases {
     negative: ChainBuffers,
     /// Whether `negative` holds persistent chains that have been started.
     chains_started: bool,
+    /// Parallel tempering: the tempered chains, whose coldest chains are copied to `negative`.
+    tempered: Option<TemperedChains>,
 }
 
 impl Phases {
@@ -268,6 +282,7 @@ impl Trainer {
                 positive_hidden: Vec::with_capacity(nh * params.batch_size),
                 negative: ChainBuffers::new(nv, nh, cols),
                 chains_started: false,
+                tempered: None,
             },
             hidden_activity: vec![0.0; nh],
             offsets: None,
@@ -360,6 +375,13 @@ impl Trainer {
                 let batch = &p.batch;
                 p.negative.start_at(|c| &batch[(c % cols) * nv..(c % cols + 1) * nv]);
                 p.chains_started = true;
+            }
+            if let Some(tempered) = &mut p.tempered {
+                tempered.advance_checked(&self.rbm, self.params.gibbs_steps);
+                let (visible, hidden) = tempered.cold();
+                p.negative.visible.copy_from_slice(visible);
+                p.negative.hidden_probabilities.copy_from_slice(hidden);
+                return;
             }
             p.negative.refresh_hidden(&self.rbm);
         } else {
@@ -471,6 +493,21 @@ impl Trainer {
             order.sort_unstable();
             data.select_columns(order.iter())
         };
+        if let (Sampler::Tempering { temperatures }, Some(chains), None) =
+            (self.params.sampler, self.params.persistent_chains, &self.phases.tempered)
+        {
+            // Started at random training rows; base rate from the training data; its own seed
+            // drawn from the run's streams so its draws are independent of the trainer's.
+            let mut order: Vec<usize> = (0..data.ncols()).collect();
+            let mut rng = self.streams.serial();
+            shuffle(&mut order, &mut rng);
+            order.truncate(chains);
+            let start = data.select_columns(order.iter());
+            let base = crate::ais::base_rate(self.rbm.layer(), data)?;
+            let betas = TemperedChains::even_betas(temperatures);
+            let seed = rng.next_u64();
+            self.phases.tempered = Some(TemperedChains::new(&self.rbm, &base, &betas, chains, &start, seed)?);
+        }
         if self.params.centered && self.offsets.is_none() {
             self.offsets = Some(Offsets::new(data, self.rbm.n_hidden()));
         }
@@ -489,6 +526,7 @@ impl Trainer {
                 reconstruction_error: reconstruction_error_of(&self.rbm, &monitor),
                 free_energy_train: mean_free_energy_of(&self.rbm, &monitor),
                 free_energy_validation: validation.map(|v| mean_free_energy_of(&self.rbm, v)),
+                swap_acceptance: self.phases.tempered.as_ref().map(|t| t.swap_acceptance()),
             };
             if !(stats.free_energy_train.is_finite() && stats.reconstruction_error.is_finite()) {
                 return Err(RbmError::Diverged { epoch: epoch + 1 });
