@@ -113,6 +113,10 @@ pub struct TrainArgs {
     /// Training method: auto is CD for Bernoulli units and PCD for Gaussian units.
     #[arg(long, value_enum, default_value = "auto")]
     pub method: Method,
+    /// Gaussian units: learn each unit's standard deviation (kept within 0.05 to 2 of the
+    /// standardised column's).
+    #[arg(long)]
+    pub learn_variance: bool,
     /// How the persistent chains are advanced: gibbs, or pt (parallel tempering, implies PCD).
     #[arg(long, value_enum, default_value = "gibbs")]
     pub sampler: SamplerArg,

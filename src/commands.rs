@@ -127,6 +127,7 @@ fn apply_flags(mut params: TrainingParams, args: &TrainArgs) -> Result<TrainingP
         params.compress_heavy_tails = compress;
     }
     params.centered = args.centered;
+    params.learn_variance = args.learn_variance;
     params.weight_scale = args.weight_scale;
     params.seed = args.seed;
     params.contamination = args.contamination;

@@ -49,6 +49,9 @@ pub enum RbmError {
     /// Parallel tempering replaces PCD's persistent chains, so it needs them.
     #[error("parallel tempering advances persistent chains: it needs PCD (persistent chains)")]
     TemperingWithoutChains,
+    /// Learning the variance was asked of a model without Gaussian units.
+    #[error("learning the variance needs Gaussian visible units (the model has none)")]
+    NoGaussianUnits,
     /// AIS needs at least one run.
     #[error("AIS needs at least 1 run (got {0})")]
     InvalidAisRuns(usize),

@@ -96,6 +96,20 @@ impl Model {
         let validation = validation.map(|v| to_visible(&columns, standardization.as_ref(), v)).transpose()?;
         let trainer = Trainer::initialise_checked(params.clone(), columns::layer_of(&columns)?, &train)?;
         let outcome = trainer.fit_checked(&train, validation.as_deref(), on_epoch)?;
+        let mut standardization = standardization;
+        let mut train = train;
+        if let (Some(scale), Some(s)) = (&outcome.visible_scale, standardization.as_mut()) {
+            // The learned standard deviations become part of the standardisation: a Gaussian
+            // column is one unit, so walk the columns with the unit index.
+            let mut unit = 0;
+            for (column, encoding) in columns.iter().enumerate() {
+                if encoding.is_standardised() {
+                    s.scale[column] *= scale[unit];
+                }
+                unit += encoding.group().units;
+            }
+            train = to_visible(&columns, Some(&*s), data)?;
+        }
         let anomaly_threshold = match params.contamination {
             Some(c) => {
                 let mut scores = vec![0.0; train.ncols()];

@@ -346,6 +346,14 @@ impl TemperedChains {
         }
     }
 
+    /// Multiplies every chain's visible unit `i` by `ratio[i]` (a change of the visible units'
+    /// scale: see learned variances in the trainer).
+    pub(crate) fn scale_visible(&mut self, ratio: &[f32]) {
+        for (x, r) in self.buffers.visible.iter_mut().zip(ratio.iter().cycle()) {
+            *x *= r;
+        }
+    }
+
     /// Number of chains per temperature.
     pub fn n_chains(&self) -> usize {
         self.n_chains

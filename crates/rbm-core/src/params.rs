@@ -160,6 +160,12 @@ pub struct TrainingParams {
     pub weight_scale: f64,
     /// Seed of every random choice of the run.
     pub seed: u64,
+    /// Gaussian units: learn each unit's standard deviation `sigma` (Cho, Ilin & Raiko 2011,
+    /// through `log sigma`) instead of fixing it at 1, within
+    /// [`crate::Trainer::SIGMA_RANGE`]. The model works on `v / sigma`; [`crate::Model::fit`]
+    /// folds `sigma` into the stored standardisation, so a saved model needs nothing new.
+    #[serde(default)]
+    pub learn_variance: bool,
     /// How the persistent chains are advanced (PCD only).
     #[serde(default)]
     pub sampler: Sampler,
@@ -203,6 +209,7 @@ impl TrainingParams {
             seed: 0,
             centered: false,
             sampler: Sampler::Gibbs,
+            learn_variance: false,
             compress_heavy_tails: false,
             monitor_rows: 10_000,
             contamination: None,
@@ -263,6 +270,9 @@ impl TrainingParams {
         .check()?;
         if let Some(0) = self.persistent_chains {
             return Err(RbmError::InvalidChains(0));
+        }
+        if self.learn_variance && !self.visible.has(VisibleKind::Gaussian) {
+            return Err(RbmError::NoGaussianUnits);
         }
         if let Sampler::Tempering { temperatures } = self.sampler {
             if temperatures < 2 {

@@ -87,6 +87,10 @@ pub struct TrainingOutcome {
     pub history: Vec<EpochStats>,
     /// Whether the callback stopped training before the last epoch.
     pub stopped_early: bool,
+    /// With `learn_variance`: each visible unit's learned standard deviation (1 for units that are
+    /// not Gaussian). The model's visible units see `v / sigma`: divide data by it before using
+    /// the model (`Model::fit` folds it into the standardisation).
+    pub visible_scale: Option<Vec<f32>>,
 }
 
 /// Holds the training state that is not part of the model: momentum buffers, persistent chains,
@@ -103,6 +107,9 @@ pub struct Trainer {
     hidden_activity: Vec<f32>,
     /// Centred training: the offsets, set from the data when training starts.
     offsets: Option<Offsets>,
+    /// Learned variance: `log sigma` of each visible unit (0 and never updated for units that are
+    /// not Gaussian).
+    log_scale: Option<Vec<f32>>,
 }
 
 /// How fast the hidden offsets follow the batches' mean hidden probabilities (PyDeep's and
@@ -286,6 +293,7 @@ impl Trainer {
             },
             hidden_activity: vec![0.0; nh],
             offsets: None,
+            log_scale: params.learn_variance.then(|| vec![0.0; nv]),
             params,
             rbm,
         })
@@ -413,6 +421,8 @@ impl Trainer {
     fn step(&mut self, cols: usize, momentum: f32) {
         let lr = self.params.learning_rate as f32;
         let decay = self.params.weight_decay as f32;
+        // The variance's gradient from the parameters before this update, applied after it.
+        let scale_gradient = self.log_scale.is_some().then(|| self.log_variance_gradient(cols));
         self.phases.accumulate_weight_gradient(cols, lr, momentum, self.velocity.weights.as_mut_slice());
         let g = &mut self.gradient;
         self.phases.bias_gradients(cols, g.visible_bias.as_mut_slice(), g.hidden_bias.as_mut_slice());
@@ -443,6 +453,115 @@ impl Trainer {
         let (g, v) = (&self.gradient, &mut self.velocity);
         biases.step(visible_bias.as_mut_slice(), v.visible_bias.as_mut_slice(), g.visible_bias.as_slice(), 1.0);
         biases.step(hidden_bias.as_mut_slice(), v.hidden_bias.as_mut_slice(), g.hidden_bias.as_slice(), 1.0);
+        if let Some(gradient) = scale_gradient {
+            self.step_scale(&gradient, lr);
+        }
+    }
+
+    /// The range each learned standard deviation is kept in (in units of the standardised data:
+    /// a conditional spread from 1/20 to twice the column's own). A constant column runs to the
+    /// lower end instead of to zero, where `v / sigma^2` and the gradients would blow up.
+    pub const SIGMA_RANGE: (f32, f32) = (0.05, 2.0);
+
+    /// The log-likelihood gradient with respect to each Gaussian unit's `z = log sigma^2`, in
+    /// Cho, Ilin & Raiko's parameterisation (`b`, `W` fixed in the data's units, energy
+    /// `(v - b)^2 / 2 sigma^2 - (v / sigma^2)^T W h`). With `u = v / sigma`, `b' = b / sigma`,
+    /// `W' = W / sigma` (what the model holds) it is
+    /// `<(u - b')^2 / 2 - u (W'^T h)>_data - <...>_model`, from the phases already run (`h` by
+    /// its probabilities); 0 for other units.
+    fn log_variance_gradient(&self, cols: usize) -> Vec<f32> {
+        let (nv, nh) = (self.rbm.n_visible(), self.rbm.n_hidden());
+        let b = self.rbm.visible_bias().as_slice();
+        let w = Operand::new(self.rbm.weights().as_slice(), nh, nv);
+        let negative = &self.phases.negative;
+        let mut gradient = vec![0f32; nv];
+        let sets: [(&[f32], &[f32], usize, f64); 2] = [
+            (&self.phases.batch, &self.phases.positive_hidden, cols, 1.0),
+            (&negative.visible, &negative.hidden_probabilities, negative.cols, -1.0),
+        ];
+        for (visible, hidden, n, sign) in sets {
+            let mut input = vec![0f32; nv * n];
+            gemm(1.0, w.t(), Operand::new(&hidden[..nh * n], nh, n), 0.0, &mut input);
+            for (kind, range) in self.rbm.layer().ranges() {
+                if kind != crate::units::VisibleKind::Gaussian {
+                    continue;
+                }
+                for i in range {
+                    let moment: f64 = (0..n)
+                        .map(|s| {
+                            let u = visible[s * nv + i] as f64;
+                            let centred = u - b[i] as f64;
+                            0.5 * centred * centred - u * input[s * nv + i] as f64
+                        })
+                        .sum::<f64>()
+                        / n as f64;
+                    gradient[i] += (sign * moment) as f32;
+                }
+            }
+        }
+        gradient
+    }
+
+    /// Moves `log sigma` by `lr / 2` times the gradient of `log sigma^2`, within
+    /// [`Self::SIGMA_RANGE`], then rescales everything held in the units `u = v / sigma` by
+    /// `sigma_old / sigma_new` per unit (the visible biases and weights, their momentum, the
+    /// persistent and tempered chains, the centring offsets) so that the model in the data's units
+    /// changes only by its variance.
+    fn step_scale(&mut self, gradient: &[f32], lr: f32) {
+        let (low, high) = (Self::SIGMA_RANGE.0.ln(), Self::SIGMA_RANGE.1.ln());
+        let log_scale = self.log_scale.as_mut().expect("learning the variance");
+        let ratio: Vec<f32> = log_scale
+            .iter_mut()
+            .zip(gradient)
+            .map(|(l, g)| {
+                let old = *l;
+                *l = (*l + 0.5 * lr * g).clamp(low, high);
+                (old - *l).exp()
+            })
+            .collect();
+        let nh = self.rbm.n_hidden();
+        let scale_columns = |values: &mut [f32], rows: usize| {
+            for (column, r) in values.chunks_mut(rows).zip(ratio.iter().cycle()) {
+                column.iter_mut().for_each(|x| *x *= r);
+            }
+        };
+        let scale_samples = |values: &mut [f32]| {
+            for (x, r) in values.iter_mut().zip(ratio.iter().cycle()) {
+                *x *= r;
+            }
+        };
+        let (weights, visible_bias, _) = self.rbm.parameters_mut();
+        scale_columns(weights.as_mut_slice(), nh);
+        scale_samples(visible_bias.as_mut_slice());
+        scale_columns(self.velocity.weights.as_mut_slice(), nh);
+        scale_samples(self.velocity.visible_bias.as_mut_slice());
+        scale_samples(&mut self.phases.negative.visible);
+        if let Some(tempered) = &mut self.phases.tempered {
+            tempered.scale_visible(&ratio);
+        }
+        if let Some(offsets) = &mut self.offsets {
+            scale_samples(&mut offsets.visible);
+        }
+    }
+
+    /// Each visible unit's current standard deviation, when it is learned.
+    fn visible_scale(&self) -> Option<Vec<f32>> {
+        let (low, high) = Self::SIGMA_RANGE;
+        self.log_scale.as_ref().map(|l| l.iter().map(|x| x.exp().clamp(low, high)).collect())
+    }
+
+    /// `data` divided by the learned standard deviations (a copy; `data` itself when not learned).
+    fn scaled<'d>(&self, data: &'d DMatrix<f32>) -> std::borrow::Cow<'d, DMatrix<f32>> {
+        match self.visible_scale() {
+            None => std::borrow::Cow::Borrowed(data),
+            Some(scale) => {
+                let mut out = data.clone();
+                for mut column in out.column_iter_mut() {
+                    column.iter_mut().zip(&scale).for_each(|(x, s)| *x /= s);
+                }
+                std::borrow::Cow::Owned(out)
+            }
+        }
     }
 
     /// One epoch over `data` in a fresh random order.
@@ -458,6 +577,12 @@ impl Trainer {
             self.phases.batch.resize(nv * indices.len(), 0.0);
             for (slot, &i) in self.phases.batch.chunks_mut(nv).zip(indices) {
                 slot.copy_from_slice(data.column(i).as_slice());
+            }
+            if let Some(log_scale) = &self.log_scale {
+                let scale: Vec<f32> = log_scale.iter().map(|x| (-x).exp()).collect();
+                for slot in self.phases.batch.chunks_mut(nv) {
+                    slot.iter_mut().zip(&scale).for_each(|(x, s)| *x *= s);
+                }
             }
             self.update(indices.len(), momentum);
         }
@@ -520,12 +645,16 @@ impl Trainer {
             if self.rbm.check_finite().is_err() {
                 return Err(RbmError::Diverged { epoch: epoch + 1 });
             }
+            // With a learned variance the model sees `v / sigma`; free energies get the
+            // log-Jacobian `sum log sigma` so they stay those of `v` (comparable across epochs).
+            let jacobian: f64 = self.log_scale.as_ref().map_or(0.0, |l| l.iter().map(|&x| x as f64).sum());
+            let free_energy = |data: &DMatrix<f32>| mean_free_energy_of(&self.rbm, &self.scaled(data)) + jacobian;
             let stats = EpochStats {
                 epoch: epoch + 1,
                 seconds,
-                reconstruction_error: reconstruction_error_of(&self.rbm, &monitor),
-                free_energy_train: mean_free_energy_of(&self.rbm, &monitor),
-                free_energy_validation: validation.map(|v| mean_free_energy_of(&self.rbm, v)),
+                reconstruction_error: reconstruction_error_of(&self.rbm, &self.scaled(&monitor)),
+                free_energy_train: free_energy(&monitor),
+                free_energy_validation: validation.map(free_energy),
                 swap_acceptance: self.phases.tempered.as_ref().map(|t| t.swap_acceptance()),
             };
             if !(stats.free_energy_train.is_finite() && stats.reconstruction_error.is_finite()) {
@@ -538,7 +667,8 @@ impl Trainer {
                 break;
             }
         }
-        Ok(TrainingOutcome { rbm: self.rbm, history, stopped_early })
+        let visible_scale = self.visible_scale();
+        Ok(TrainingOutcome { rbm: self.rbm, history, stopped_early, visible_scale })
     }
 }
 
