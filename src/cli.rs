@@ -95,24 +95,29 @@ pub struct TrainArgs {
     /// Rows per mini-batch [default: from the data shape].
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Learning rate [default: 0.05 Bernoulli, 0.001 Gaussian].
+    /// Learning rate [default: 0.05 annealed to 0 without Gaussian units, 0.001 with them].
     #[arg(long)]
     pub learning_rate: Option<f64>,
-    /// Constant momentum [default: Bernoulli Hinton's 0.5 for 5 epochs then 0.9; Gaussian 0.5].
+    /// Constant momentum [default: 0 without Gaussian units, 0.5 with them].
     #[arg(long)]
     pub momentum: Option<f64>,
-    /// L2 weight decay.
-    #[arg(long, default_value_t = 1e-4)]
-    pub weight_decay: f64,
+    /// L2 weight decay [default: 0 without Gaussian units, 1e-4 with them].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
     /// Gibbs steps per update (k of CD-k).
     #[arg(long, default_value_t = 1)]
     pub cd_k: usize,
     /// Persistent CD (PCD) with as many chains as the batch size (same as --method pcd).
     #[arg(long)]
     pub persistent: bool,
-    /// Training method: auto is CD for Bernoulli units and PCD for Gaussian units.
+    /// Training method: auto is centred PCD without Gaussian units, PCD with them; cd or pcd
+    /// choose plain CD or PCD (add --centered for centring).
     #[arg(long, value_enum, default_value = "auto")]
     pub method: Method,
+    /// Anneal the learning rate linearly to zero over the epochs [default: true with --method auto
+    /// and no Gaussian units, else false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub anneal: Option<bool>,
     /// Gaussian units: learn each unit's standard deviation (kept within 0.05 to 2 of the
     /// standardised column's).
     #[arg(long)]
@@ -127,9 +132,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.01)]
     pub weight_scale: f64,
     /// Centred gradients (Melchior et al. 2016): offsets at the visible data means and a running
-    /// mean of the hidden probabilities; the saved model is in the ordinary parameterisation.
-    #[arg(long)]
-    pub centered: bool,
+    /// mean of the hidden probabilities; the saved model is in the ordinary parameterisation
+    /// [default: true with --method auto and no Gaussian units, else false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub centered: Option<bool>,
     /// Gaussian units: compress heavy-tailed columns with a signed log before standardising
     /// [default: true].
     #[arg(long)]

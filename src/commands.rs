@@ -106,7 +106,9 @@ fn apply_flags(mut params: TrainingParams, args: &TrainArgs) -> Result<TrainingP
     if let Some(m) = args.momentum {
         params.momentum = Momentum::Constant { value: m };
     }
-    params.weight_decay = args.weight_decay;
+    if let Some(decay) = args.weight_decay {
+        params.weight_decay = decay;
+    }
     params.gibbs_steps = args.cd_k;
     let tempering = matches!(args.sampler, SamplerArg::Pt);
     let persistent = match (args.persistent, args.method) {
@@ -126,8 +128,10 @@ fn apply_flags(mut params: TrainingParams, args: &TrainArgs) -> Result<TrainingP
     if let Some(compress) = args.compress_tails {
         params.compress_heavy_tails = compress;
     }
-    params.centered = args.centered;
+    // An explicit --method asks for that method as such: centring only with --centered.
+    params.centered = args.centered.unwrap_or(matches!(args.method, Method::Auto) && params.centered);
     params.learn_variance = args.learn_variance;
+    params.anneal = args.anneal.unwrap_or(matches!(args.method, Method::Auto) && params.anneal);
     params.weight_scale = args.weight_scale;
     params.seed = args.seed;
     params.contamination = args.contamination;

@@ -412,14 +412,15 @@ impl Trainer {
     /// into the velocity (`velocity = momentum * velocity + lr * gradient` as the GEMMs' beta and
     /// alpha), which saves a pass over a weight-sized buffer per batch; the decay and the step
     /// follow [`Sgd`]'s rule.
-    fn update(&mut self, cols: usize, momentum: f32) {
+    fn update(&mut self, cols: usize, momentum: f32, rate: f32) {
         self.run_phases(cols);
-        self.step(cols, momentum);
+        self.step(cols, momentum, rate);
     }
 
-    /// The parameter update from the phases already run on a batch of `cols` samples.
-    fn step(&mut self, cols: usize, momentum: f32) {
-        let lr = self.params.learning_rate as f32;
+    /// The parameter update from the phases already run on a batch of `cols` samples, with the
+    /// learning rate multiplied by `rate` (the annealing factor).
+    fn step(&mut self, cols: usize, momentum: f32, rate: f32) {
+        let lr = self.params.learning_rate as f32 * rate;
         let decay = self.params.weight_decay as f32;
         // The variance's gradient from the parameters before this update, applied after it.
         let scale_gradient = self.log_scale.is_some().then(|| self.log_variance_gradient(cols));
@@ -573,6 +574,8 @@ impl Trainer {
             self.start_chains(data, &order);
         }
         let momentum = self.params.momentum.at(epoch) as f32;
+        let epochs = self.params.epochs;
+        let rate = if self.params.anneal { (epochs - epoch.min(epochs)) as f32 / epochs as f32 } else { 1.0 };
         for indices in order.chunks(self.params.batch_size) {
             self.phases.batch.resize(nv * indices.len(), 0.0);
             for (slot, &i) in self.phases.batch.chunks_mut(nv).zip(indices) {
@@ -584,7 +587,7 @@ impl Trainer {
                     slot.iter_mut().zip(&scale).for_each(|(x, s)| *x *= s);
                 }
             }
-            self.update(indices.len(), momentum);
+            self.update(indices.len(), momentum, rate);
         }
     }
 
@@ -728,7 +731,7 @@ mod tests {
         });
         let before = trainer.rbm.clone();
         trainer.phases.batch = data.as_slice().to_vec();
-        trainer.update(cols, 0.0);
+        trainer.update(cols, 0.0, 1.0);
         let offsets = trainer.offsets.clone().unwrap();
         let (mu, lambda) = (&offsets.visible, &offsets.hidden);
         let p = &trainer.phases;
@@ -775,7 +778,7 @@ mod tests {
             Trainer::initialise(TrainingParams { centered: false, ..params }.check().unwrap(), &data).unwrap();
         plain.phases.batch = data.as_slice().to_vec();
         plain.rbm = before;
-        plain.update(cols, 0.0);
+        plain.update(cols, 0.0, 1.0);
         assert!((plain.rbm.visible_bias() - trainer.rbm.visible_bias()).abs().max() > 1e-3);
     }
 }
@@ -831,8 +834,8 @@ mod flip_tests {
         b.rbm.hidden_probabilities_into(&b.phases.batch, cols, &mut check);
         let worst = check.iter().zip(&a.phases.positive_hidden).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
         assert!(worst < 1e-5, "the flipped model is not equivalent: {worst}");
-        a.step(cols, 0.0);
-        b.step(cols, 0.0);
+        a.step(cols, 0.0, 1.0);
+        b.step(cols, 0.0, 1.0);
         (a.rbm, flip(&b.rbm))
     }
 
