@@ -346,12 +346,14 @@ impl TemperedChains {
         }
     }
 
-    /// Multiplies every chain's visible unit `i` by `ratio[i]` (a change of the visible units'
-    /// scale: see learned variances in the trainer).
+    /// Multiplies every chain's visible unit `i`, and the base rate's, by `ratio[i]` (a change of
+    /// the visible units' scale: see learned variances in the trainer).
     pub(crate) fn scale_visible(&mut self, ratio: &[f32]) {
         for (x, r) in self.buffers.visible.iter_mut().zip(ratio.iter().cycle()) {
             *x *= r;
         }
+        // The base rate of a Gaussian unit is a mean in the same units.
+        self.base_bias.iter_mut().zip(ratio).for_each(|(b, r)| *b *= r);
     }
 
     /// Number of chains per temperature.

@@ -93,3 +93,21 @@ fn learning_the_variance_needs_gaussian_units() {
     let p = TrainingParams { learn_variance: true, ..TrainingParams::new(VisibleKind::Bernoulli, 3) };
     assert!(matches!(p.check(), Err(RbmError::NoGaussianUnits)));
 }
+
+#[test]
+fn learned_deviations_are_identical_on_one_two_and_three_threads() {
+    let data = clusters(300, 0.3, &[1.0, 2.0, 3.0], 4);
+    let fit = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let params = TrainingParams { epochs: 5, centered: true, ..params(true) };
+            Model::fit(params.check().unwrap(), &data, None, |_| ControlFlow::Continue(())).unwrap().0
+        })
+    };
+    let one = fit(1);
+    for threads in [2, 3] {
+        let other = fit(threads);
+        assert_eq!(one.rbm, other.rbm);
+        assert_eq!(one.standardization, other.standardization);
+    }
+}
