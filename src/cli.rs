@@ -125,9 +125,9 @@ pub struct TrainArgs {
     /// How the persistent chains are advanced: gibbs, or pt (parallel tempering, implies PCD).
     #[arg(long, value_enum, default_value = "gibbs")]
     pub sampler: SamplerArg,
-    /// Parallel tempering: inverse temperatures, evenly spaced from 1 to 0.
-    #[arg(long, default_value_t = rbm_core::TemperedChains::DEFAULT_TEMPERATURES)]
-    pub temperatures: usize,
+    /// Parallel tempering: inverse temperatures, evenly spaced from 1 to 0 [default: 10].
+    #[arg(long)]
+    pub temperatures: Option<usize>,
     /// Standard deviation of the initial weights (normal, mean 0).
     #[arg(long, default_value_t = 0.01)]
     pub weight_scale: f64,

@@ -9,8 +9,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use nalgebra::DMatrix;
 use rbm_core::ais::{self, AisSettings, Direction};
 use rbm_core::{
-    ColumnEncoding, ColumnKind, EpochStats, Model, Momentum, RbmError, Sampler, TrainingParams, VisibleKind,
-    VisibleSpec, eval, metrics,
+    ColumnEncoding, ColumnKind, EpochStats, Model, Momentum, RbmError, Sampler, TemperedChains, TrainingParams,
+    VisibleKind, VisibleSpec, eval, metrics,
 };
 use serde_json::json;
 
@@ -120,18 +120,21 @@ fn apply_flags(mut params: TrainingParams, args: &TrainArgs) -> Result<TrainingP
         (false, Method::Cd) => false,
         (false, Method::Auto) => tempering || params.persistent_chains.is_some(),
     };
-    params.sampler = match args.sampler {
-        SamplerArg::Gibbs => Sampler::Gibbs,
-        SamplerArg::Pt => Sampler::Tempering { temperatures: args.temperatures },
+    params.sampler = match (args.sampler, args.temperatures) {
+        (SamplerArg::Gibbs, Some(_)) => bail!("--temperatures is for parallel tempering: add --sampler pt"),
+        (SamplerArg::Gibbs, None) => Sampler::Gibbs,
+        (SamplerArg::Pt, t) => Sampler::Tempering { temperatures: t.unwrap_or(TemperedChains::DEFAULT_TEMPERATURES) },
     };
     params.persistent_chains = persistent.then_some(params.batch_size);
     if let Some(compress) = args.compress_tails {
         params.compress_heavy_tails = compress;
     }
-    // An explicit --method asks for that method as such: centring only with --centered.
-    params.centered = args.centered.unwrap_or(matches!(args.method, Method::Auto) && params.centered);
+    // An explicit method (--method cd|pcd, or --persistent) asks for that method as such:
+    // centring and annealing only when asked for.
+    let automatic = matches!(args.method, Method::Auto) && !args.persistent;
+    params.centered = args.centered.unwrap_or(automatic && params.centered);
     params.learn_variance = args.learn_variance;
-    params.anneal = args.anneal.unwrap_or(matches!(args.method, Method::Auto) && params.anneal);
+    params.anneal = args.anneal.unwrap_or(automatic && params.anneal);
     params.weight_scale = args.weight_scale;
     params.seed = args.seed;
     params.contamination = args.contamination;

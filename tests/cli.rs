@@ -226,6 +226,9 @@ fn train_score_eval_sample_inspect_happy_path() {
         rbm(d, &["train", "--input", "train.csv", "--output", "x.json", "--sampler", "pt", "--temperatures", "1"]);
     assert_eq!(one.code, 2);
     assert!(one.stderr.contains("at least 2 inverse temperatures"), "{}", one.stderr);
+    let stray = rbm(d, &["train", "--input", "train.csv", "--output", "x.json", "--temperatures", "4"]);
+    assert_eq!(stray.code, 2);
+    assert!(stray.stderr.contains("--sampler pt"), "{}", stray.stderr);
     assert!(!d.join("x.json").exists());
 
     let zero_runs = rbm(

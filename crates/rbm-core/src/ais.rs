@@ -208,7 +208,13 @@ pub fn estimate_log_partition(
     let layer = rbm.layer();
     let base_log_partition = layer.log_partition(base_bias, base_bias) + nh as f64 * std::f64::consts::LN_2;
     let mut path = Path::new(rbm, base_bias, runs);
-    let mut streams = RandomStreams::new(settings.seed);
+    // The two directions draw from different streams for one seed, so that an AIS bracket's two
+    // estimates have independent errors.
+    let seed = match start {
+        Start::Base => settings.seed,
+        Start::Model(_) => settings.seed ^ 0x05ee_d4e7_e25e_0a15_u64,
+    };
+    let mut streams = RandomStreams::new(seed);
     let total = betas.len() - 1 + if matches!(start, Start::Model(_)) { settings.burn_in } else { 0 };
     let every = (total / 100).max(1);
     let mut done = 0;

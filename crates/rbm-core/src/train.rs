@@ -347,7 +347,9 @@ impl Trainer {
     }
 
     /// Estimates the log-likelihood gradient on `batch` (`n_visible x B`) with CD-k or PCD-k,
-    /// advancing the persistent chains. No weight decay or sparsity term is included.
+    /// advancing the persistent chains (Gibbs chains: parallel tempering starts with training).
+    /// It is the plain gradient: no weight decay or sparsity term, no centring, and no learned
+    /// variance (the batch is taken as the model's units).
     pub fn estimate_gradient(&mut self, batch: &DMatrix<f32>) -> Result<&Gradient> {
         self.rbm.check_visible_rows("batch", batch.nrows())?;
         if batch.ncols() == 0 {

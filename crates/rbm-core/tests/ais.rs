@@ -146,7 +146,7 @@ fn ais_and_reverse_ais_match_exact_log_partition_of_a_mixed_model_with_softmax_g
     };
     let rbm = train(params, &data);
     assert_eq!(rbm.layer(), &layer);
-    check_both(&rbm, &data, 2000, 0.1);
+    check_both(&rbm, &data, 6000, 0.1);
 }
 
 #[test]
