@@ -386,12 +386,20 @@ pub fn train(args: TrainArgs) -> Result<()> {
             params.batch_size,
             if params.persistent_chains.is_some() { "PCD-" } else { "CD-" },
             params.gibbs_steps,
-            match (params.centered, params.sampler) {
-                (c, Sampler::Tempering { temperatures }) =>
-                    format!("{}, parallel tempering over {temperatures} temperatures", if c { ", centred" } else { "" }),
-                (true, _) => ", centred".to_string(),
-                _ => String::new(),
-            }
+            [
+                (params.centered, ", centred".to_string()),
+                (params.anneal, format!(", learning rate {} annealed to 0", params.learning_rate)),
+                (params.learn_variance, ", learned variances".to_string()),
+                match params.sampler {
+                    Sampler::Tempering { temperatures } => {
+                        (true, format!(", parallel tempering over {temperatures} temperatures"))
+                    }
+                    Sampler::Gibbs => (false, String::new()),
+                },
+            ]
+            .into_iter()
+            .filter_map(|(on, text)| on.then_some(text))
+            .collect::<String>()
         );
     }
     let progress = Progress::new(show, params.epochs);
