@@ -363,7 +363,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
     set_threads(args.threads)?;
     // Every flag is checked before any file is read.
     let overrides = column_kinds(&args.column_kinds)?;
-    apply_flags(TrainingParams::new(VisibleKind::Bernoulli, args.hidden.unwrap_or(1)), &args)?.check()?;
+    // (Whether --learn-variance has Gaussian units to act on is known once the columns are read.)
+    let early = apply_flags(TrainingParams::new(VisibleKind::Bernoulli, args.hidden.unwrap_or(1)), &args)?;
+    TrainingParams { learn_variance: false, ..early }.check()?;
 
     let TrainingData { reader, first_text, lines, data, visible, columns, validation } =
         read_training(&args, &overrides)?;

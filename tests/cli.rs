@@ -286,6 +286,29 @@ fn gaussian_training_reads_stdin_with_bom_and_crlf() {
     assert_eq!(s.code, 0, "{}", s.stderr);
     assert_eq!(s.stdout.lines().count(), 201);
     assert!(!s.stdout.contains("NaN"));
+
+    // Learned variances: accepted for Gaussian units (and stored in the standardisation), refused
+    // for binary data once its columns are known.
+    let v = rbm_in(
+        dir.path(),
+        &["train", "--input", "-", "--output", "v.json", "--visible", "gaussian", "--epochs", "3", "--learn-variance"],
+        &[],
+        Some(&csv),
+    );
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    let fixed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("g.json")).unwrap()).unwrap();
+    let learned: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("v.json")).unwrap()).unwrap();
+    assert_ne!(fixed["standardization"]["scale"], learned["standardization"]["scale"]);
+    let binary = rbm_in(
+        dir.path(),
+        &["train", "--input", "-", "--output", "b.json", "--learn-variance"],
+        &[],
+        Some("a,b\n0,1\n1,0\n1,1\n"),
+    );
+    assert_eq!(binary.code, 2);
+    assert!(binary.stderr.contains("needs Gaussian visible units"), "{}", binary.stderr);
 }
 
 #[test]
