@@ -144,15 +144,7 @@ pub fn schedule(betas: usize) -> Result<Vec<f64>> {
 /// model reproduces the data's marginals and AIS starts close to the model.
 pub fn base_rate(layer: &VisibleLayer, data: &DMatrix<f32>) -> Result<Vec<f32>> {
     crate::model::check_values(layer, data)?;
-    let nv = data.nrows();
-    let mut sums = vec![0f64; nv];
-    for column in data.column_iter() {
-        sums.iter_mut().zip(column.iter()).for_each(|(s, &x)| *s += x as f64);
-    }
-    let means: Vec<f64> = sums.iter().map(|s| s / data.ncols() as f64).collect();
-    let mut bias = vec![0f32; nv];
-    layer.initial_bias(&means, data.ncols(), &mut bias);
-    Ok(bias)
+    Ok(crate::model::initial_biases(layer, data))
 }
 
 /// Forward AIS estimate of `log Z` with base-rate biases `base_bias` (see [`base_rate`]).

@@ -116,14 +116,7 @@ impl PersistentChains {
     /// Advances every chain by `steps` Gibbs steps under `rbm` (whose parameters may have changed
     /// since the last call; its shape must be the one the chains were made for).
     pub fn advance(&mut self, rbm: &Rbm, steps: usize) -> Result<()> {
-        let (nv, nh) = (self.n_visible, self.n_hidden);
-        if (rbm.n_visible(), rbm.n_hidden()) != (nv, nh) {
-            return Err(RbmError::ShapeMismatch {
-                what: "model for these chains",
-                expected: format!("{nv} visible and {nh} hidden units"),
-                found: format!("{} visible and {} hidden units", rbm.n_visible(), rbm.n_hidden()),
-            });
-        }
+        check_chain_shape(rbm, self.n_visible, self.n_hidden)?;
         self.buffers.refresh_hidden(rbm);
         self.buffers.run(rbm, steps, &mut self.streams);
         Ok(())
@@ -138,6 +131,18 @@ impl PersistentChains {
     pub fn visible_means(&self) -> DMatrix<f32> {
         DMatrix::from_column_slice(self.n_visible, self.buffers.cols, &self.buffers.visible_means)
     }
+}
+
+/// That `rbm` has the shape the chains were made for.
+fn check_chain_shape(rbm: &Rbm, nv: usize, nh: usize) -> Result<()> {
+    if (rbm.n_visible(), rbm.n_hidden()) != (nv, nh) {
+        return Err(RbmError::ShapeMismatch {
+            what: "model for these chains",
+            expected: format!("{nv} visible and {nh} hidden units"),
+            found: format!("{} visible and {} hidden units", rbm.n_visible(), rbm.n_hidden()),
+        });
+    }
+    Ok(())
 }
 
 /// Runs `steps` Gibbs steps from each column of `start` and returns the final visible samples.
@@ -249,14 +254,7 @@ impl TemperedChains {
     /// Advances every chain by `steps` tempered Gibbs steps, each followed by swaps, under `rbm`
     /// (whose parameters may have changed since the last call; its shape must be the same).
     pub fn advance(&mut self, rbm: &Rbm, steps: usize) -> Result<()> {
-        let (nv, nh) = (self.n_visible, self.n_hidden);
-        if (rbm.n_visible(), rbm.n_hidden()) != (nv, nh) {
-            return Err(RbmError::ShapeMismatch {
-                what: "model for these chains",
-                expected: format!("{nv} visible and {nh} hidden units"),
-                found: format!("{} visible and {} hidden units", rbm.n_visible(), rbm.n_hidden()),
-            });
-        }
+        check_chain_shape(rbm, self.n_visible, self.n_hidden)?;
         self.advance_checked(rbm, steps);
         Ok(())
     }

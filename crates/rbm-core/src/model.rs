@@ -272,6 +272,22 @@ fn check_rows(what: &'static str, found: usize, expected: usize, unit: &str) -> 
 }
 
 /// Sets every column of the `rows x n` slice `out` to `column`.
+/// The mean of each row of `data` (each unit's mean over the samples), summed in f64.
+pub(crate) fn row_means(data: &DMatrix<f32>) -> Vec<f64> {
+    let mut sums = vec![0f64; data.nrows()];
+    for column in data.column_iter() {
+        sums.iter_mut().zip(column.iter()).for_each(|(s, &x)| *s += x as f64);
+    }
+    sums.iter().map(|s| s / data.ncols().max(1) as f64).collect()
+}
+
+/// Each group's initial visible biases from the units' means over the columns of `data` (checked).
+pub(crate) fn initial_biases(layer: &VisibleLayer, data: &DMatrix<f32>) -> Vec<f32> {
+    let mut bias = vec![0f32; data.nrows()];
+    layer.initial_bias(&row_means(data), data.ncols(), &mut bias);
+    bias
+}
+
 pub(crate) fn fill_columns(out: &mut [f32], column: &[f32]) {
     for chunk in out.chunks_mut(column.len()) {
         chunk.copy_from_slice(column);

@@ -136,12 +136,7 @@ struct Offsets {
 
 impl Offsets {
     fn new(data: &DMatrix<f32>, n_hidden: usize) -> Self {
-        let mut sums = vec![0f64; data.nrows()];
-        for column in data.column_iter() {
-            sums.iter_mut().zip(column.iter()).for_each(|(s, &x)| *s += x as f64);
-        }
-        let means: Vec<f64> = sums.iter().map(|s| s / data.ncols().max(1) as f64).collect();
-        Offsets::from_means(&means, n_hidden)
+        Offsets::from_means(&crate::model::row_means(data), n_hidden)
     }
 
     /// Visible offsets at `means`, hidden offsets at 0.5.
@@ -312,13 +307,8 @@ impl Trainer {
     /// [`Trainer::initialise`] on data already checked against `layer`.
     pub(crate) fn initialise_checked(params: ValidParams, layer: VisibleLayer, data: &DMatrix<f32>) -> Result<Self> {
         let (nv, nh) = (data.nrows(), params.n_hidden);
-        let mut sums = vec![0f64; nv];
-        for column in data.column_iter() {
-            sums.iter_mut().zip(column.iter()).for_each(|(s, &x)| *s += x as f64);
-        }
-        let means: Vec<f64> = sums.iter().map(|s| s / data.ncols() as f64).collect();
-        let mut initial_bias = vec![0f32; nv];
-        layer.initial_bias(&means, data.ncols(), &mut initial_bias);
+        let means = crate::model::row_means(data);
+        let initial_bias = crate::model::initial_biases(&layer, data);
         let mut rbm = Rbm::zeros(layer, nh)?;
         let mut streams = RandomStreams::new(params.seed);
         {
