@@ -26,6 +26,9 @@ pub enum Command {
     /// Recommendations with the conditional RBM for collaborative filtering.
     #[command(subcommand)]
     Recommend(crate::recommend::RecommendCommand),
+    /// Pictures (PNG): a model's filters, training curves, free-energy histograms.
+    #[command(subcommand)]
+    Plot(crate::plot::PlotCommand),
 }
 
 /// `--visible`: `auto`, or the name of any unit kind a column can be (the library's list, so a
@@ -231,6 +234,9 @@ pub struct EvalArgs {
     /// AIS: random seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Also draw the ROC and precision-recall curves into this PNG file (needs --label-column).
+    #[arg(long)]
+    pub plot: Option<std::path::PathBuf>,
     /// No chatter on standard error.
     #[arg(long)]
     pub quiet: bool,
@@ -250,9 +256,13 @@ pub struct SampleArgs {
     /// Random seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output CSV [default: standard output].
+    /// Output CSV [default: standard output]; a name ending in .png draws the samples of an image
+    /// model as a grid of pictures instead.
     #[arg(long)]
     pub output: Option<std::path::PathBuf>,
+    /// PNG output: image shape HxW [default: square, from the number of visible units].
+    #[arg(long)]
+    pub shape: Option<String>,
     /// No chatter on standard error.
     #[arg(long)]
     pub quiet: bool,

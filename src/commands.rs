@@ -18,7 +18,7 @@ use crate::cli::{Columns, EvalArgs, InspectArgs, LogLikelihood, Method, SampleAr
 use crate::table::{ColumnSpec, Fields, FirstText, TableReader, read_all, read_all_detecting};
 
 /// Rows read and scored at a time by `score`: memory stays flat on any file size.
-const SCORE_CHUNK_ROWS: usize = 4096;
+pub(crate) const SCORE_CHUNK_ROWS: usize = 4096;
 
 /// `score --fail-on-anomaly` found anomalies: exit code 1 once everything is written.
 #[derive(Debug)]
@@ -39,7 +39,7 @@ fn spec(columns: &Columns) -> ColumnSpec {
 /// Column spec for data scored by a trained model: by the model's feature names when the file
 /// has a header, otherwise by position after removing label and ignored columns; categorical
 /// columns read with the model's levels.
-fn spec_for_model(model: &Model, columns: &Columns) -> ColumnSpec {
+pub(crate) fn spec_for_model(model: &Model, columns: &Columns) -> ColumnSpec {
     let mut s = spec(columns);
     if !model.feature_names.is_empty() && !model.feature_names[0].starts_with("column ") {
         s.features_by_name = Some(model.feature_names.clone());
@@ -55,7 +55,7 @@ fn spec_for_model(model: &Model, columns: &Columns) -> ColumnSpec {
     s
 }
 
-fn check_width(reader: &TableReader, model: &Model) -> Result<()> {
+pub(crate) fn check_width(reader: &TableReader, model: &Model) -> Result<()> {
     let found = reader.feature_names().len();
     if found != model.columns.len() {
         bail!(
@@ -515,11 +515,14 @@ fn estimate_report(
     }))
 }
 
-fn is_positive(label: &str, positive: &str) -> bool {
+pub(crate) fn is_positive(label: &str, positive: &str) -> bool {
     label == positive || matches!((label.parse::<f64>(), positive.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
 }
 
 pub fn eval(args: EvalArgs) -> Result<()> {
+    if args.plot.is_some() && args.columns.label_column.is_none() {
+        bail!("--plot draws ROC and precision-recall curves from labels: add --label-column");
+    }
     let model = Model::load(&args.model)?;
     let (reader, mut chunk) = read_all(&args.input, &spec_for_model(&model, &args.columns))?;
     check_width(&reader, &model)?;
@@ -547,6 +550,9 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         result["positives"] = json!(positive.iter().filter(|&&p| p).count());
         result["roc_auc"] = json!(metrics::roc_auc(&energies, &positive));
         result["pr_auc"] = json!(metrics::average_precision(&energies, &positive));
+        if let Some(path) = &args.plot {
+            crate::plot::write_roc_pr(path, &energies, &positive)?;
+        }
     }
     match args.log_likelihood {
         None => {}
@@ -606,7 +612,14 @@ pub fn sample(args: SampleArgs) -> Result<()> {
         bail!("--count must be at least 1");
     }
     let model = Model::load(&args.model)?;
+    let png = args.output.as_deref().filter(|p| crate::plot::is_png(p));
+    if png.is_none() && args.shape.is_some() {
+        bail!("--shape is for a PNG grid of samples: give --output a .png name");
+    }
     let samples = model.sample(args.count, args.gibbs_steps, args.seed)?;
+    if let Some(path) = png {
+        return crate::plot::write_sample_grid(&args.model, &model, &samples, args.shape.as_deref(), path);
+    }
     let mut out = open_output(args.output.as_deref())?;
     let names: Vec<String> = if model.feature_names.is_empty() {
         (1..=model.columns.len()).map(|i| format!("v{i}")).collect()

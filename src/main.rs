@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod plot;
 mod recommend;
 mod table;
 
@@ -22,6 +23,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sample(a) => commands::sample(a),
         Command::Inspect(a) => commands::inspect(a),
         Command::Recommend(c) => recommend::run(c),
+        Command::Plot(c) => plot::run(c),
     }
     .map(|()| ExitCode::SUCCESS)
     .or_else(|e| match e.downcast::<commands::AnomaliesFound>() {

@@ -1,38 +1,11 @@
 //! The `rbm` binary end to end: happy paths of every subcommand, located errors with exit code 2
 //! for bad input, and identical results on one and two threads.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod common;
 
-fn rbm_in(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbm"));
-    cmd.args(args).current_dir(dir).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("run rbm");
-    if let Some(text) = stdin {
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    }
-    let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
-}
-
-fn rbm(dir: &Path, args: &[&str]) -> Run {
-    rbm_in(dir, args, &[], None)
-}
+use common::{Run, rbm, rbm_in};
 
 /// Binary data with structure: 4 prototypes of 12 bits with 10% noise, and a label column that
 /// marks rows copied from a fifth, rare prototype.

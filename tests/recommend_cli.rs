@@ -3,45 +3,10 @@
 //! threads, and located errors with exit code 2 for bad input.
 
 use std::path::Path;
-use std::process::Command;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod common;
 
-fn rbm_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbm"));
-    cmd.args(args).current_dir(dir);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run rbm");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn rbm(dir: &Path, args: &[&str]) -> Run {
-    rbm_env(dir, args, &[])
-}
-
-fn ok(run: Run) -> Run {
-    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
-    run
-}
-
-/// Fails with exit code 2 and a message containing every one of `expect`.
-fn fails(run: Run, expect: &[&str]) {
-    assert_eq!(run.code, 2, "expected exit 2; stdout {} stderr {}", run.stdout, run.stderr);
-    for e in expect {
-        assert!(run.stderr.contains(e), "stderr {:?} should contain {e:?}", run.stderr);
-    }
-    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
-}
+use common::{Run, fails, ok, rbm, rbm_in};
 
 const FAST: &[&str] = &["--hidden", "20", "--epochs", "8", "--quiet"];
 
@@ -239,7 +204,7 @@ fn same_seed_same_model_on_one_and_two_threads() {
     let model = |threads: &str, out: &str| {
         let mut args = vec!["recommend", "train", "--ratings", "train.csv", "--output", out, "--seed", "4"];
         args.extend_from_slice(FAST);
-        ok(rbm_env(d, &args, &[("RAYON_NUM_THREADS", threads)]));
+        ok(rbm_in(d, &args, &[("RAYON_NUM_THREADS", threads)], None));
         std::fs::read(d.join(out)).unwrap()
     };
     assert_eq!(model("1", "one.json"), model("2", "two.json"));

@@ -29,34 +29,69 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
     Some((rank_sum_positive - p * (p + 1.0) / 2.0) / (p * n))
 }
 
-/// Average precision (area under the precision-recall curve, step-wise as scikit-learn's
-/// `average_precision_score`); samples with equal scores enter together. `None` without positives,
-/// or when the lengths differ.
-pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
+/// The cumulative `(true positives, false positives)` after each group of equal scores, walking
+/// from the highest score down: one point per distinct threshold. `None` when the lengths differ.
+fn descending_cuts(scores: &[f64], labels: &[bool]) -> Option<Vec<(usize, usize)>> {
     if scores.len() != labels.len() {
-        return None;
-    }
-    let positives = labels.iter().filter(|&&l| l).count();
-    if positives == 0 {
         return None;
     }
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut true_positives, mut seen, mut previous_recall, mut area) = (0usize, 0usize, 0.0f64, 0.0f64);
+    let mut cuts = Vec::new();
+    let (mut true_positives, mut false_positives) = (0usize, 0usize);
     let mut start = 0;
     while start < order.len() {
         let mut end = start;
         while end + 1 < order.len() && scores[order[end + 1]] == scores[order[start]] {
             end += 1;
         }
-        true_positives += order[start..=end].iter().filter(|&&i| labels[i]).count();
-        seen += end - start + 1;
-        let recall = true_positives as f64 / positives as f64;
-        area += (recall - previous_recall) * true_positives as f64 / seen as f64;
-        previous_recall = recall;
+        let positives = order[start..=end].iter().filter(|&&i| labels[i]).count();
+        true_positives += positives;
+        false_positives += end - start + 1 - positives;
+        cuts.push((true_positives, false_positives));
         start = end + 1;
     }
+    Some(cuts)
+}
+
+/// Average precision (area under the precision-recall curve, step-wise as scikit-learn's
+/// `average_precision_score`); samples with equal scores enter together. `None` without positives,
+/// or when the lengths differ.
+pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    let curve = precision_recall_curve(scores, labels)?;
+    let (mut previous_recall, mut area) = (0.0f64, 0.0f64);
+    for (recall, precision) in curve {
+        area += (recall - previous_recall) * precision;
+        previous_recall = recall;
+    }
     Some(area)
+}
+
+/// The ROC curve as `(false positive rate, true positive rate)` points from `(0, 0)` to `(1, 1)`,
+/// one per distinct score (tied scores enter together, a diagonal step); the trapezoidal area under
+/// it is [`roc_auc`]. `None` when either class is absent, or when the lengths differ.
+pub fn roc_curve(scores: &[f64], labels: &[bool]) -> Option<Vec<(f64, f64)>> {
+    let positives = labels.iter().filter(|&&l| l).count();
+    let negatives = labels.len() - positives;
+    if positives == 0 || negatives == 0 {
+        return None;
+    }
+    let cuts = descending_cuts(scores, labels)?;
+    let mut curve = Vec::with_capacity(cuts.len() + 1);
+    curve.push((0.0, 0.0));
+    curve.extend(cuts.into_iter().map(|(tp, fp)| (fp as f64 / negatives as f64, tp as f64 / positives as f64)));
+    Some(curve)
+}
+
+/// The precision-recall curve as `(recall, precision)` points, one per distinct score from the
+/// highest down (tied scores enter together). `None` without positives, or when the lengths differ.
+pub fn precision_recall_curve(scores: &[f64], labels: &[bool]) -> Option<Vec<(f64, f64)>> {
+    let positives = labels.iter().filter(|&&l| l).count();
+    if positives == 0 {
+        return None;
+    }
+    let cuts = descending_cuts(scores, labels)?;
+    Some(cuts.into_iter().map(|(tp, fp)| (tp as f64 / positives as f64, tp as f64 / (tp + fp) as f64)).collect())
 }
 
 /// The `(1 - contamination)` quantile of `scores` (linear interpolation between order
@@ -111,6 +146,32 @@ mod tests {
         // All tied: precision is the positive rate.
         assert!((average_precision(&[1.0; 4], &[true, false, false, false]).unwrap() - 0.25).abs() < 1e-12);
         assert_eq!(average_precision(&[1.0], &[false]), None);
+    }
+
+    #[test]
+    fn roc_curve_area_is_roc_auc_and_runs_from_origin_to_one_one() {
+        let scores = [0.1, 0.4, 0.35, 0.8, 0.4, 0.4, 0.2, 0.9, 0.05];
+        let labels = [false, true, false, true, false, true, false, false, true];
+        let curve = roc_curve(&scores, &labels).unwrap();
+        assert_eq!(curve.first(), Some(&(0.0, 0.0)));
+        assert_eq!(curve.last(), Some(&(1.0, 1.0)));
+        // One point per distinct score, plus the origin.
+        assert_eq!(curve.len(), 8);
+        assert!(curve.windows(2).all(|w| w[1].0 >= w[0].0 && w[1].1 >= w[0].1));
+        let area: f64 = curve.windows(2).map(|w| (w[1].0 - w[0].0) * (w[1].1 + w[0].1) / 2.0).sum();
+        assert!((area - roc_auc(&scores, &labels).unwrap()).abs() < 1e-12);
+        // 0.9 is a negative: the curve's first step goes right.
+        assert_eq!(curve[1], (0.2, 0.0));
+        assert_eq!(roc_curve(&[1.0, 2.0], &[true, true]), None);
+    }
+
+    #[test]
+    fn precision_recall_curve_steps_through_tied_groups() {
+        // Ranked: 0.9 (pos), then 0.8 tied (pos, neg), then 0.1 (neg).
+        let curve = precision_recall_curve(&[0.9, 0.8, 0.8, 0.1], &[true, true, false, false]).unwrap();
+        assert_eq!(curve, vec![(0.5, 1.0), (1.0, 2.0 / 3.0), (1.0, 0.5)]);
+        assert_eq!(precision_recall_curve(&[1.0], &[false]), None);
+        assert_eq!(precision_recall_curve(&[1.0, 2.0], &[true]), None);
     }
 
     #[test]
