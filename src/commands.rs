@@ -616,9 +616,13 @@ pub fn sample(args: SampleArgs) -> Result<()> {
     if png.is_none() && args.shape.is_some() {
         bail!("--shape is for a PNG grid of samples: give --output a .png name");
     }
+    let grid = match png {
+        Some(_) => Some(crate::plot::sample_grid(&args.model, &model, args.shape.as_deref(), args.count)?),
+        None => None,
+    };
     let samples = model.sample(args.count, args.gibbs_steps, args.seed)?;
-    if let Some(path) = png {
-        return crate::plot::write_sample_grid(&args.model, &model, &samples, args.shape.as_deref(), path);
+    if let (Some(grid), Some(path)) = (grid, png) {
+        return grid.write(&samples, path);
     }
     let mut out = open_output(args.output.as_deref())?;
     let names: Vec<String> = if model.feature_names.is_empty() {

@@ -188,9 +188,10 @@ impl TileGrid {
         let (width, height) = grid.size();
         if width.saturating_mul(height) > Self::MAX_PIXELS {
             bail!(
-                "{tiles} tiles of {}x{} make a picture of {width}x{height} pixels, too large",
+                "{tiles} tiles of {}x{} make a picture of {width}x{height} pixels, more than the {} a picture may have: draw fewer",
                 shape.height,
-                shape.width
+                shape.width,
+                Self::MAX_PIXELS
             );
         }
         Ok(grid)
@@ -258,14 +259,8 @@ fn filters(args: PlotFiltersArgs) -> Result<()> {
     write_png(&args.output, &grid.draw(&tiles), width, height)
 }
 
-/// Writes samples (columns of `samples`, values in [0, 1]) of an image model as a PNG grid.
-pub fn write_sample_grid(
-    model_path: &Path,
-    model: &Model,
-    samples: &nalgebra::DMatrix<f32>,
-    shape: Option<&str>,
-    output: &Path,
-) -> Result<()> {
+/// The grid for `count` samples of an image model, checked before any sampling is done.
+pub fn sample_grid(model_path: &Path, model: &Model, shape: Option<&str>, count: usize) -> Result<SampleGrid> {
     if model.rbm.visible_kind() != Some(VisibleKind::Bernoulli) {
         bail!(
             "{}: a PNG of samples is for image models, whose visible units are all Bernoulli; this model has {} visible units (write CSV instead)",
@@ -274,10 +269,19 @@ pub fn write_sample_grid(
         );
     }
     let shape = Shape::resolve(shape, model.rbm.n_visible())?;
-    let grid = TileGrid::new(shape, samples.ncols())?;
-    let tiles: Vec<Vec<u8>> = samples.column_iter().map(|c| grey_unit(c.iter().copied())).collect();
-    let (width, height) = grid.size();
-    write_png(output, &grid.draw(&tiles), width, height)
+    Ok(SampleGrid(TileGrid::new(shape, count)?))
+}
+
+/// Where samples of an image model go in a PNG grid (made by [`sample_grid`]).
+pub struct SampleGrid(TileGrid);
+
+impl SampleGrid {
+    /// Writes `samples` (one per column, values in [0, 1]: 0 black, 1 white) as a PNG grid.
+    pub fn write(&self, samples: &nalgebra::DMatrix<f32>, output: &Path) -> Result<()> {
+        let tiles: Vec<Vec<u8>> = samples.column_iter().map(|c| grey_unit(c.iter().copied())).collect();
+        let (width, height) = self.0.size();
+        write_png(output, &self.0.draw(&tiles), width, height)
+    }
 }
 
 /// Registers the embedded font under the family name plotters' text styles use.
@@ -544,8 +548,11 @@ struct Histogram {
 
 impl Histogram {
     fn new(values: &[f64], threshold: Option<f64>) -> Histogram {
-        let (low, high) = range_of(values.iter().copied().chain(threshold));
-        let (low, high) = if high > low { (low, high) } else { (low - 0.5, high + 0.5) };
+        let (low, high) = match range_of(values.iter().copied().chain(threshold)) {
+            (low, high) if high > low => (low, high),
+            (low, _) if low.is_finite() => (low - 0.5, low + 0.5),
+            _ => (0.0, 1.0), // no finite value
+        };
         // About the square root of the rows, between 10 and 60 bins.
         let bins = ((values.len() as f64).sqrt().ceil() as usize).clamp(10, 60);
         Histogram { low, high, bins }
@@ -677,6 +684,9 @@ mod tests {
         assert_eq!(counts[0], 12);
         assert_eq!(counts[9], 0);
         let constant = Histogram::new(&[5.0, 5.0], None);
+        assert_eq!((constant.low, constant.high), (4.5, 5.5));
         assert_eq!(constant.counts(&[5.0, 5.0, f64::NAN]).iter().sum::<usize>(), 2);
+        let nothing_finite = Histogram::new(&[f64::NAN, f64::INFINITY], None);
+        assert_eq!((nothing_finite.low, nothing_finite.high), (0.0, 1.0));
     }
 }
