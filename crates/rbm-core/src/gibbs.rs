@@ -71,6 +71,61 @@ impl ChainBuffers {
     }
 }
 
+/// One piece of a set of chains, run on one thread: chains `first..first + visible.len() / nv`
+/// of the whole set, with their slices of each buffer.
+pub(crate) struct ChainPiece<'a> {
+    pub first: usize,
+    pub visible: &'a mut [f32],
+    pub visible_means: &'a mut [f32],
+    pub hidden_probabilities: &'a mut [f32],
+    pub hidden: &'a mut [f32],
+}
+
+impl ChainPiece<'_> {
+    /// `steps` Gibbs steps as [`ChainBuffers::run`] does, with serial products, drawing chain
+    /// `c`'s values of step `t` from generator `(seed, first_stream + 2t [+ 1], c)`: hidden, then
+    /// visible. The draws of a chain do not depend on how the chains are cut into pieces, so
+    /// neither does the result.
+    pub fn run(&mut self, rbm: &Rbm, steps: usize, seed: u64, first_stream: u64) {
+        let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
+        let chains = self.visible.len() / nv;
+        for step in 0..steps as u64 {
+            let hidden_stream = first_stream + 2 * step;
+            for (c, (h, p)) in self.hidden.chunks_mut(nh).zip(self.hidden_probabilities.chunks(nh)).enumerate() {
+                let mut rng = crate::rng::generator(seed, hidden_stream, (self.first + c) as u64);
+                crate::units::bernoulli::sample(p, h, &mut rng);
+            }
+            rbm.visible_means_serial(self.hidden, chains, self.visible_means);
+            for (c, (v, m)) in self.visible.chunks_mut(nv).zip(self.visible_means.chunks(nv)).enumerate() {
+                let mut rng = crate::rng::generator(seed, hidden_stream + 1, (self.first + c) as u64);
+                rbm.layer().sample_of(m, v, &mut rng);
+            }
+            rbm.hidden_probabilities_serial(self.visible, chains, self.hidden_probabilities);
+        }
+    }
+}
+
+impl ChainBuffers {
+    /// The chains cut into pieces of `piece` chains (the last may be shorter), for parallel work.
+    pub fn pieces(&mut self, n_visible: usize, n_hidden: usize, piece: usize) -> Vec<ChainPiece<'_>> {
+        let cols = self.cols;
+        self.visible[..n_visible * cols]
+            .chunks_mut(n_visible * piece)
+            .zip(self.visible_means[..n_visible * cols].chunks_mut(n_visible * piece))
+            .zip(self.hidden_probabilities[..n_hidden * cols].chunks_mut(n_hidden * piece))
+            .zip(self.hidden[..n_hidden * cols].chunks_mut(n_hidden * piece))
+            .enumerate()
+            .map(|(i, (((visible, visible_means), hidden_probabilities), hidden))| ChainPiece {
+                first: i * piece,
+                visible,
+                visible_means,
+                hidden_probabilities,
+                hidden,
+            })
+            .collect()
+    }
+}
+
 /// Persistent Gibbs chains for PCD and for drawing samples: their state survives between calls.
 #[derive(Clone, Debug)]
 pub struct PersistentChains {

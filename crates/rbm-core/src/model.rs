@@ -9,7 +9,7 @@ use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
 
 use crate::error::{RbmError, Result};
-use crate::linalg::{Operand, gemm, sigmoid, softplus};
+use crate::linalg::{Operand, gemm, softplus};
 use crate::units::{VisibleKind, VisibleLayer};
 
 /// Builds the crate's `n_visible x n_samples` data matrix from row-major values (one sample per
@@ -202,7 +202,37 @@ impl Rbm {
     /// `out = sigmoid(c + W^T v)`, `n_hidden x cols`.
     pub(crate) fn hidden_probabilities_into(&self, v: &[f32], cols: usize, out: &mut [f32]) {
         self.hidden_activations_into(v, cols, out);
-        out.par_iter_mut().for_each(|x| *x = sigmoid(*x));
+        out.par_chunks_mut(4096).for_each(crate::linalg::sigmoid_in_place);
+    }
+
+    /// [`Rbm::hidden_probabilities_into`] on this thread (for pieces run in parallel).
+    pub(crate) fn hidden_probabilities_serial(&self, v: &[f32], cols: usize, out: &mut [f32]) {
+        let (nh, nv) = self.weights.shape();
+        fill_columns(out, self.hidden_bias.as_slice());
+        crate::linalg::gemm_serial(
+            1.0,
+            Operand::new(self.weights.as_slice(), nh, nv),
+            Operand::new(v, nv, cols),
+            1.0,
+            out,
+        );
+        crate::linalg::sigmoid_in_place(out);
+    }
+
+    /// [`Rbm::visible_means_into`] on this thread (for pieces run in parallel).
+    pub(crate) fn visible_means_serial(&self, h: &[f32], cols: usize, out: &mut [f32]) {
+        let (nh, nv) = self.weights.shape();
+        fill_columns(out, self.visible_bias.as_slice());
+        crate::linalg::gemm_serial(
+            1.0,
+            Operand::new(self.weights.as_slice(), nh, nv).t(),
+            Operand::new(h, nh, cols),
+            1.0,
+            out,
+        );
+        for column in out.chunks_mut(nv) {
+            self.layer.means_of(column);
+        }
     }
 
     /// `out = mean(b + W h)`, `n_visible x cols`.

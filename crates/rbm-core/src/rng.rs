@@ -121,6 +121,11 @@ impl RandomStreams {
         RandomStreams { seed, next: 0 }
     }
 
+    /// The seed the streams derive from.
+    pub(crate) fn seed(&self) -> u64 {
+        self.seed
+    }
+
     /// Claims the next stream number.
     pub(crate) fn claim(&mut self) -> u64 {
         let s = self.next;
@@ -138,10 +143,7 @@ impl RandomStreams {
     pub(crate) fn bernoulli(&mut self, probabilities: &[f32], out: &mut [f32]) {
         let (seed, stream) = (self.seed, self.claim());
         out.par_chunks_mut(BLOCK).zip(probabilities.par_chunks(BLOCK)).enumerate().for_each(|(block, (out, p))| {
-            let mut rng = generator(seed, stream, block as u64);
-            for (o, &p) in out.iter_mut().zip(p) {
-                *o = if uniform01(&mut rng) < p { 1.0 } else { 0.0 };
-            }
+            crate::units::bernoulli::sample(p, out, &mut generator(seed, stream, block as u64));
         });
     }
 

@@ -67,8 +67,9 @@ fn check_both(rbm: &Rbm, data: &DMatrix<f32>, betas: usize, tolerance: f64) {
         assert!(estimate.effective_runs > 10.0, "{estimate:?}");
         assert!(estimate.lower.unwrap() < estimate.log_partition && estimate.upper.unwrap() > estimate.log_partition);
     }
-    // The base model's own log Z is far from the model's: the estimate is not the base's.
-    assert!((forward.base_log_partition - exact).abs() > 1.0, "{forward:?} vs {exact}");
+    // The base model's own log Z is far from the model's (many times the tolerance): the estimate
+    // is not the base's.
+    assert!((forward.base_log_partition - exact).abs() > 5.0 * tolerance, "{forward:?} vs {exact}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use rand::Rng;
 
-use crate::linalg::{sigmoid, softplus};
+use crate::linalg::softplus;
 use crate::rng::uniform01;
 
 /// Whether each unit is independent of the others given `h`.
@@ -18,12 +18,23 @@ pub const DEFAULT_LEARNING_RATE: f64 = 0.05;
 
 /// `E[v | h]` in place: `sigmoid` of each activation.
 pub fn means(activations: &mut [f32]) {
-    activations.iter_mut().for_each(|x| *x = sigmoid(*x));
+    crate::linalg::sigmoid_in_place(activations);
 }
 
-/// `out[i] = 1` with probability `means[i]`, else 0: one uniform draw per unit.
+/// `out[i] = 1` with probability `means[i]`, else 0: one 24-bit uniform draw per unit, two from
+/// each 64-bit output of the generator (bits 40-63, then 16-39; xoshiro256++'s bits are all of
+/// full quality), which halves the generator's share of sampling time.
 pub fn sample<R: Rng + ?Sized>(means: &[f32], out: &mut [f32], rng: &mut R) {
-    for (o, &p) in out.iter_mut().zip(means) {
+    const SCALE: f32 = 1.0 / (1u32 << 24) as f32;
+    let mut out_pairs = out.chunks_exact_mut(2);
+    let mut mean_pairs = means.chunks_exact(2);
+    for (o, p) in (&mut out_pairs).zip(&mut mean_pairs) {
+        let bits = rng.next_u64();
+        let (first, second) = ((bits >> 40) as f32 * SCALE, ((bits >> 16) & 0xFF_FFFF) as f32 * SCALE);
+        o[0] = if first < p[0] { 1.0 } else { 0.0 };
+        o[1] = if second < p[1] { 1.0 } else { 0.0 };
+    }
+    for (o, &p) in out_pairs.into_remainder().iter_mut().zip(mean_pairs.remainder()) {
         *o = if uniform01(rng) < p { 1.0 } else { 0.0 };
     }
 }

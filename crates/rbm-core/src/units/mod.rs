@@ -239,6 +239,20 @@ impl VisibleLayer {
         }
     }
 
+    /// `E[v | h]` of one sample in place, from its activations `b + W h`, group by group.
+    pub(crate) fn means_of(&self, column: &mut [f32]) {
+        for (kind, range) in self.ranges() {
+            kind.means(&mut column[range]);
+        }
+    }
+
+    /// Draws one sample's visible values from its conditional means, group by group.
+    pub(crate) fn sample_of<R: rand::Rng + ?Sized>(&self, means: &[f32], out: &mut [f32], rng: &mut R) {
+        for (kind, range) in self.ranges() {
+            kind.sample(&means[range.clone()], &mut out[range], rng);
+        }
+    }
+
     /// The visible energy of one sample, summed over groups in order.
     pub(crate) fn energy(&self, values: &[f32], bias: &[f32]) -> f64 {
         self.ranges().map(|(kind, r)| kind.energy(&values[r.clone()], &bias[r])).sum()
