@@ -15,7 +15,7 @@ use rbm_core::{
 use serde_json::json;
 
 use crate::cli::{Columns, EvalArgs, InspectArgs, LogLikelihood, Method, SampleArgs, SamplerArg, ScoreArgs, TrainArgs};
-use crate::table::{ColumnSpec, Fields, FirstText, TableReader, read_all, read_all_detecting};
+use crate::table::{ColumnSpec, Fields, FirstText, RowFormat, TableReader, read_all, read_all_detecting};
 
 /// Rows read and scored at a time by `score`: memory stays flat on any file size.
 pub(crate) const SCORE_CHUNK_ROWS: usize = 4096;
@@ -453,6 +453,12 @@ fn open_output(path: Option<&Path>) -> Result<Box<dyn Write>> {
     })
 }
 
+/// The free energies of a chunk of rows, errors located with `format`.
+pub(crate) fn free_energies(model: &Model, format: RowFormat<'_>, mut chunk: crate::table::Chunk) -> Result<Vec<f64>> {
+    let data = to_matrix(std::mem::take(&mut chunk.values), model.columns.len())?;
+    model.free_energy(&data).map_err(|e| format.locate(&chunk.lines, e))
+}
+
 /// Scores every row; fails with [`AnomaliesFound`] after writing everything when asked to.
 pub fn score(args: ScoreArgs) -> Result<()> {
     let model = Model::load(&args.model)?;
@@ -465,17 +471,21 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     let mut out = open_output(args.output.as_deref())?;
     writeln!(out, "row,free_energy,anomaly")?;
     let (mut row, mut flagged) = (0usize, 0usize);
-    while let Some(mut chunk) = reader.next_chunk(SCORE_CHUNK_ROWS)? {
-        let data = to_matrix(std::mem::take(&mut chunk.values), model.columns.len())?;
-        let energies = model.free_energy(&data).map_err(|e| reader.locate(&chunk.lines, e))?;
-        for f in energies {
-            row += 1;
-            let anomalous = threshold.map(|t| f > t);
-            flagged += usize::from(anomalous == Some(true));
-            let flag = anomalous.map_or("", |a| if a { "1" } else { "0" });
-            writeln!(out, "{row},{f},{flag}")?;
-        }
-    }
+    crate::table::for_each_piece(
+        &mut reader,
+        SCORE_CHUNK_ROWS,
+        |format, chunk| free_energies(&model, format, chunk),
+        |energies| {
+            for f in energies {
+                row += 1;
+                let anomalous = threshold.map(|t| f > t);
+                flagged += usize::from(anomalous == Some(true));
+                let flag = anomalous.map_or("", |a| if a { "1" } else { "0" });
+                writeln!(out, "{row},{f},{flag}")?;
+            }
+            Ok(())
+        },
+    )?;
     out.flush()?;
     if threshold.is_none() && !args.quiet {
         eprintln!("note: no threshold (train with --contamination or pass --threshold); the anomaly column is empty");
@@ -524,8 +534,9 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         bail!("--plot draws ROC and precision-recall curves from labels: add --label-column");
     }
     let model = Model::load(&args.model)?;
-    let (reader, mut chunk) = read_all(&args.input, &spec_for_model(&model, &args.columns))?;
+    let mut reader = TableReader::open(&args.input, &spec_for_model(&model, &args.columns))?;
     check_width(&reader, &model)?;
+    let mut chunk = crate::table::read_rest(&mut reader)?;
     let data = to_matrix(std::mem::take(&mut chunk.values), model.columns.len())?;
     let prepared = model.prepare(&data).map_err(|e| reader.locate(&chunk.lines, e))?;
     let rbm = &model.rbm;

@@ -453,13 +453,21 @@ fn scores_and_labels(
     let mut reader = crate::table::TableReader::open(input, &crate::commands::spec_for_model(model, columns))?;
     crate::commands::check_width(&reader, model)?;
     let (mut energies, mut labels) = (Vec::new(), columns.label_column.as_ref().map(|_| Vec::new()));
-    while let Some(mut chunk) = reader.next_chunk(crate::commands::SCORE_CHUNK_ROWS)? {
-        let data = rbm_core::samples_from_row_major(std::mem::take(&mut chunk.values), model.columns.len())?;
-        energies.extend(model.free_energy(&data).map_err(|e| reader.locate(&chunk.lines, e))?);
-        if let (Some(all), Some(found)) = (&mut labels, &chunk.labels) {
-            all.extend(found.iter().map(|l| crate::commands::is_positive(l, positive_label)));
-        }
-    }
+    crate::table::for_each_piece(
+        &mut reader,
+        crate::commands::SCORE_CHUNK_ROWS,
+        |format, mut chunk| {
+            let found = chunk.labels.take();
+            Ok((crate::commands::free_energies(model, format, chunk)?, found))
+        },
+        |(piece, found)| {
+            energies.extend(piece);
+            if let (Some(all), Some(found)) = (&mut labels, found) {
+                all.extend(found.iter().map(|l| crate::commands::is_positive(l, positive_label)));
+            }
+            Ok(())
+        },
+    )?;
     if energies.is_empty() {
         bail!("{input}: no rows to score");
     }

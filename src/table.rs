@@ -86,7 +86,7 @@ impl Chunk {
 /// A CSV table opened for reading in chunks.
 pub struct TableReader {
     path: String,
-    records: csv::StringRecordsIntoIter<Box<dyn Read>>,
+    records: csv::StringRecordsIntoIter<Box<dyn Read + Send>>,
     pending: Option<csv::StringRecord>,
     width: usize,
     features: Vec<usize>,
@@ -113,7 +113,7 @@ impl TableReader {
 
     /// [`TableReader::open`], reading standard input from `buffered` when given.
     fn open_from(path: &str, spec: &ColumnSpec, buffered: Option<&Buffered>) -> Result<Self> {
-        let source: Box<dyn Read> = match (path, buffered) {
+        let source: Box<dyn Read + Send> = match (path, buffered) {
             ("-", Some(bytes)) => Box::new(std::io::Cursor::new(bytes.clone())),
             ("-", None) => Box::new(std::io::stdin()),
             _ => Box::new(BufReader::new(File::open(path).with_context(|| format!("{path}: cannot open"))?)),
@@ -213,16 +213,36 @@ impl TableReader {
 
     /// Reads up to `max_rows` rows; `None` at the end of the file.
     pub fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk>> {
+        let growing = self.fields.iter().any(|f| matches!(f, Fields::Levels { fixed: false, .. }));
         let mut chunk = Chunk {
             values: Vec::with_capacity(max_rows.min(4096) * self.features.len()),
             labels: self.label.map(|_| Vec::new()),
             lines: Vec::new(),
         };
         while chunk.rows() < max_rows {
+            let Some((line, record)) = self.next_record()? else { break };
+            if growing {
+                // New levels are added here, so that the row's parse finds them.
+                for f in 0..self.features.len() {
+                    let field = record[self.features[f]].trim();
+                    if !field.is_empty() && matches!(self.fields[f], Fields::Levels { fixed: false, .. }) {
+                        self.level(f, field);
+                    }
+                }
+            }
+            self.format().parse_row(&record, line, &mut chunk)?;
+        }
+        Ok(if chunk.rows() == 0 { None } else { Some(chunk) })
+    }
+
+    /// The next data record and its line (blank lines skipped, the width checked); `None` at the
+    /// end of the file.
+    fn next_record(&mut self) -> Result<Option<(u64, csv::StringRecord)>> {
+        loop {
             let record = match self.pending.take() {
                 Some(r) => r,
                 None => match self.records.next() {
-                    None => break,
+                    None => return Ok(None),
                     Some(r) => r.map_err(|e| csv_error(&self.path, e))?,
                 },
             };
@@ -238,53 +258,36 @@ impl TableReader {
                     self.width
                 );
             }
-            for f in 0..self.features.len() {
-                let i = self.features[f];
-                let field = record[i].trim();
-                if field.is_empty() {
-                    bail!("{}: line {line}, column {} ({}): empty field", self.path, i + 1, self.column_name(i));
-                }
-                if let Fields::Numeric = self.fields[f] {
-                    match field.parse::<f64>() {
-                        Ok(value) => {
-                            if !value.is_finite() || !(value as f32).is_finite() {
-                                bail!(
-                                    "{}: line {line}, column {} ({}): {field} is not a finite number",
-                                    self.path,
-                                    i + 1,
-                                    self.column_name(i)
-                                );
-                            }
-                            chunk.values.push(value as f32);
-                            continue;
-                        }
-                        Err(_) => bail!(
-                            "{}: line {line}, column {} ({}): {field:?} is not a number (a categorical column? train with --visible auto or --column-kinds {}=categorical)",
-                            self.path,
-                            i + 1,
-                            self.column_name(i),
-                            self.column_name(i)
-                        ),
-                    }
-                }
-                let index = self.level(f, field).ok_or_else(|| {
-                    let Fields::Levels { levels, .. } = &self.fields[f] else { unreachable!("a categorical column") };
-                    anyhow!(
-                        "{}: line {line}, column {} ({}): level {field:?} was not seen in training (the model knows {})",
-                        self.path,
-                        i + 1,
-                        self.column_name(i),
-                        levels.iter().map(|l| format!("{l:?}")).collect::<Vec<_>>().join(", ")
-                    )
-                })?;
-                chunk.values.push(index as f32);
-            }
-            if let (Some(labels), Some(l)) = (chunk.labels.as_mut(), self.label) {
-                labels.push(record[l].trim().to_string());
-            }
-            chunk.lines.push(line);
+            return Ok(Some((line, record)));
         }
-        Ok(if chunk.rows() == 0 { None } else { Some(chunk) })
+    }
+
+    /// Up to `max_rows` data records with their lines, not yet parsed (empty at the end of the
+    /// file): parse them with [`TableReader::format`], in parallel pieces if wished. Only for
+    /// tables whose categorical columns have fixed levels (a model's).
+    pub fn next_records(&mut self, max_rows: usize) -> Result<Vec<(u64, csv::StringRecord)>> {
+        assert!(
+            !self.fields.iter().any(|f| matches!(f, Fields::Levels { fixed: false, .. })),
+            "records parsed apart from the reader need fixed levels"
+        );
+        let mut records = Vec::with_capacity(max_rows.min(4096));
+        while records.len() < max_rows {
+            let Some(record) = self.next_record()? else { break };
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    /// What turns this table's records into feature values: read-only, shareable across threads.
+    pub fn format(&self) -> RowFormat<'_> {
+        RowFormat {
+            path: &self.path,
+            features: &self.features,
+            feature_names: &self.feature_names,
+            fields: &self.fields,
+            level_index: &self.level_index,
+            label: self.label,
+        }
     }
 
     /// How each feature column was read (categorical columns with their levels).
@@ -337,11 +340,125 @@ impl TableReader {
         Some(k)
     }
 
-    fn column_name(&self, index: usize) -> String {
-        match self.features.iter().position(|&f| f == index) {
-            Some(k) => self.feature_names[k].clone(),
-            None => format!("column {}", index + 1),
+    /// Turns a core error about sample `row`, feature `column` of rows read from file `lines`
+    /// into a located message.
+    pub fn locate(&self, lines: &[u64], err: rbm_core::RbmError) -> anyhow::Error {
+        self.format().locate(lines, err)
+    }
+}
+
+/// A copy of a [`TableReader`]'s [`RowFormat`], for parsing on other threads while the reader
+/// reads on.
+pub struct OwnedRowFormat {
+    path: String,
+    features: Vec<usize>,
+    feature_names: Vec<String>,
+    fields: Vec<Fields>,
+    level_index: Vec<std::collections::HashMap<String, u32>>,
+    label: Option<usize>,
+}
+
+impl OwnedRowFormat {
+    /// The format to parse with.
+    pub fn view(&self) -> RowFormat<'_> {
+        RowFormat {
+            path: &self.path,
+            features: &self.features,
+            feature_names: &self.feature_names,
+            fields: &self.fields,
+            level_index: &self.level_index,
+            label: self.label,
         }
+    }
+}
+
+/// The read-only parts of a [`TableReader`] that turn a record into feature values.
+#[derive(Clone, Copy)]
+pub struct RowFormat<'a> {
+    path: &'a str,
+    features: &'a [usize],
+    feature_names: &'a [String],
+    fields: &'a [Fields],
+    level_index: &'a [std::collections::HashMap<String, u32>],
+    label: Option<usize>,
+}
+
+impl RowFormat<'_> {
+    /// An owned copy.
+    pub fn to_owned(self) -> OwnedRowFormat {
+        OwnedRowFormat {
+            path: self.path.to_string(),
+            features: self.features.to_vec(),
+            feature_names: self.feature_names.to_vec(),
+            fields: self.fields.to_vec(),
+            level_index: self.level_index.to_vec(),
+            label: self.label,
+        }
+    }
+
+    /// Parses `records` (from [`TableReader::next_records`]) into a chunk; the error names the
+    /// first bad field's line and column.
+    pub fn parse(&self, records: &[(u64, csv::StringRecord)]) -> Result<Chunk> {
+        let mut chunk = Chunk {
+            values: Vec::with_capacity(records.len() * self.features.len()),
+            labels: self.label.map(|_| Vec::with_capacity(records.len())),
+            lines: Vec::with_capacity(records.len()),
+        };
+        for (line, record) in records {
+            self.parse_row(record, *line, &mut chunk)?;
+        }
+        Ok(chunk)
+    }
+
+    /// Appends one record's feature values, label and line to `chunk`. Categorical fields must
+    /// name a level already known.
+    fn parse_row(&self, record: &csv::StringRecord, line: u64, chunk: &mut Chunk) -> Result<()> {
+        for f in 0..self.features.len() {
+            let i = self.features[f];
+            let field = record[i].trim();
+            if field.is_empty() {
+                bail!("{}: line {line}, column {} ({}): empty field", self.path, i + 1, self.column_name(i));
+            }
+            if let Fields::Numeric = self.fields[f] {
+                match field.parse::<f64>() {
+                    Ok(value) => {
+                        if !value.is_finite() || !(value as f32).is_finite() {
+                            bail!(
+                                "{}: line {line}, column {} ({}): {field} is not a finite number",
+                                self.path,
+                                i + 1,
+                                self.column_name(i)
+                            );
+                        }
+                        chunk.values.push(value as f32);
+                        continue;
+                    }
+                    Err(_) => bail!(
+                        "{}: line {line}, column {} ({}): {field:?} is not a number (a categorical column? train with --visible auto or --column-kinds {}=categorical)",
+                        self.path,
+                        i + 1,
+                        self.column_name(i),
+                        self.column_name(i)
+                    ),
+                }
+            }
+            let index = self.level_index[f].get(&level_name(field)).copied().ok_or_else(|| {
+                let Fields::Levels { levels, .. } = &self.fields[f] else { unreachable!("a categorical column") };
+                anyhow!(
+                    "{}: line {line}, column {} ({}): level {field:?} was not seen in training (the model knows {})",
+                    self.path,
+                    i + 1,
+                    self.column_name(i),
+                    levels.iter().map(|l| format!("{l:?}")).collect::<Vec<_>>().join(", ")
+                )
+            })?;
+            chunk.values.push(index as f32);
+        }
+        if let (Some(labels), Some(l)) = (chunk.labels.as_mut(), self.label) {
+            labels.push(record[l].trim().to_string());
+        }
+        chunk.lines.push(line);
+        Ok(())
     }
 
     /// Turns a core error about sample `row`, feature `column` of rows read from file `lines`
@@ -366,6 +483,69 @@ impl TableReader {
             other => anyhow!("{}: {other}", self.path),
         }
     }
+
+    fn column_name(&self, index: usize) -> String {
+        match self.features.iter().position(|&f| f == index) {
+            Some(k) => self.feature_names[k].clone(),
+            None => format!("column {}", index + 1),
+        }
+    }
+}
+
+/// Reads the rest of a table whose categorical columns have fixed levels in pieces of
+/// `piece_rows` rows, parsing each piece and applying `handle` to it on the pool's threads, and
+/// passes the results to `consume` in input order. A batch of pieces (two per thread) is read
+/// while the previous batch is handled, so memory holds two batches whatever the file's size.
+/// Pieces are cut at the same rows on any number of threads, so results do not depend on it.
+pub fn for_each_piece<T: Send>(
+    reader: &mut TableReader,
+    piece_rows: usize,
+    handle: impl Fn(RowFormat<'_>, Chunk) -> Result<T> + Sync,
+    mut consume: impl FnMut(T) -> Result<()>,
+) -> Result<()> {
+    use rayon::prelude::*;
+    let batch_rows = piece_rows * 2 * rayon::current_num_threads().max(1);
+    let format = reader.format().to_owned();
+    let mut records = reader.next_records(batch_rows)?;
+    while !records.is_empty() {
+        let (next, results) = rayon::join(
+            || reader.next_records(batch_rows),
+            || {
+                records
+                    .par_chunks(piece_rows)
+                    .map(|piece| handle(format.view(), format.view().parse(piece)?))
+                    .collect::<Vec<Result<T>>>()
+            },
+        );
+        for result in results {
+            consume(result?)?;
+        }
+        records = next?;
+    }
+    Ok(())
+}
+
+/// The rest of a table whose categorical columns have fixed levels (a model's), parsed on every
+/// thread; an error without data rows.
+pub fn read_rest(reader: &mut TableReader) -> Result<Chunk> {
+    let mut all = Chunk { values: Vec::new(), labels: reader.label.map(|_| Vec::new()), lines: Vec::new() };
+    for_each_piece(
+        reader,
+        4096,
+        |_, chunk| Ok(chunk),
+        |chunk| {
+            all.values.extend(chunk.values);
+            all.lines.extend(chunk.lines);
+            if let (Some(all), Some(labels)) = (&mut all.labels, chunk.labels) {
+                all.extend(labels);
+            }
+            Ok(())
+        },
+    )?;
+    if all.rows() == 0 {
+        bail!("{}: no data rows (only a header)", reader.path);
+    }
+    Ok(all)
 }
 
 /// Reads a whole table.

@@ -285,39 +285,53 @@ fn gaussian_training_reads_stdin_with_bom_and_crlf() {
 }
 
 #[test]
-fn same_seed_gives_identical_scores_on_one_and_two_threads() {
+fn same_seed_gives_identical_models_scores_and_evaluations_on_one_two_and_three_threads() {
     let (dir, _) = setup();
     let d = dir.path();
+    // Five pieces of 4096 rows for score and eval, cut the same on any number of threads.
+    std::fs::write(d.join("big.csv"), binary_csv(20_000)).unwrap();
     let mut outputs = Vec::new();
-    for threads in ["1", "2"] {
+    for threads in ["1", "2", "3"] {
         let model = format!("m{threads}.json");
-        let t = rbm_in(
-            d,
-            &[
-                "train",
-                "--input",
-                "train.csv",
-                "--output",
-                &model,
-                "--label-column",
-                "label",
-                "--epochs",
-                "5",
-                "--persistent",
-                "--seed",
-                "9",
-                "--quiet",
-            ],
-            &[("RAYON_NUM_THREADS", threads)],
-            None,
-        );
+        let env = [("RAYON_NUM_THREADS", threads)];
+        let train = [
+            "train",
+            "--input",
+            "train.csv",
+            "--output",
+            &model,
+            "--label-column",
+            "label",
+            "--epochs",
+            "5",
+            "--persistent",
+            "--seed",
+            "9",
+            "--quiet",
+        ];
+        let t = rbm_in(d, &train, &env, None);
         assert_eq!(t.code, 0, "{}", t.stderr);
-        let s =
-            rbm_in(d, &["score", "--model", &model, "--input", "train.csv"], &[("RAYON_NUM_THREADS", threads)], None);
+        let s = rbm_in(d, &["score", "--model", &model, "--input", "big.csv"], &env, None);
         assert_eq!(s.code, 0, "{}", s.stderr);
-        outputs.push(s.stdout);
+        assert_eq!(s.stdout.lines().count(), 20_001);
+        let e = rbm_in(d, &["eval", "--model", &model, "--input", "big.csv", "--label-column", "label"], &env, None);
+        assert_eq!(e.code, 0, "{}", e.stderr);
+        outputs.push((std::fs::read_to_string(d.join(&model)).unwrap(), s.stdout, e.stdout));
     }
-    assert_eq!(outputs[0], outputs[1]);
+    assert!(outputs[0] == outputs[1], "1 and 2 threads differ");
+    assert!(outputs[0] == outputs[2], "1 and 3 threads differ");
+
+    // A bad field in the third piece is located at its line, after the rows before it are scored.
+    let mut lines: Vec<String> = binary_csv(20_000).lines().map(str::to_string).collect();
+    lines[9001] = lines[9001].replacen('0', "x", 1);
+    std::fs::write(d.join("bad.csv"), lines.join("\n") + "\n").unwrap();
+    for threads in ["1", "2"] {
+        let s =
+            rbm_in(d, &["score", "--model", "m1.json", "--input", "bad.csv"], &[("RAYON_NUM_THREADS", threads)], None);
+        assert_eq!(s.code, 2, "{}", s.stderr);
+        assert!(s.stderr.contains("bad.csv: line 9002, column"), "{}", s.stderr);
+        assert_eq!(s.stdout.lines().count(), 1 + 8192, "the two pieces before the bad one are written");
+    }
 }
 
 /// Runs `rbm` and expects exit code 2 with every `needle` in the one-line message.
