@@ -1,5 +1,6 @@
 //! The RBM subcommands: read input, call rbm-core, write output. No mathematics here.
 
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -470,20 +471,25 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     check_width(&reader, &model)?;
     let mut out = open_output(args.output.as_deref())?;
     writeln!(out, "row,free_energy,anomaly")?;
-    let (mut row, mut flagged) = (0usize, 0usize);
+    let mut flagged = 0usize;
+    // Each piece's lines are formatted on its thread; only the writing is in order here.
     crate::table::for_each_piece(
         &mut reader,
         SCORE_CHUNK_ROWS,
-        |format, chunk| free_energies(&model, format, chunk),
-        |energies| {
-            for f in energies {
-                row += 1;
+        |format, chunk, first_row| {
+            let energies = free_energies(&model, format, chunk)?;
+            let (mut text, mut flagged) = (String::with_capacity(energies.len() * 32), 0usize);
+            for (k, f) in energies.into_iter().enumerate() {
                 let anomalous = threshold.map(|t| f > t);
                 flagged += usize::from(anomalous == Some(true));
                 let flag = anomalous.map_or("", |a| if a { "1" } else { "0" });
-                writeln!(out, "{row},{f},{flag}")?;
+                writeln!(text, "{},{f},{flag}", first_row + k + 1).expect("writing to a string");
             }
-            Ok(())
+            Ok((text, flagged))
+        },
+        |(text, piece_flagged)| {
+            flagged += piece_flagged;
+            Ok(out.write_all(text.as_bytes())?)
         },
     )?;
     out.flush()?;

@@ -456,7 +456,7 @@ fn scores_and_labels(
     crate::table::for_each_piece(
         &mut reader,
         crate::commands::SCORE_CHUNK_ROWS,
-        |format, mut chunk| {
+        |format, mut chunk, _| {
             let found = chunk.labels.take();
             Ok((crate::commands::free_energies(model, format, chunk)?, found))
         },

@@ -494,29 +494,33 @@ impl RowFormat<'_> {
 
 /// Reads the rest of a table whose categorical columns have fixed levels in pieces of
 /// `piece_rows` rows, parsing each piece and applying `handle` to it on the pool's threads, and
-/// passes the results to `consume` in input order. A batch of pieces (two per thread) is read
+/// passes the results to `consume` in input order (`handle` is told the 0-based number of the
+/// piece's first row). A batch of pieces (two per thread) is read
 /// while the previous batch is handled, so memory holds two batches whatever the file's size.
 /// Pieces are cut at the same rows on any number of threads, so results do not depend on it.
 pub fn for_each_piece<T: Send>(
     reader: &mut TableReader,
     piece_rows: usize,
-    handle: impl Fn(RowFormat<'_>, Chunk) -> Result<T> + Sync,
+    handle: impl Fn(RowFormat<'_>, Chunk, usize) -> Result<T> + Sync,
     mut consume: impl FnMut(T) -> Result<()>,
 ) -> Result<()> {
     use rayon::prelude::*;
     let batch_rows = piece_rows * 2 * rayon::current_num_threads().max(1);
     let format = reader.format().to_owned();
     let mut records = reader.next_records(batch_rows)?;
+    let mut first_row = 0;
     while !records.is_empty() {
         let (next, results) = rayon::join(
             || reader.next_records(batch_rows),
             || {
                 records
                     .par_chunks(piece_rows)
-                    .map(|piece| handle(format.view(), format.view().parse(piece)?))
+                    .enumerate()
+                    .map(|(k, piece)| handle(format.view(), format.view().parse(piece)?, first_row + k * piece_rows))
                     .collect::<Vec<Result<T>>>()
             },
         );
+        first_row += records.len();
         for result in results {
             consume(result?)?;
         }
@@ -532,7 +536,7 @@ pub fn read_rest(reader: &mut TableReader) -> Result<Chunk> {
     for_each_piece(
         reader,
         4096,
-        |_, chunk| Ok(chunk),
+        |_, chunk, _| Ok(chunk),
         |chunk| {
             all.values.extend(chunk.values);
             all.lines.extend(chunk.lines);

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use crate::error::{RbmError, Result};
 use crate::eval::{mean_free_energy_of, reconstruction_error_of};
 use crate::gibbs::{ChainBuffers, TemperedChains};
-use crate::linalg::{Operand, gemm};
+use crate::linalg::{Operand, dot, gemm};
 use crate::model::Rbm;
 use crate::optim::Sgd;
 use crate::params::VisibleSpec;
@@ -118,6 +118,10 @@ pub struct Trainer {
 /// cores; at 500 hidden units (3.9e7) splitting the products was faster.
 const PIECES_MAX_WORK: usize = 1 << 23;
 
+/// Elementwise passes over weight-sized buffers split into tasks of at least this many elements:
+/// a small model's passes (16 x 784) then run as one task instead of paying for a fork per row.
+const ELEMENTWISE_MIN_TASK: usize = 1 << 14;
+
 /// Samples (and chains) per piece: a multiple of the product kernel's tile, so that every sample
 /// is computed in the same kind of tile as in a whole-batch product.
 const PIECE_SAMPLES: usize = crate::linalg::KERNEL_TILE;
@@ -190,29 +194,33 @@ impl Offsets {
         let mu_mu: f32 = mu.iter().map(|m| m * m).sum();
         let mut visible_term = vec![0f32; nv];
         let mut hidden_term = vec![0f32; nh];
-        let mut along = Vec::new();
+        // Sample by sample (each sample's values are contiguous): dot products and scaled
+        // additions, rather than matrix-vector products that would pack the whole batch each.
         for (visible, hidden, n, weight) in sets {
-            let (v, h) = (Operand::new(&visible[..nv * n], nv, n), Operand::new(&hidden[..nh * n], nh, n));
-            // along_lambda_s = w_s ((h_s - lambda).lambda), then visible_term += V along - mu sum(along).
-            along.resize(n, 0.0);
-            gemm(weight, h.t(), Operand::new(lambda, nh, 1), 0.0, &mut along);
-            along.iter_mut().for_each(|a| *a -= weight * lambda_lambda);
-            gemm(1.0, v, Operand::new(&along, n, 1), 1.0, &mut visible_term);
-            let total: f32 = along.iter().sum();
-            visible_term.iter_mut().zip(mu).for_each(|(t, m)| *t -= m * total);
-            // along_mu_s = w_s ((v_s - mu).mu), then hidden_term += H along - lambda sum(along).
-            gemm(weight, v.t(), Operand::new(mu, nv, 1), 0.0, &mut along);
-            along.iter_mut().for_each(|a| *a -= weight * mu_mu);
-            gemm(1.0, h, Operand::new(&along, n, 1), 1.0, &mut hidden_term);
-            let total: f32 = along.iter().sum();
-            hidden_term.iter_mut().zip(lambda).for_each(|(t, l)| *t -= l * total);
+            let (visible, hidden) = (visible[..nv * n].chunks_exact(nv), hidden[..nh * n].chunks_exact(nh));
+            let (mut total_lambda, mut total_mu) = (0f32, 0f32);
+            for (v, h) in visible.zip(hidden) {
+                // w_s ((h_s - lambda).lambda) into the visible term, w_s ((v_s - mu).mu) into the hidden.
+                let along_lambda = weight * (dot(h, lambda) - lambda_lambda);
+                let along_mu = weight * (dot(v, mu) - mu_mu);
+                visible_term.iter_mut().zip(v).for_each(|(t, &x)| *t += along_lambda * x);
+                hidden_term.iter_mut().zip(h).for_each(|(t, &x)| *t += along_mu * x);
+                total_lambda += along_lambda;
+                total_mu += along_mu;
+            }
+            // ... minus the offsets times the sums: V along - mu sum(along), H along - lambda sum(along).
+            visible_term.iter_mut().zip(mu).for_each(|(t, m)| *t -= m * total_lambda);
+            hidden_term.iter_mut().zip(lambda).for_each(|(t, l)| *t -= l * total_mu);
         }
         // dW_c = dW - mu dc^T - db lambda^T, on the step: velocity -= lr (mu_i dc_j + db_i lambda_j).
-        velocity_weights.par_chunks_mut(nh).zip(mu.par_iter().zip(db.par_iter())).for_each(|(row, (&m, &b))| {
-            for ((w, &c), &l) in row.iter_mut().zip(dc.iter()).zip(lambda) {
-                *w -= lr * (m * c + b * l);
-            }
-        });
+        let rows_per_task = (ELEMENTWISE_MIN_TASK / nh.max(1)).max(1);
+        velocity_weights.par_chunks_mut(nh).zip(mu.par_iter().zip(db.par_iter())).with_min_len(rows_per_task).for_each(
+            |(row, (&m, &b))| {
+                for ((w, &c), &l) in row.iter_mut().zip(dc.iter()).zip(lambda) {
+                    *w -= lr * (m * c + b * l);
+                }
+            },
+        );
         db.iter_mut().zip(&visible_term).for_each(|(b, &t)| *b -= t);
         dc.iter_mut().zip(&hidden_term).for_each(|(c, &t)| *c -= t);
     }
@@ -509,12 +517,15 @@ impl Trainer {
             }
         }
         let (weights, visible_bias, hidden_bias) = self.rbm.parameters_mut();
-        weights.as_mut_slice().par_iter_mut().zip(self.velocity.weights.as_mut_slice().par_iter_mut()).for_each(
-            |(w, v)| {
+        weights
+            .as_mut_slice()
+            .par_iter_mut()
+            .zip(self.velocity.weights.as_mut_slice().par_iter_mut())
+            .with_min_len(ELEMENTWISE_MIN_TASK)
+            .for_each(|(w, v)| {
                 *v -= lr * decay * *w;
                 *w += *v;
-            },
-        );
+            });
         // Biases: no decay, and the gradients are already batch means.
         let biases = Sgd { rate: lr, momentum, decay: 0.0 };
         let (g, v) = (&self.gradient, &mut self.velocity);
