@@ -492,19 +492,26 @@ impl RowFormat<'_> {
     }
 }
 
-/// Reads the rest of a table whose categorical columns have fixed levels in pieces of
-/// `piece_rows` rows, parsing each piece and applying `handle` to it on the pool's threads, and
+/// Fields (rows x columns) per piece of [`for_each_piece`], at most.
+const FIELDS_PER_PIECE: usize = 1 << 18;
+
+/// Reads the rest of a table whose categorical columns have fixed levels in pieces of at most
+/// `max_piece_rows` rows (fewer for wide tables), parsing each piece and applying `handle` to it on the pool's threads, and
 /// passes the results to `consume` in input order (`handle` is told the 0-based number of the
 /// piece's first row). A batch of pieces (two per thread) is read
 /// while the previous batch is handled, so memory holds two batches whatever the file's size.
 /// Pieces are cut at the same rows on any number of threads, so results do not depend on it.
 pub fn for_each_piece<T: Send>(
     reader: &mut TableReader,
-    piece_rows: usize,
+    max_piece_rows: usize,
     handle: impl Fn(RowFormat<'_>, Chunk, usize) -> Result<T> + Sync,
     mut consume: impl FnMut(T) -> Result<()>,
 ) -> Result<()> {
     use rayon::prelude::*;
+    // A record holds each field's text and an 8-byte bound: pieces of wide tables have fewer rows,
+    // so that the records in flight stay a few tens of megabytes. A multiple of 16 rows, so that
+    // scores are computed in the same product tiles whatever the piece size.
+    let piece_rows = (FIELDS_PER_PIECE / reader.width.max(1)).clamp(16, max_piece_rows.max(16)) / 16 * 16;
     let batch_rows = piece_rows * 2 * rayon::current_num_threads().max(1);
     let format = reader.format().to_owned();
     let mut records = reader.next_records(batch_rows)?;
@@ -559,6 +566,11 @@ pub fn read_all(path: &str, spec: &ColumnSpec) -> Result<(TableReader, Chunk)> {
 
 fn read_all_from(path: &str, spec: &ColumnSpec, buffered: Option<&Buffered>) -> Result<(TableReader, Chunk)> {
     let mut reader = TableReader::open_from(path, spec, buffered)?;
+    if !reader.fields.iter().any(|f| matches!(f, Fields::Levels { fixed: false, .. })) {
+        // No levels to discover in file order: parse on every thread.
+        let chunk = read_rest(&mut reader)?;
+        return Ok((reader, chunk));
+    }
     let chunk = reader.next_chunk(usize::MAX)?;
     let Some(chunk) = chunk else { bail!("{path}: no data rows (only a header)") };
     Ok((reader, chunk))

@@ -175,6 +175,49 @@ pub(crate) fn gemm_serial(alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32,
     }
 }
 
+/// Columns `first..first + n_block` of `alpha * op(a) * op(b) + beta * c`, on this thread, into
+/// `block` (those columns of the column-major `c`, `m * n_block` values). With `first` on a
+/// multiple of [`KERNEL_TILE`], each element has the bits the whole product gives it.
+pub(crate) fn gemm_serial_columns(
+    alpha: f32,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    beta: f32,
+    block: &mut [f32],
+    first: usize,
+) {
+    let (m, k, n) = (a.op_rows(), a.op_cols(), b.op_cols());
+    assert_eq!(k, b.op_rows(), "inner dimensions of a product differ");
+    if m == 0 || block.is_empty() {
+        return;
+    }
+    assert_eq!(block.len() % m, 0, "a block holds whole columns");
+    let n_block = block.len() / m;
+    assert!(first + n_block <= n, "the block's columns lie inside the product");
+    let (rsa, csa) = a.strides();
+    let (rsb, csb) = b.strides();
+    // SAFETY: the operands' strides describe their checked slices, and columns
+    // `first..first + n_block` of op(b) lie inside b (checked above).
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n_block,
+            alpha,
+            a.data.as_ptr(),
+            rsa,
+            csa,
+            b.data.as_ptr().offset(first as isize * csb),
+            rsb,
+            csb,
+            beta,
+            block.as_mut_ptr(),
+            1,
+            m as isize,
+        );
+    }
+}
+
 /// The dot product of two equal-length slices, with eight independent accumulators so that the
 /// compiler vectorises it without licence to reassociate (the result is the same on every run).
 #[inline]
@@ -404,6 +447,28 @@ mod tests {
         let want: Vec<f32> = values.iter().map(|&x| sigmoid(x)).collect();
         sigmoid_in_place(&mut values);
         assert_eq!(values, want);
+    }
+
+    #[test]
+    fn column_blocks_of_a_product_have_the_whole_products_bits() {
+        let fill = |n: usize, s: u32| {
+            (0..n).map(|i| (((i as u32).wrapping_mul(2654435761) ^ s) % 1000) as f32 / 500.0 - 1.0).collect::<Vec<_>>()
+        };
+        // out (16 x 100) = 0.3 h (16 x 37) * v^T (37 x 100) + 0.9 out, as the weight gradient.
+        let (m, k, n) = (16usize, 37usize, 100usize);
+        let (h, v, start) = (fill(m * k, 1), fill(n * k, 2), fill(m * n, 3));
+        let (a, b) = (Operand::new(&h, m, k), Operand::new(&v, n, k).t());
+        let mut whole = start.clone();
+        gemm(0.3, a, b, 0.9, &mut whole);
+        let mut blocks = start.clone();
+        for (i, block) in blocks.chunks_mut(m * KERNEL_TILE * 2).enumerate() {
+            gemm_serial_columns(0.3, a, b, 0.9, block, i * KERNEL_TILE * 2);
+        }
+        assert_eq!(blocks, whole);
+        let want = naive(a, b);
+        for ((got, want), s) in whole.iter().zip(&want).zip(&start) {
+            assert!((got - (0.3 * want + 0.9 * s)).abs() < 1e-4);
+        }
     }
 
     #[test]
