@@ -317,10 +317,38 @@ fn drawing_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 /// A chart whose axes are both real numbers.
 type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
+/// An axis label: whole numbers without a decimal point, others to six decimals with trailing zeros
+/// dropped (tick positions such as 0.8999999999999999 read 0.9), tiny ones in exponent form.
+fn axis_label(x: f64) -> String {
+    if (x - x.round()).abs() < 1e-9 {
+        format!("{x:.0}")
+    } else if x.abs() < 1e-4 {
+        format!("{x:.2e}")
+    } else {
+        format!("{x:.6}").trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// A chart with a caption and room for the axes' labels on `area`.
+fn new_chart<'a, 'b>(
+    area: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    title: impl AsRef<str>,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> Result<Chart<'a, 'b>> {
+    ChartBuilder::on(area)
+        .caption(title.as_ref(), ("sans-serif", 20))
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x, y)
+        .map_err(drawing_error)
+}
+
 /// Axes, labels and a light grid, the same on every chart; at most `x_labels` labels on the x
 /// axis, whole numbers written without a decimal point (epochs).
 fn draw_mesh(chart: &mut Chart, x_desc: &str, y_desc: &str, x_labels: usize) -> Result<()> {
-    let whole = |x: &f64| if (x - x.round()).abs() < 1e-9 { format!("{x:.0}") } else { format!("{x}") };
+    let whole = |x: &f64| axis_label(*x);
     chart
         .configure_mesh()
         .x_desc(x_desc)
@@ -388,13 +416,7 @@ fn epoch_chart(
 ) -> Result<()> {
     let (lo, hi) = range_of(series.iter().flat_map(|(_, _, points)| points.iter().map(|p| p.1)));
     let (epochs_start, epochs_end) = (epochs.start, epochs.end);
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(epochs.clone(), padded(lo, hi))
-        .map_err(drawing_error)?;
+    let mut chart = new_chart(area, title, epochs.clone(), padded(lo, hi))?;
     let whole_epochs = (epochs_end - epochs_start).round() as usize + 1;
     draw_mesh(&mut chart, "epoch", y_label, whole_epochs.clamp(2, 10))?;
     for (name, colour, points) in series {
@@ -507,13 +529,8 @@ fn scores(args: PlotScoresArgs) -> Result<()> {
     let input = if args.input == "-" { "standard input" } else { args.input.as_str() };
     render(&args.output, 900, 560, |root| {
         root.fill(&WHITE).map_err(drawing_error)?;
-        let mut chart = ChartBuilder::on(root)
-            .caption(format!("Free energy of the rows of {input}"), ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(histogram.low..histogram.high, 0.0..top)
-            .map_err(drawing_error)?;
+        let mut chart =
+            new_chart(root, format!("Free energy of the rows of {input}"), histogram.low..histogram.high, 0.0..top)?;
         let y_desc = if fractions { "fraction of the group's rows" } else { "rows" };
         draw_mesh(&mut chart, "free energy (higher: more anomalous)", y_desc, 10)?;
         for ((name, colour, _), heights) in groups.iter().zip(&bars) {
@@ -593,24 +610,12 @@ pub fn write_roc_pr(path: &Path, scores: &[f64], labels: &[bool]) -> Result<()> 
     render(path, 1100, 520, |root| {
         root.fill(&WHITE).map_err(drawing_error)?;
         let (left, right) = root.split_horizontally(550);
-        let mut chart = ChartBuilder::on(&left)
-            .caption(format!("ROC curve (AUC {auc:.3})"), ("sans-serif", 20))
-            .margin(14)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..1.0, 0.0..1.0)
-            .map_err(drawing_error)?;
+        let mut chart = new_chart(&left, format!("ROC curve (AUC {auc:.3})"), 0.0..1.0, 0.0..1.0)?;
         draw_mesh(&mut chart, "false positive rate", "true positive rate", 10)?;
         chart.draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], RGBColor(160, 160, 160))).map_err(drawing_error)?;
         chart.draw_series(LineSeries::new(roc, BLUE.stroke_width(2))).map_err(drawing_error)?;
 
-        let mut chart = ChartBuilder::on(&right)
-            .caption(format!("Precision-recall (AP {ap:.3})"), ("sans-serif", 20))
-            .margin(14)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..1.0, 0.0..1.02)
-            .map_err(drawing_error)?;
+        let mut chart = new_chart(&right, format!("Precision-recall (AP {ap:.3})"), 0.0..1.0, 0.0..1.02)?;
         draw_mesh(&mut chart, "recall", "precision", 10)?;
         chart
             .draw_series(LineSeries::new([(0.0, positive_rate), (1.0, positive_rate)], RGBColor(160, 160, 160)))
@@ -680,6 +685,17 @@ mod tests {
         assert_eq!(grey_own_range([0.001f32, 0.002].into_iter()), vec![0, 255]);
         assert_eq!(grey_own_range([3.0f32, 3.0].into_iter()), vec![128, 128]);
         assert_eq!(grey_unit([0.0f32, 0.5, 1.0, 7.0].into_iter()), vec![0, 128, 255, 255]);
+    }
+
+    #[test]
+    fn axis_labels_are_short() {
+        assert_eq!(axis_label(0.8999999999999999), "0.9");
+        assert_eq!(axis_label(0.30000000000000004), "0.3");
+        assert_eq!(axis_label(0.048), "0.048");
+        assert_eq!(axis_label(-60.0), "-60");
+        assert_eq!(axis_label(0.0), "0");
+        assert_eq!(axis_label(2.5e-6), "2.50e-6");
+        assert_eq!(axis_label(1234.5), "1234.5");
     }
 
     #[test]

@@ -81,49 +81,8 @@ pub(crate) fn gemm(alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mu
     if m == 0 || n == 0 {
         return;
     }
-    let (rsa, csa) = a.strides();
-    let (rsb, csb) = b.strides();
-    let out = OutPtr(c.as_mut_ptr());
-    // SAFETY (both closures): pointers and strides describe the slices checked above, and the
-    // block bounds stay inside them.
-    let run_rows = |r0: usize, r1: usize| unsafe {
-        matrixmultiply::sgemm(
-            r1 - r0,
-            k,
-            n,
-            alpha,
-            a.data.as_ptr().offset(r0 as isize * rsa),
-            rsa,
-            csa,
-            b.data.as_ptr(),
-            rsb,
-            csb,
-            beta,
-            out.get().add(r0),
-            1,
-            m as isize,
-        );
-    };
-    let run_cols = |c0: usize, c1: usize| unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            c1 - c0,
-            alpha,
-            a.data.as_ptr(),
-            rsa,
-            csa,
-            b.data.as_ptr().offset(c0 as isize * csb),
-            rsb,
-            csb,
-            beta,
-            out.get().add(c0 * m),
-            1,
-            m as isize,
-        );
-    };
     if m * n * k.max(1) < PARALLEL_MIN_WORK {
-        run_cols(0, n);
+        gemm_serial(alpha, a, b, beta, c);
         return;
     }
     // One block per thread, each at least 64 rows or columns, boundaries on kernel tiles. The split
@@ -133,46 +92,50 @@ pub(crate) fn gemm(alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mu
     let (split_rows, len) = if m >= n { (true, m) } else { (false, n) };
     let blocks = rayon::current_num_threads().min(len / 64).max(1);
     if blocks == 1 {
-        run_cols(0, n);
+        gemm_serial(alpha, a, b, beta, c);
         return;
     }
     let block = len.div_ceil(blocks).next_multiple_of(KERNEL_TILE);
-    (0..len.div_ceil(block)).into_par_iter().for_each(|i| {
-        let (start, end) = (i * block, ((i + 1) * block).min(len));
-        if split_rows { run_rows(start, end) } else { run_cols(start, end) }
-    });
+    if split_rows {
+        // Row blocks interleave in the column-major output: each writes its rows through a shared
+        // pointer.
+        let (rsa, csa) = a.strides();
+        let (rsb, csb) = b.strides();
+        let out = OutPtr(c.as_mut_ptr());
+        // SAFETY: pointers and strides describe the slices checked above, the block bounds stay
+        // inside them, and the blocks write disjoint rows.
+        let run_rows = |r0: usize, r1: usize| unsafe {
+            matrixmultiply::sgemm(
+                r1 - r0,
+                k,
+                n,
+                alpha,
+                a.data.as_ptr().offset(r0 as isize * rsa),
+                rsa,
+                csa,
+                b.data.as_ptr(),
+                rsb,
+                csb,
+                beta,
+                out.get().add(r0),
+                1,
+                m as isize,
+            );
+        };
+        (0..len.div_ceil(block)).into_par_iter().for_each(|i| run_rows(i * block, ((i + 1) * block).min(len)));
+    } else {
+        // Column blocks are contiguous in the column-major output.
+        c.par_chunks_mut(block * m)
+            .enumerate()
+            .for_each(|(i, out)| gemm_serial_columns(alpha, a, b, beta, out, i * block));
+    }
 }
 
 /// [`gemm`] as one kernel call on this thread: the same bits as the split product (the split
 /// changes no element's rounding), for callers that already run in parallel pieces.
 pub(crate) fn gemm_serial(alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mut [f32]) {
-    let (m, k, n) = (a.op_rows(), a.op_cols(), b.op_cols());
-    assert_eq!(k, b.op_rows(), "inner dimensions of a product differ");
-    assert_eq!(c.len(), m * n, "output length does not match the product's shape");
-    if m == 0 || n == 0 {
-        return;
-    }
-    let (rsa, csa) = a.strides();
-    let (rsb, csb) = b.strides();
-    // SAFETY: pointers and strides describe the slices checked above.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.data.as_ptr(),
-            rsa,
-            csa,
-            b.data.as_ptr(),
-            rsb,
-            csb,
-            beta,
-            c.as_mut_ptr(),
-            1,
-            m as isize,
-        );
-    }
+    assert_eq!(c.len(), a.op_rows() * b.op_cols(), "output length does not match the product's shape");
+    gemm_serial_columns(alpha, a, b, beta, c, 0);
 }
 
 /// Columns `first..first + n_block` of `alpha * op(a) * op(b) + beta * c`, on this thread, into
