@@ -113,9 +113,10 @@ pub struct Trainer {
 }
 
 /// Batches with less work than this (hidden x visible units x samples or chains) run their phases
-/// in pieces of samples (see [`Trainer::run_phases_in_pieces`]); larger ones split each product.
-/// 16 hidden units on 784 pixels in batches of 100 (1.25e6) ran 2.3 times faster in pieces on 2
-/// cores; at 500 hidden units (3.9e7) splitting the products was faster.
+/// in pieces of samples (see [`Trainer::run_phases_in_pieces`]) and their gradients in blocks of
+/// visible units; larger ones split each product across the threads. 16 hidden units on 784
+/// pixels in batches of 100 (1.25e6) are below it; the 500-hidden benchmark (3.9e7), whose
+/// products split well, is above it. The choice depends on sizes only, never on the threads.
 const PIECES_MAX_WORK: usize = 1 << 23;
 
 /// Visible units per task of [`Phases::gradients_in_blocks`]: a multiple of the product kernel's
