@@ -455,7 +455,7 @@ fn open_output(path: Option<&Path>) -> Result<Box<dyn Write>> {
 }
 
 /// The free energies of a chunk of rows, errors located with `format`.
-pub(crate) fn free_energies(model: &Model, format: RowFormat<'_>, mut chunk: crate::table::Chunk) -> Result<Vec<f64>> {
+pub(crate) fn free_energies(model: &Model, format: &RowFormat, mut chunk: crate::table::Chunk) -> Result<Vec<f64>> {
     let data = to_matrix(std::mem::take(&mut chunk.values), model.columns.len())?;
     model.free_energy(&data).map_err(|e| format.locate(&chunk.lines, e))
 }

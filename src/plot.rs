@@ -345,6 +345,18 @@ fn new_chart<'a, 'b>(
         .map_err(drawing_error)
 }
 
+/// The legend of the chart's labelled series, framed, at `position`.
+fn draw_legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(drawing_error)
+}
+
 /// Axes, labels and a light grid, the same on every chart; at most `x_labels` labels on the x
 /// axis, whole numbers written without a decimal point (epochs).
 fn draw_mesh(chart: &mut Chart, x_desc: &str, y_desc: &str, x_labels: usize) -> Result<()> {
@@ -427,14 +439,7 @@ fn epoch_chart(
             .label(*name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(drawing_error)?;
-    Ok(())
+    draw_legend(&mut chart, SeriesLabelPosition::MiddleRight)
 }
 
 fn training(args: PlotTrainingArgs) -> Result<()> {
@@ -552,15 +557,7 @@ fn scores(args: PlotScoresArgs) -> Result<()> {
                 .label(format!("threshold {t:.4}"))
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(drawing_error)?;
-        Ok(())
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }
 

@@ -85,20 +85,14 @@ impl Chunk {
 
 /// A CSV table opened for reading in chunks.
 pub struct TableReader {
-    path: String,
     records: csv::StringRecordsIntoIter<Box<dyn Read + Send>>,
     pending: Option<csv::StringRecord>,
     width: usize,
-    features: Vec<usize>,
-    feature_names: Vec<String>,
-    label: Option<usize>,
     has_header: bool,
-    /// How each feature column is read, in feature order.
-    fields: Vec<Fields>,
-    /// Level name -> index, per categorical feature column.
-    level_index: Vec<std::collections::HashMap<String, u32>>,
     /// The header names (or `column N`), one per field of a line.
     names: Vec<String>,
+    /// What turns a record into feature values.
+    format: RowFormat,
 }
 
 fn parses_as_number(field: &str) -> bool {
@@ -182,23 +176,18 @@ impl TableReader {
             })
             .collect();
         Ok(TableReader {
-            fields,
-            level_index,
             names,
-            path: path.to_string(),
             records,
             pending: if has_header { None } else { Some(first) },
             width,
-            features,
-            feature_names,
-            label,
             has_header,
+            format: RowFormat { path: path.to_string(), features, feature_names, fields, level_index, label },
         })
     }
 
     /// Feature names (header names, or `column N` without a header).
     pub fn feature_names(&self) -> &[String] {
-        &self.feature_names
+        &self.format.feature_names
     }
 
     /// Whether the first line was a header.
@@ -208,24 +197,24 @@ impl TableReader {
 
     /// The path as given.
     pub fn path(&self) -> &str {
-        &self.path
+        &self.format.path
     }
 
     /// Reads up to `max_rows` rows; `None` at the end of the file.
     pub fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk>> {
-        let growing = self.fields.iter().any(|f| matches!(f, Fields::Levels { fixed: false, .. }));
+        let growing = self.format.discovers_levels();
         let mut chunk = Chunk {
-            values: Vec::with_capacity(max_rows.min(4096) * self.features.len()),
-            labels: self.label.map(|_| Vec::new()),
+            values: Vec::with_capacity(max_rows.min(4096) * self.format.features.len()),
+            labels: self.format.label.map(|_| Vec::new()),
             lines: Vec::new(),
         };
         while chunk.rows() < max_rows {
             let Some((line, record)) = self.next_record()? else { break };
             if growing {
                 // New levels are added here, so that the row's parse finds them.
-                for f in 0..self.features.len() {
-                    let field = record[self.features[f]].trim();
-                    if !field.is_empty() && matches!(self.fields[f], Fields::Levels { fixed: false, .. }) {
+                for f in 0..self.format.features.len() {
+                    let field = record[self.format.features[f]].trim();
+                    if !field.is_empty() && matches!(self.format.fields[f], Fields::Levels { fixed: false, .. }) {
                         self.level(f, field);
                     }
                 }
@@ -243,7 +232,7 @@ impl TableReader {
                 Some(r) => r,
                 None => match self.records.next() {
                     None => return Ok(None),
-                    Some(r) => r.map_err(|e| csv_error(&self.path, e))?,
+                    Some(r) => r.map_err(|e| csv_error(&self.format.path, e))?,
                 },
             };
             let line = record.position().map_or(0, |p| p.line());
@@ -253,7 +242,7 @@ impl TableReader {
             if record.len() != self.width {
                 bail!(
                     "{}: line {line}: {} fields, expected {} (as in the first line)",
-                    self.path,
+                    self.format.path,
                     record.len(),
                     self.width
                 );
@@ -266,10 +255,7 @@ impl TableReader {
     /// file): parse them with [`TableReader::format`], in parallel pieces if wished. Only for
     /// tables whose categorical columns have fixed levels (a model's).
     pub fn next_records(&mut self, max_rows: usize) -> Result<Vec<(u64, csv::StringRecord)>> {
-        assert!(
-            !self.fields.iter().any(|f| matches!(f, Fields::Levels { fixed: false, .. })),
-            "records parsed apart from the reader need fixed levels"
-        );
+        assert!(!self.format.discovers_levels(), "records parsed apart from the reader need fixed levels");
         let mut records = Vec::with_capacity(max_rows.min(4096));
         while records.len() < max_rows {
             let Some(record) = self.next_record()? else { break };
@@ -278,21 +264,14 @@ impl TableReader {
         Ok(records)
     }
 
-    /// What turns this table's records into feature values: read-only, shareable across threads.
-    pub fn format(&self) -> RowFormat<'_> {
-        RowFormat {
-            path: &self.path,
-            features: &self.features,
-            feature_names: &self.feature_names,
-            fields: &self.fields,
-            level_index: &self.level_index,
-            label: self.label,
-        }
+    /// What turns this table's records into feature values (clone it to parse on other threads).
+    pub fn format(&self) -> &RowFormat {
+        &self.format
     }
 
     /// How each feature column was read (categorical columns with their levels).
     pub fn fields(&self) -> &[Fields] {
-        &self.fields
+        &self.format.fields
     }
 
     /// The feature position of a column given by name or 1-based number in the file (as
@@ -302,18 +281,18 @@ impl TableReader {
             Ok(k) if k >= 1 && k <= self.width => Some(k - 1),
             _ => None,
         })?;
-        self.features.iter().position(|&c| c == column)
+        self.format.features.iter().position(|&c| c == column)
     }
 
     /// Reads every remaining row and says, per feature column, the first field that is not a
     /// number (its line and text), skipping the feature positions in `numeric`.
     fn scan_text(&mut self, numeric: &[usize]) -> Result<FirstText> {
-        let mut first: FirstText = vec![None; self.features.len()];
+        let mut first: FirstText = vec![None; self.format.features.len()];
         let mut records = self.pending.take().into_iter().map(Ok).chain(&mut self.records);
         for record in &mut records {
-            let record = record.map_err(|e| csv_error(&self.path, e))?;
+            let record = record.map_err(|e| csv_error(&self.format.path, e))?;
             let line = record.position().map_or(0, |p| p.line());
-            for (f, &i) in self.features.iter().enumerate() {
+            for (f, &i) in self.format.features.iter().enumerate() {
                 let field = record.get(i).map_or("", str::trim);
                 if first[f].is_none() && !numeric.contains(&f) && !field.is_empty() && field.parse::<f64>().is_err() {
                     first[f] = Some((line, field.to_string()));
@@ -327,16 +306,16 @@ impl TableReader {
     /// fixed (`None` then).
     fn level(&mut self, f: usize, field: &str) -> Option<u32> {
         let name = level_name(field);
-        if let Some(&k) = self.level_index[f].get(&name) {
+        if let Some(&k) = self.format.level_index[f].get(&name) {
             return Some(k);
         }
-        let Fields::Levels { levels, fixed } = &mut self.fields[f] else { return None };
+        let Fields::Levels { levels, fixed } = &mut self.format.fields[f] else { return None };
         if *fixed {
             return None;
         }
         levels.push(name.clone());
         let k = (levels.len() - 1) as u32;
-        self.level_index[f].insert(name, k);
+        self.format.level_index[f].insert(name, k);
         Some(k)
     }
 
@@ -347,53 +326,25 @@ impl TableReader {
     }
 }
 
-/// A copy of a [`TableReader`]'s [`RowFormat`], for parsing on other threads while the reader
-/// reads on.
-pub struct OwnedRowFormat {
+/// The parts of a [`TableReader`] that turn a record into feature values: the path (for messages),
+/// the feature columns and their names, how each is read, and the label column.
+#[derive(Clone, Debug)]
+pub struct RowFormat {
     path: String,
     features: Vec<usize>,
     feature_names: Vec<String>,
+    /// How each feature column is read, in feature order.
     fields: Vec<Fields>,
+    /// Level name -> index, per categorical feature column.
     level_index: Vec<std::collections::HashMap<String, u32>>,
     label: Option<usize>,
 }
 
-impl OwnedRowFormat {
-    /// The format to parse with.
-    pub fn view(&self) -> RowFormat<'_> {
-        RowFormat {
-            path: &self.path,
-            features: &self.features,
-            feature_names: &self.feature_names,
-            fields: &self.fields,
-            level_index: &self.level_index,
-            label: self.label,
-        }
-    }
-}
-
-/// The read-only parts of a [`TableReader`] that turn a record into feature values.
-#[derive(Clone, Copy)]
-pub struct RowFormat<'a> {
-    path: &'a str,
-    features: &'a [usize],
-    feature_names: &'a [String],
-    fields: &'a [Fields],
-    level_index: &'a [std::collections::HashMap<String, u32>],
-    label: Option<usize>,
-}
-
-impl RowFormat<'_> {
-    /// An owned copy.
-    pub fn to_owned(self) -> OwnedRowFormat {
-        OwnedRowFormat {
-            path: self.path.to_string(),
-            features: self.features.to_vec(),
-            feature_names: self.feature_names.to_vec(),
-            fields: self.fields.to_vec(),
-            level_index: self.level_index.to_vec(),
-            label: self.label,
-        }
+impl RowFormat {
+    /// Whether some categorical column adds levels as they come (training), so that rows must be
+    /// read in order by [`TableReader::next_chunk`].
+    fn discovers_levels(&self) -> bool {
+        self.fields.iter().any(|f| matches!(f, Fields::Levels { fixed: false, .. }))
     }
 
     /// Parses `records` (from [`TableReader::next_records`]) into a chunk; the error names the
@@ -504,7 +455,7 @@ const FIELDS_PER_PIECE: usize = 1 << 18;
 pub fn for_each_piece<T: Send>(
     reader: &mut TableReader,
     max_piece_rows: usize,
-    handle: impl Fn(RowFormat<'_>, Chunk, usize) -> Result<T> + Sync,
+    handle: impl Fn(&RowFormat, Chunk, usize) -> Result<T> + Sync,
     mut consume: impl FnMut(T) -> Result<()>,
 ) -> Result<()> {
     use rayon::prelude::*;
@@ -513,7 +464,7 @@ pub fn for_each_piece<T: Send>(
     // scores are computed in the same product tiles whatever the piece size.
     let piece_rows = (FIELDS_PER_PIECE / reader.width.max(1)).clamp(16, max_piece_rows.max(16)) / 16 * 16;
     let batch_rows = piece_rows * 2 * rayon::current_num_threads().max(1);
-    let format = reader.format().to_owned();
+    let format = reader.format().clone();
     let mut records = reader.next_records(batch_rows)?;
     let mut first_row = 0;
     while !records.is_empty() {
@@ -523,7 +474,7 @@ pub fn for_each_piece<T: Send>(
                 records
                     .par_chunks(piece_rows)
                     .enumerate()
-                    .map(|(k, piece)| handle(format.view(), format.view().parse(piece)?, first_row + k * piece_rows))
+                    .map(|(k, piece)| handle(&format, format.parse(piece)?, first_row + k * piece_rows))
                     .collect::<Vec<Result<T>>>()
             },
         );
@@ -539,7 +490,7 @@ pub fn for_each_piece<T: Send>(
 /// The rest of a table whose categorical columns have fixed levels (a model's), parsed on every
 /// thread; an error without data rows.
 pub fn read_rest(reader: &mut TableReader) -> Result<Chunk> {
-    let mut all = Chunk { values: Vec::new(), labels: reader.label.map(|_| Vec::new()), lines: Vec::new() };
+    let mut all = Chunk { values: Vec::new(), labels: reader.format.label.map(|_| Vec::new()), lines: Vec::new() };
     for_each_piece(
         reader,
         4096,
@@ -554,7 +505,7 @@ pub fn read_rest(reader: &mut TableReader) -> Result<Chunk> {
         },
     )?;
     if all.rows() == 0 {
-        bail!("{}: no data rows (only a header)", reader.path);
+        bail!("{}: no data rows (only a header)", reader.path());
     }
     Ok(all)
 }
@@ -566,7 +517,7 @@ pub fn read_all(path: &str, spec: &ColumnSpec) -> Result<(TableReader, Chunk)> {
 
 fn read_all_from(path: &str, spec: &ColumnSpec, buffered: Option<&Buffered>) -> Result<(TableReader, Chunk)> {
     let mut reader = TableReader::open_from(path, spec, buffered)?;
-    if !reader.fields.iter().any(|f| matches!(f, Fields::Levels { fixed: false, .. })) {
+    if !reader.format.discovers_levels() {
         // No levels to discover in file order: parse on every thread.
         let chunk = read_rest(&mut reader)?;
         return Ok((reader, chunk));
@@ -597,7 +548,7 @@ pub fn read_all_detecting(
     let first_text = scan.scan_text(&forced)?;
     let mut spec = spec.clone();
     spec.categorical_positions =
-        first_text.iter().enumerate().filter(|(_, t)| t.is_some()).map(|(f, _)| scan.features[f]).collect();
+        first_text.iter().enumerate().filter(|(_, t)| t.is_some()).map(|(f, _)| scan.format.features[f]).collect();
     let (reader, chunk) = read_all_from(path, &spec, buffered.as_ref())?;
     Ok((reader, chunk, first_text))
 }

@@ -9,8 +9,11 @@ use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
 
 use crate::error::{RbmError, Result};
-use crate::linalg::{Operand, gemm, softplus};
+use crate::linalg::{Operand, gemm, gemm_serial, softplus};
 use crate::units::{VisibleKind, VisibleLayer};
+
+/// A matrix product `c = alpha op(a) op(b) + beta c`: [`gemm`] or [`gemm_serial`].
+type Product = fn(f32, Operand<'_>, Operand<'_>, f32, &mut [f32]);
 
 /// Builds the crate's `n_visible x n_samples` data matrix from row-major values (one sample per
 /// row, as read from a CSV file) without reordering anything.
@@ -193,10 +196,23 @@ impl Rbm {
 
     /// `out = c + W^T v` for `cols` samples in `v`: the hidden pre-activations, `n_hidden x cols`.
     pub(crate) fn hidden_activations_into(&self, v: &[f32], cols: usize, out: &mut [f32]) {
+        self.hidden_activations_by(gemm, v, cols, out);
+    }
+
+    /// [`Rbm::hidden_activations_into`] with `product` (split across threads, or serial).
+    fn hidden_activations_by(&self, product: Product, v: &[f32], cols: usize, out: &mut [f32]) {
         let (nh, nv) = self.weights.shape();
         fill_columns(out, self.hidden_bias.as_slice());
         // (n_hidden x cols) += W^T (n_hidden x n_visible) * v (n_visible x cols)
-        gemm(1.0, Operand::new(self.weights.as_slice(), nh, nv), Operand::new(v, nv, cols), 1.0, out);
+        product(1.0, Operand::new(self.weights.as_slice(), nh, nv), Operand::new(v, nv, cols), 1.0, out);
+    }
+
+    /// `b + W h` for `cols` hidden vectors in `h`, `n_visible x cols`, with `product`.
+    fn visible_activations_by(&self, product: Product, h: &[f32], cols: usize, out: &mut [f32]) {
+        let (nh, nv) = self.weights.shape();
+        fill_columns(out, self.visible_bias.as_slice());
+        // (n_visible x cols) += W (n_visible x n_hidden) * h (n_hidden x cols)
+        product(1.0, Operand::new(self.weights.as_slice(), nh, nv).t(), Operand::new(h, nh, cols), 1.0, out);
     }
 
     /// `out = sigmoid(c + W^T v)`, `n_hidden x cols`.
@@ -207,41 +223,22 @@ impl Rbm {
 
     /// [`Rbm::hidden_probabilities_into`] on this thread (for pieces run in parallel).
     pub(crate) fn hidden_probabilities_serial(&self, v: &[f32], cols: usize, out: &mut [f32]) {
-        let (nh, nv) = self.weights.shape();
-        fill_columns(out, self.hidden_bias.as_slice());
-        crate::linalg::gemm_serial(
-            1.0,
-            Operand::new(self.weights.as_slice(), nh, nv),
-            Operand::new(v, nv, cols),
-            1.0,
-            out,
-        );
+        self.hidden_activations_by(gemm_serial, v, cols, out);
         crate::linalg::sigmoid_in_place(out);
-    }
-
-    /// [`Rbm::visible_means_into`] on this thread (for pieces run in parallel).
-    pub(crate) fn visible_means_serial(&self, h: &[f32], cols: usize, out: &mut [f32]) {
-        let (nh, nv) = self.weights.shape();
-        fill_columns(out, self.visible_bias.as_slice());
-        crate::linalg::gemm_serial(
-            1.0,
-            Operand::new(self.weights.as_slice(), nh, nv).t(),
-            Operand::new(h, nh, cols),
-            1.0,
-            out,
-        );
-        for column in out.chunks_mut(nv) {
-            self.layer.means_of(column);
-        }
     }
 
     /// `out = mean(b + W h)`, `n_visible x cols`.
     pub(crate) fn visible_means_into(&self, h: &[f32], cols: usize, out: &mut [f32]) {
-        let (nh, nv) = self.weights.shape();
-        fill_columns(out, self.visible_bias.as_slice());
-        // (n_visible x cols) += W (n_visible x n_hidden) * h (n_hidden x cols)
-        gemm(1.0, Operand::new(self.weights.as_slice(), nh, nv).t(), Operand::new(h, nh, cols), 1.0, out);
+        self.visible_activations_by(gemm, h, cols, out);
         self.layer.means_columns(out);
+    }
+
+    /// [`Rbm::visible_means_into`] on this thread (for pieces run in parallel).
+    pub(crate) fn visible_means_serial(&self, h: &[f32], cols: usize, out: &mut [f32]) {
+        self.visible_activations_by(gemm_serial, h, cols, out);
+        for column in out.chunks_mut(self.n_visible()) {
+            self.layer.means_of(column);
+        }
     }
 
     /// Free energy `F(v) = -log sum_h exp(-E(v, h)) = sum_i e_i(v_i) - sum_j softplus(c_j + W_j^T v)`
