@@ -41,6 +41,9 @@ fn visible_values() -> clap::builder::PossibleValuesParser {
 /// The `--visible` value that chooses a kind per column.
 pub const AUTO: &str = "auto";
 
+/// `train --contamination` when not given: pyod's default, so that every model can flag rows.
+pub const DEFAULT_CONTAMINATION: f64 = 0.1;
+
 /// Training method.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Method {
@@ -122,9 +125,10 @@ pub struct TrainArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub anneal: Option<bool>,
     /// Gaussian units: learn each unit's standard deviation (kept within 0.05 to 2 of the
-    /// standardised column's).
-    #[arg(long)]
-    pub learn_variance: bool,
+    /// standardised column's), so that tight relations between columns can be modelled
+    /// [default: true with Gaussian units].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub learn_variance: Option<bool>,
     /// How the persistent chains are advanced: gibbs, or pt (parallel tempering, implies PCD).
     #[arg(long, value_enum, default_value = "gibbs")]
     pub sampler: SamplerArg,
@@ -151,9 +155,11 @@ pub struct TrainArgs {
     /// Validation CSV, for the per-epoch free-energy gap.
     #[arg(long)]
     pub validation: Option<String>,
-    /// Store an anomaly threshold: the (1 - F) quantile of the training rows' free energies.
-    #[arg(long)]
-    pub contamination: Option<f64>,
+    /// The expected fraction F of anomalies in the training rows: the model stores the anomaly
+    /// threshold at the (1 - F) quantile of their free energies, which `score` and `eval` use
+    /// (0 puts it at the largest training free energy).
+    #[arg(long, default_value_t = DEFAULT_CONTAMINATION)]
+    pub contamination: f64,
     /// Worker threads [default: all cores]; results do not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -182,6 +188,11 @@ pub struct ScoreArgs {
     /// Exit with code 1 when any row is flagged as an anomaly (after writing every score).
     #[arg(long)]
     pub fail_on_anomaly: bool,
+    /// Add the N columns that make each row most anomalous, as columns explain_1 .. explain_N
+    /// holding NAME=SURPRISE: the column's negative log-likelihood given the row's other
+    /// columns under the model, in nats (standardised units for Gaussian columns), largest first.
+    #[arg(long, value_name = "N")]
+    pub explain: Option<usize>,
     #[command(flatten)]
     pub columns: Columns,
     /// No chatter on standard error.

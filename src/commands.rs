@@ -134,11 +134,11 @@ fn apply_flags(mut params: TrainingParams, args: &TrainArgs) -> Result<TrainingP
     // centring and annealing only when asked for.
     let automatic = matches!(args.method, Method::Auto) && !args.persistent;
     params.centered = args.centered.unwrap_or(automatic && params.centered);
-    params.learn_variance = args.learn_variance;
+    params.learn_variance = args.learn_variance.unwrap_or(params.learn_variance);
     params.anneal = args.anneal.unwrap_or(automatic && params.anneal);
     params.weight_scale = args.weight_scale;
     params.seed = args.seed;
-    params.contamination = args.contamination;
+    params.contamination = Some(args.contamination);
     Ok(params)
 }
 
@@ -435,12 +435,19 @@ pub fn train(args: TrainArgs) -> Result<()> {
             "rows": rows,
             "epochs": report.history,
             "stopped_early": report.stopped_early,
+            "anomaly_threshold": model.anomaly_threshold,
         });
         rbm_core::write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
     if show {
         let last = model.provenance.epochs_trained;
         eprintln!("saved {} ({last} epochs, {:.2} s)", args.output.display(), train_seconds);
+        if let Some(t) = model.anomaly_threshold {
+            eprintln!(
+                "anomaly threshold: free energy > {t} (the top {}% of the training rows; --contamination)",
+                args.contamination * 100.0
+            );
+        }
     }
     Ok(())
 }
@@ -455,13 +462,50 @@ fn open_output(path: Option<&Path>) -> Result<Box<dyn Write>> {
 }
 
 /// The free energies of a chunk of rows, errors located with `format`.
-pub(crate) fn free_energies(model: &Model, format: &RowFormat, mut chunk: crate::table::Chunk) -> Result<Vec<f64>> {
+pub(crate) fn free_energies(model: &Model, format: &RowFormat, chunk: crate::table::Chunk) -> Result<Vec<f64>> {
+    Ok(scores(model, format, chunk, false)?.0)
+}
+
+/// The free energies of a chunk of rows and, when `explain` is set, each column's surprise given
+/// the others (`n_columns x rows`); errors located with `format`.
+fn scores(
+    model: &Model,
+    format: &RowFormat,
+    mut chunk: crate::table::Chunk,
+    explain: bool,
+) -> Result<(Vec<f64>, Option<DMatrix<f64>>)> {
     let data = to_matrix(std::mem::take(&mut chunk.values), model.columns.len())?;
-    model.free_energy(&data).map_err(|e| format.locate(&chunk.lines, e))
+    let prepared = model.prepare(&data).map_err(|e| format.locate(&chunk.lines, e))?;
+    let energies = model.rbm.free_energy(&prepared)?;
+    let surprise = explain.then(|| model.rbm.conditional_surprise(&prepared)).transpose()?;
+    Ok((energies, surprise))
+}
+
+/// One CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\"")).into()
+    } else {
+        text.into()
+    }
+}
+
+/// `,NAME=SURPRISE` for the `count` most surprising columns of one row, largest first (ties in
+/// column order).
+fn write_explanation(text: &mut String, names: &[String], surprise: &[f64], count: usize) {
+    let mut order: Vec<usize> = (0..surprise.len()).collect();
+    order.sort_by(|&a, &b| surprise[b].total_cmp(&surprise[a]));
+    for &column in order.iter().take(count) {
+        let field = format!("{}={:.2}", names[column], surprise[column]);
+        write!(text, ",{}", csv_field(&field)).expect("writing to a string");
+    }
 }
 
 /// Scores every row; fails with [`AnomaliesFound`] after writing everything when asked to.
 pub fn score(args: ScoreArgs) -> Result<()> {
+    if args.explain == Some(0) {
+        bail!("--explain needs at least 1 column (got 0)");
+    }
     let model = Model::load(&args.model)?;
     let threshold = args.threshold.or(model.anomaly_threshold);
     if args.fail_on_anomaly && threshold.is_none() {
@@ -469,21 +513,35 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     }
     let mut reader = TableReader::open(&args.input, &spec_for_model(&model, &args.columns))?;
     check_width(&reader, &model)?;
+    let names: Vec<String> = match model.feature_names.len() == model.columns.len() {
+        true => model.feature_names.clone(),
+        false => (1..=model.columns.len()).map(|i| format!("column{i}")).collect(),
+    };
+    // More than every column asks for every column.
+    let explain = args.explain.map(|n| n.min(names.len()));
     let mut out = open_output(args.output.as_deref())?;
-    writeln!(out, "row,free_energy,anomaly")?;
+    write!(out, "row,free_energy,anomaly")?;
+    for k in 1..=explain.unwrap_or(0) {
+        write!(out, ",explain_{k}")?;
+    }
+    writeln!(out)?;
     let mut flagged = 0usize;
     // Each piece's lines are formatted on its thread; only the writing is in order here.
     crate::table::for_each_piece(
         &mut reader,
         SCORE_CHUNK_ROWS,
         |format, chunk, first_row| {
-            let energies = free_energies(&model, format, chunk)?;
+            let (energies, surprise) = scores(&model, format, chunk, explain.is_some())?;
             let (mut text, mut flagged) = (String::with_capacity(energies.len() * 32), 0usize);
             for (k, f) in energies.into_iter().enumerate() {
                 let anomalous = threshold.map(|t| f > t);
                 flagged += usize::from(anomalous == Some(true));
                 let flag = anomalous.map_or("", |a| if a { "1" } else { "0" });
-                writeln!(text, "{},{f},{flag}", first_row + k + 1).expect("writing to a string");
+                write!(text, "{},{f},{flag}", first_row + k + 1).expect("writing to a string");
+                if let (Some(surprise), Some(count)) = (&surprise, explain) {
+                    write_explanation(&mut text, &names, surprise.column(k).as_slice(), count);
+                }
+                text.push('\n');
             }
             Ok((text, flagged))
         },
@@ -558,6 +616,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let mut result = json!({
         "rows": rows,
         "mean_free_energy": energies.iter().sum::<f64>() / rows as f64,
+        "anomaly_threshold": model.anomaly_threshold,
+        "anomalies": model.anomaly_threshold.map(|t| energies.iter().filter(|&&f| f > t).count()),
         "reconstruction_error": eval::reconstruction_error(rbm, &prepared)?,
         "pseudo_log_likelihood": pseudo_log_likelihood,
         "pseudo_log_likelihood_method": pseudo_log_likelihood.map(|_| method.describe()),
@@ -567,6 +627,9 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         result["positives"] = json!(positive.iter().filter(|&&p| p).count());
         result["roc_auc"] = json!(metrics::roc_auc(&energies, &positive));
         result["pr_auc"] = json!(metrics::average_precision(&energies, &positive));
+        // The same rows scored by the model without hidden units: do the hidden units help?
+        let baseline = model.baseline_free_energy_of_visible(&prepared)?;
+        result["roc_auc_baseline"] = json!(baseline.map(|b| metrics::roc_auc(&b, &positive)));
         if let Some(path) = &args.plot {
             crate::plot::write_roc_pr(path, &energies, &positive)?;
         }

@@ -249,7 +249,19 @@ fn gaussian_training_reads_stdin_with_bom_and_crlf() {
     }
     let r = rbm_in(
         dir.path(),
-        &["train", "--input", "-", "--output", "g.json", "--visible", "gaussian", "--epochs", "3"],
+        &[
+            "train",
+            "--input",
+            "-",
+            "--output",
+            "g.json",
+            "--visible",
+            "gaussian",
+            "--epochs",
+            "3",
+            "--learn-variance",
+            "false",
+        ],
         &[],
         Some(&csv),
     );
@@ -260,8 +272,8 @@ fn gaussian_training_reads_stdin_with_bom_and_crlf() {
     assert_eq!(s.stdout.lines().count(), 201);
     assert!(!s.stdout.contains("NaN"));
 
-    // Learned variances: accepted for Gaussian units (and stored in the standardisation), refused
-    // for binary data once its columns are known.
+    // Learned variances (the default with Gaussian units): stored in the standardisation,
+    // refused for binary data once its columns are known.
     let v = rbm_in(
         dir.path(),
         &["train", "--input", "-", "--output", "v.json", "--visible", "gaussian", "--epochs", "3", "--learn-variance"],

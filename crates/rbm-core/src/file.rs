@@ -52,6 +52,15 @@ pub struct Model {
     pub feature_names: Vec<String>,
     /// Free energy above which a sample is called anomalous.
     pub anomaly_threshold: Option<f64>,
+    /// The visible biases of the model *without* hidden units fitted to the same training rows
+    /// (each unit's log-odds, each level's log-frequency, each standardised column's mean): the
+    /// baseline that tells whether the hidden units earn their keep ([`Model::baseline_free_energy`]).
+    /// `None` for files written before it was stored.
+    pub baseline_bias: Option<Vec<f32>>,
+    /// Per visible unit, the scale the baseline divides values by before its energy: each
+    /// standardised (Gaussian) unit's standard deviation over the training rows in model units
+    /// (1 unless the variances were learned), 1 for other units. `None` means all 1.
+    pub baseline_scale: Option<Vec<f32>>,
     /// How the model was made.
     pub provenance: Provenance,
 }
@@ -110,6 +119,7 @@ impl Model {
             }
             train = to_visible(&columns, Some(&*s), data)?;
         }
+        let (baseline_bias, baseline_scale) = baseline(outcome.rbm.layer(), &train);
         let anomaly_threshold = match params.contamination {
             Some(c) => {
                 let mut scores = vec![0.0; train.ncols()];
@@ -124,6 +134,8 @@ impl Model {
             standardization,
             feature_names: Vec::new(),
             anomaly_threshold,
+            baseline_bias: Some(baseline_bias),
+            baseline_scale,
             provenance: Provenance {
                 toolkit_version: env!("CARGO_PKG_VERSION").to_string(),
                 training: Some(params.into_inner()),
@@ -158,6 +170,44 @@ impl Model {
     /// data).
     pub fn free_energy(&self, raw: &DMatrix<f32>) -> Result<Vec<f64>> {
         self.rbm.free_energy(&*self.prepare(raw)?)
+    }
+
+    /// Free energy of each raw sample under the baseline model without hidden units (see
+    /// [`Model::baseline_bias`]): the sum of the visible energy terms, `sum_g e_g(v_g)`, in model
+    /// units like [`Model::free_energy`]. `None` when the file holds no baseline.
+    pub fn baseline_free_energy(&self, raw: &DMatrix<f32>) -> Result<Option<Vec<f64>>> {
+        if self.baseline_bias.is_none() {
+            return Ok(None);
+        }
+        self.baseline_free_energy_of_visible(&*self.prepare(raw)?)
+    }
+
+    /// [`Model::baseline_free_energy`] of data already mapped to visible vectors by
+    /// [`Model::prepare`].
+    pub fn baseline_free_energy_of_visible(&self, visible: &DMatrix<f32>) -> Result<Option<Vec<f64>>> {
+        let Some(bias) = &self.baseline_bias else { return Ok(None) };
+        self.rbm.check_visible_rows("data", visible.nrows())?;
+        let layer = self.rbm.layer();
+        let Some(scale) = &self.baseline_scale else {
+            return Ok(Some(visible.column_iter().map(|v| layer.energy(v.as_slice(), bias)).collect()));
+        };
+        let mut scaled = vec![0.0f32; visible.nrows()];
+        Ok(Some(
+            visible
+                .column_iter()
+                .map(|v| {
+                    scaled.iter_mut().zip(v.iter().zip(scale)).for_each(|(out, (&x, &s))| *out = x / s);
+                    layer.energy(&scaled, bias)
+                })
+                .collect(),
+        ))
+    }
+
+    /// Each column's contribution to a sample's anomaly: its surprise given the other columns,
+    /// `-log p(v_g | v_rest)` in nats, in model units (standardised Gaussian columns), for every
+    /// raw sample: `n_columns x n_samples` (see [`Rbm::conditional_surprise`]).
+    pub fn column_surprise(&self, raw: &DMatrix<f32>) -> Result<DMatrix<f64>> {
+        self.rbm.conditional_surprise(&*self.prepare(raw)?)
     }
 
     /// Mean log-likelihood of raw samples given `log Z` (from [`crate::eval::log_partition_exact`]):
@@ -209,6 +259,8 @@ impl Model {
             standardization: self.standardization.clone(),
             feature_names: self.feature_names.clone(),
             anomaly_threshold: self.anomaly_threshold,
+            baseline_bias: self.baseline_bias.clone(),
+            baseline_scale: self.baseline_scale.clone(),
             provenance: self.provenance.clone(),
         }
     }
@@ -280,6 +332,21 @@ impl Model {
         if file.anomaly_threshold.is_some_and(|t| !t.is_finite()) {
             return Err(bad("anomaly_threshold is not finite".into()));
         }
+        if let Some(bias) = &file.baseline_bias {
+            check_len("baseline_bias", bias.len(), nv)?;
+            if bias.iter().any(|x| !x.is_finite()) {
+                return Err(bad("baseline_bias holds a non-finite value".into()));
+            }
+        }
+        if let Some(scale) = &file.baseline_scale {
+            check_len("baseline_scale", scale.len(), nv)?;
+            if scale.iter().any(|&x| !(x.is_finite() && x > 0.0)) {
+                return Err(bad("baseline_scale holds a non-finite or non-positive value".into()));
+            }
+            if file.baseline_bias.is_none() {
+                return Err(bad("baseline_scale without baseline_bias".into()));
+            }
+        }
         let weights = DMatrix::from_fn(nh, nv, |j, i| file.weights[i][j]);
         let rbm = Rbm::from_parameters(
             layer,
@@ -294,6 +361,8 @@ impl Model {
             standardization: file.standardization,
             feature_names: file.feature_names,
             anomaly_threshold: file.anomaly_threshold,
+            baseline_bias: file.baseline_bias,
+            baseline_scale: file.baseline_scale,
             provenance: file.provenance,
         })
     }
@@ -312,6 +381,34 @@ impl Model {
         })?;
         Model::checked(file.map_err(|reason| Envelope::bad(path, reason))?, path)
     }
+}
+
+/// The model without hidden units fitted to `visible` (training rows in model units): its
+/// visible biases from each unit's data mean, as the trained model's are initialised, and, when
+/// a standardised unit's spread is not 1 (learned variances), the scale that brings each such
+/// unit to unit variance first (`None` when every scale is 1).
+fn baseline(layer: &crate::VisibleLayer, visible: &DMatrix<f32>) -> (Vec<f32>, Option<Vec<f32>>) {
+    let means = crate::model::row_means(visible);
+    let n = visible.ncols().max(1) as f64;
+    let mut scale = vec![1.0f32; visible.nrows()];
+    for (kind, range) in layer.ranges() {
+        if !kind.is_standardised() {
+            continue;
+        }
+        for unit in range {
+            let spread = (visible.row(unit).iter().map(|&x| (x as f64 - means[unit]).powi(2)).sum::<f64>() / n).sqrt();
+            // A constant column keeps scale 1, as the standardisation keeps it.
+            if spread.is_finite() && spread > 1e-12 {
+                scale[unit] = spread as f32;
+            }
+        }
+    }
+    // Scales within rounding of 1 (plain standardisation) are left out.
+    if scale.iter().all(|&s| (s - 1.0).abs() <= 1e-3) {
+        return (crate::model::initial_biases(layer, visible), None);
+    }
+    let scaled = DMatrix::from_fn(visible.nrows(), visible.ncols(), |u, s| visible[(u, s)] / scale[u]);
+    (crate::model::initial_biases(layer, &scaled), Some(scale))
 }
 
 /// The envelope every model file of the toolkit shares: a JSON object whose first fields are
@@ -528,6 +625,10 @@ struct ModelFileV2 {
     standardization: Option<Standardization>,
     feature_names: Vec<String>,
     anomaly_threshold: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    baseline_bias: Option<Vec<f32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    baseline_scale: Option<Vec<f32>>,
     provenance: Provenance,
 }
 
@@ -567,6 +668,8 @@ impl ModelFileV1 {
             standardization: self.standardization,
             feature_names: self.feature_names,
             anomaly_threshold: self.anomaly_threshold,
+            baseline_bias: None,
+            baseline_scale: None,
             provenance: self.provenance,
         })
     }

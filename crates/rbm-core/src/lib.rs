@@ -58,7 +58,7 @@ pub use params::{Momentum, Sampler, Sparsity, TrainingParams, ValidParams, Visib
 pub use rng::{RandomStreams, Stream, generator as stream_generator, shuffle, uniform01};
 pub use standardize::Standardization;
 pub use train::{EpochStats, Gradient, Trainer, TrainingOutcome};
-pub use units::{VisibleGroup, VisibleKind, VisibleLayer};
+pub use units::{Alternatives, VisibleGroup, VisibleKind, VisibleLayer};
 
 /// The README's Rust example, compiled and run as a doc test.
 #[cfg(doctest)]

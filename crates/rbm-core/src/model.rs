@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use crate::error::{RbmError, Result};
 use crate::linalg::{Operand, gemm, gemm_serial, softplus};
-use crate::units::{VisibleKind, VisibleLayer};
+use crate::units::{Alternatives, VisibleKind, VisibleLayer};
 
 /// A matrix product `c = alpha op(a) op(b) + beta c`: [`gemm`] or [`gemm_serial`].
 type Product = fn(f32, Operand<'_>, Operand<'_>, f32, &mut [f32]);
@@ -267,6 +267,66 @@ impl Rbm {
                 *f = visible - hidden;
             });
         }
+    }
+
+    /// Each column's surprise given the others, `-log p(v_g | v_rest)` in nats, for every sample
+    /// of `data` (`n_visible x n_samples`): a `n_columns x n_samples` matrix, one row per data
+    /// column of [`VisibleLayer::columns`]. Exact for Bernoulli and softmax columns (a sum over
+    /// their values); for Gaussian columns the normalising integral is a trapezoidal sum that is
+    /// exact to double precision (see [`crate::units::gaussian::alternatives`]).
+    ///
+    /// With `G(x) = e_g(x) - sum_j softplus(a_j + W_jg x)`, where `a` are the hidden activations
+    /// without the column's own term, `-log p(v_g | rest) = G(v_g) + log sum_x w_x exp(-G(x))`.
+    pub fn conditional_surprise(&self, data: &DMatrix<f32>) -> Result<DMatrix<f64>> {
+        self.check_visible_rows("data", data.nrows())?;
+        let columns: Vec<(VisibleKind, std::ops::Range<usize>)> = self.layer.columns().collect();
+        let (nh, nv) = self.weights.shape();
+        let (w, b) = (self.weights.as_slice(), self.visible_bias.as_slice());
+        // Each column's alternatives depend only on the parameters: built once.
+        let alternatives: Vec<Alternatives> = columns
+            .iter()
+            .map(|(kind, r)| {
+                let mut reach = [0.0f32; 2];
+                for u in r.clone() {
+                    for &x in &w[u * nh..(u + 1) * nh] {
+                        reach[usize::from(x > 0.0)] += x;
+                    }
+                }
+                let mut alternatives = Alternatives::default();
+                kind.alternatives(&b[r.clone()], reach, &mut alternatives);
+                alternatives
+            })
+            .collect();
+        let mut activations = vec![0.0f32; nh * data.ncols()];
+        self.hidden_activations_into(data.as_slice(), data.ncols(), &mut activations);
+        let mut out = DMatrix::zeros(columns.len(), data.ncols());
+        out.as_mut_slice()
+            .par_chunks_mut(columns.len())
+            .zip(data.as_slice().par_chunks(nv))
+            .zip(activations.par_chunks(nh))
+            .for_each(|((out, v), a)| {
+                let mut rest = vec![0.0f64; nh];
+                let mut terms = Vec::new();
+                for ((out, (kind, r)), alternatives) in out.iter_mut().zip(&columns).zip(&alternatives) {
+                    // The activations without this column's contribution.
+                    for (j, rest) in rest.iter_mut().enumerate() {
+                        *rest = a[j] as f64 - r.clone().map(|u| (w[u * nh + j] * v[u]) as f64).sum::<f64>();
+                    }
+                    let g = |x: &[f32]| -> f64 {
+                        let hidden: f64 = (0..nh)
+                            .map(|j| {
+                                let own: f64 = r.clone().zip(x).map(|(u, &x)| (w[u * nh + j] * x) as f64).sum();
+                                softplus(rest[j] + own)
+                            })
+                            .sum();
+                        kind.energy(x, &b[r.clone()]) - hidden
+                    };
+                    terms.clear();
+                    terms.extend(alternatives.iter().map(|(x, log_weight)| log_weight - g(x)));
+                    *out = g(&v[r.clone()]) + crate::linalg::log_sum_exp(&terms);
+                }
+            });
+        Ok(out)
     }
 
     /// The energy `E(v, h)` of one joint configuration.

@@ -300,6 +300,23 @@ fn training_on_mixed_columns_learns_what_independent_units_cannot() {
     let independent = -(3f64.ln() + entropy(3) + entropy(4));
     println!("mean log-likelihood: trained {trained:.4}, independent units {independent:.4}");
     assert!(trained > independent + 0.5, "trained {trained} vs independent {independent}");
+    // The stored baseline is that independent model: each level's log-frequency (smoothed by
+    // one count, as the initial biases are) and each bit's log-odds; its free energy of a row is
+    // minus the sum of the biases that are on.
+    let baseline = model.baseline_bias.as_ref().expect("a baseline is stored");
+    for (unit, &bias) in baseline.iter().enumerate() {
+        let on = visible.row(unit).iter().map(|&x| x as f64).sum::<f64>();
+        let expected = match unit {
+            0..=2 => ((on + 1.0) / (600.0 + 3.0)).ln(),
+            _ => (on / (600.0 - on)).ln(),
+        };
+        assert!((bias as f64 - expected).abs() < 1e-5, "unit {unit}: {bias} vs {expected}");
+    }
+    let free = model.baseline_free_energy(&raw).unwrap().unwrap();
+    for (s, f) in free.iter().enumerate().take(10) {
+        let expected: f64 = (0..5).map(|u| -(baseline[u] as f64) * visible[(u, s)] as f64).sum();
+        assert!((f - expected).abs() < 1e-9, "row {s}: {f} vs {expected}");
+    }
     // Samples decode to valid levels, and mostly follow the rule.
     let samples = model.sample(500, 200, 3).unwrap();
     let follows = samples
@@ -311,4 +328,67 @@ fn training_on_mixed_columns_learns_what_independent_units_cannot() {
         })
         .count();
     assert!(follows > 400, "{follows} of 500 samples follow the rule");
+}
+
+/// Each column's surprise given the others, `-log p(v_g | v_rest)`, against brute force: for
+/// discrete columns the ratio of `exp(-F)` over the column's values; for Gaussian columns the
+/// integral over `v_i` done in closed form state by state (`int exp(-(t - b)^2 / 2 + t m) dt =
+/// sqrt(2 pi) exp(b m + m^2 / 2)` with `m = (W h)_i`), on a layer of every kind.
+#[test]
+fn conditional_surprise_matches_brute_force() {
+    let columns = vec![ColumnEncoding::GAUSSIAN, ColumnEncoding::BERNOULLI, levels(3), ColumnEncoding::GAUSSIAN];
+    let rbm = common::random_layer_rbm(layer(&columns), 3, 0.8, 21);
+    let nh = rbm.n_hidden();
+    // v: 0.7, 1, level 2 of 3, -1.3; then an unlikely sample far out on the Gaussians.
+    let samples = [[0.7f32, 1.0, 0.0, 0.0, 1.0, -1.3], [4.0, 0.0, 1.0, 0.0, 0.0, 3.5]];
+    let data = DMatrix::from_fn(6, 2, |i, s| samples[s][i]);
+    let surprise = rbm.conditional_surprise(&data).unwrap();
+    assert_eq!(surprise.shape(), (4, 2));
+    let b = rbm.visible_bias();
+    let w = rbm.weights();
+    for (s, v) in samples.iter().enumerate() {
+        let free = |v: &[f32]| brute_free_energy(&rbm, v);
+        let discrete = |alternatives: Vec<Vec<f32>>| {
+            let terms: Vec<f64> = alternatives.iter().map(|x| -free(x)).collect();
+            free(v) + log_sum_exp(&terms)
+        };
+        // Bernoulli column 1 and the categorical column (units 2..5).
+        let flip = |unit: usize, value: f32| {
+            let mut x = v.to_vec();
+            x[unit] = value;
+            x
+        };
+        let expected_bernoulli = discrete(vec![flip(1, 0.0), flip(1, 1.0)]);
+        let one_hot = |k: usize| {
+            let mut x = v.to_vec();
+            x[2..5].fill(0.0);
+            x[2 + k] = 1.0;
+            x
+        };
+        let expected_categorical = discrete((0..3).map(one_hot).collect());
+        // Gaussian columns 0 and 3 (units 0 and 5).
+        let gaussian = |unit: usize| {
+            let (mut numerator, mut denominator) = (Vec::new(), Vec::new());
+            for state in 0..1u64 << nh {
+                let h = bits(state, nh);
+                let m: f64 = (0..nh).map(|j| w[(j, unit)] as f64 * h[j] as f64).sum();
+                let minus_energy = -energy(&rbm, v, &h);
+                let (x, bias) = (v[unit] as f64, b[unit] as f64);
+                // -E without the unit's own terms, then the closed-form integral over it.
+                let without = minus_energy + 0.5 * (x - bias) * (x - bias) - x * m;
+                numerator.push(minus_energy);
+                denominator.push(without + 0.5 * (2.0 * std::f64::consts::PI).ln() + bias * m + 0.5 * m * m);
+            }
+            log_sum_exp(&denominator) - log_sum_exp(&numerator)
+        };
+        let expected = [gaussian(0), expected_bernoulli, expected_categorical, gaussian(5)];
+        for (column, want) in expected.iter().enumerate() {
+            let got = surprise[(column, s)];
+            assert!((got - want).abs() < 1e-5 * want.abs().max(1.0), "sample {s} column {column}: {got} vs {want}");
+        }
+    }
+    // The far-out Gaussian value is the most surprising column of the second sample.
+    let column = surprise.column(1);
+    let top = (0..4).max_by(|&a, &c| column[a].total_cmp(&column[c])).unwrap();
+    assert_eq!(top, 0, "{column:?}");
 }

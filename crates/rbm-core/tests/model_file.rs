@@ -114,6 +114,15 @@ fn inconsistent_files_are_refused_with_the_reason() {
         (Box::new(|v| v["weights"][0][0] = 1e39.into()), "weights[0] is not finite"),
         (Box::new(|v| v["feature_names"] = serde_json::json!(["a"])), "feature_names has 1"),
         (Box::new(|v| v["surprise"] = 1.into()), "unknown field"),
+        (Box::new(|v| v["baseline_bias"].as_array_mut().unwrap().truncate(2)), "baseline_bias has 2"),
+        (Box::new(|v| v["baseline_scale"] = serde_json::json!([1, 1, 1, 1, 1, 0])), "baseline_scale holds"),
+        (
+            Box::new(|v| {
+                v.as_object_mut().unwrap().remove("baseline_bias");
+                v["baseline_scale"] = serde_json::json!([1, 1, 1, 1, 1, 2]);
+            }),
+            "baseline_scale without baseline_bias",
+        ),
         (Box::new(|v| v["standardization"]["compress"] = serde_json::json!([[0.0, 1.0]])), "compress has 1"),
         (
             Box::new(|v| {
@@ -197,11 +206,13 @@ fn version_1_files_are_read_as_one_kind_for_every_column() {
     let v1 = edit(&model, |v| {
         let map = v.as_object_mut().unwrap();
         map.remove("columns");
+        // Version 1 files predate the stored baseline.
+        map.remove("baseline_bias");
         map.insert("visible".into(), "bernoulli".into());
         map.insert("version".into(), 1.into());
     });
     let loaded = Model::from_json(&v1, Path::new("old.json")).unwrap();
-    assert_eq!(loaded, model);
+    assert_eq!(loaded, Model { baseline_bias: None, ..model });
     let bad = v1.replace("\"bernoulli\"", "\"softmax\"");
     let reason = reason_of(Model::from_json(&bad, Path::new("old.json")).unwrap_err());
     assert!(reason.contains("version 1 files hold bernoulli or gaussian"), "{reason}");

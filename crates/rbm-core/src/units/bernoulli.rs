@@ -70,3 +70,9 @@ pub fn initial_bias(means: &[f64], _samples: usize, out: &mut [f32]) {
         *b = (p / (1.0 - p)).ln() as f32;
     }
 }
+
+/// A Bernoulli column's alternatives: 0 and 1.
+pub fn alternatives(_bias: &[f32], _reach: [f32; 2], out: &mut super::Alternatives) {
+    out.push(&[0.0], 0.0);
+    out.push(&[1.0], 0.0);
+}

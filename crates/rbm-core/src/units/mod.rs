@@ -100,6 +100,17 @@ macro_rules! visible_kinds {
             pub fn initial_bias(self, means: &[f64], samples: usize, out: &mut [f32]) {
                 match self { $(VisibleKind::$kind => $module::initial_bias(means, samples, out),)+ }
             }
+
+            /// Every value one column's group can take (one unit for elementwise kinds, the K
+            /// units of a softmax group), each with the log of its quadrature weight, into `out`:
+            /// summing `exp(log_weight - G(x))` over them sums (or integrates) `exp(-G)` over the
+            /// group's values. `bias` is the group's visible bias and `reach` the sums of its
+            /// negative and of its positive weights to the hidden units (where a Gaussian
+            /// column's conditional mass can lie).
+            pub fn alternatives(self, bias: &[f32], reach: [f32; 2], out: &mut Alternatives) {
+                out.clear(bias.len());
+                match self { $(VisibleKind::$kind => $module::alternatives(bias, reach, out),)+ }
+            }
         }
     };
 }
@@ -111,6 +122,38 @@ visible_kinds! {
     Gaussian => gaussian, "gaussian";
     /// One categorical value as K one-hot units, `p(v = e_k | h) = softmax(b + W h)_k`.
     Softmax => softmax, "softmax";
+}
+
+/// The values one column's group can take, for conditional likelihoods (see
+/// [`VisibleKind::alternatives`]): `values` holds them one after another, `units` values each.
+#[derive(Clone, Debug, Default)]
+pub struct Alternatives {
+    /// Units per alternative.
+    pub units: usize,
+    /// The alternatives' values, `units` per alternative.
+    pub values: Vec<f32>,
+    /// The log of each alternative's quadrature weight (0 for a sum over discrete values).
+    pub log_weights: Vec<f64>,
+}
+
+impl Alternatives {
+    fn clear(&mut self, units: usize) {
+        self.units = units;
+        self.values.clear();
+        self.log_weights.clear();
+    }
+
+    /// Adds one alternative.
+    pub fn push(&mut self, values: &[f32], log_weight: f64) {
+        debug_assert_eq!(values.len(), self.units);
+        self.values.extend_from_slice(values);
+        self.log_weights.push(log_weight);
+    }
+
+    /// The alternatives with their log weights.
+    pub fn iter(&self) -> impl Iterator<Item = (&[f32], f64)> {
+        self.values.chunks(self.units.max(1)).zip(self.log_weights.iter().copied())
+    }
 }
 
 /// A group of visible units of one kind: a run of `units` independent units (Bernoulli,
@@ -212,6 +255,15 @@ impl VisibleLayer {
             })
             .collect();
         text.join(" + ")
+    }
+
+    /// Each data column's units, in order: one unit for each unit of an elementwise group, all K
+    /// units of a softmax group (the layout of [`crate::columns::layer_of`]).
+    pub fn columns(&self) -> impl Iterator<Item = (VisibleKind, std::ops::Range<usize>)> + '_ {
+        self.ranges().flat_map(|(kind, range)| {
+            let width = if kind.is_elementwise() { 1 } else { range.len() };
+            range.clone().step_by(width).map(move |start| (kind, start..start + width))
+        })
     }
 
     /// Each group with its units' range in the visible vector.

@@ -83,3 +83,13 @@ pub fn initial_bias(means: &[f64], samples: usize, out: &mut [f32]) {
         *b = ((mean * n + 1.0) / (n + levels)).ln() as f32;
     }
 }
+
+/// A categorical column's alternatives: each of its K levels, one-hot.
+pub fn alternatives(bias: &[f32], _reach: [f32; 2], out: &mut super::Alternatives) {
+    let mut one_hot = vec![0.0; bias.len()];
+    for k in 0..bias.len() {
+        one_hot[k] = 1.0;
+        out.push(&one_hot, 0.0);
+        one_hot[k] = 0.0;
+    }
+}
