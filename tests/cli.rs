@@ -323,7 +323,7 @@ fn same_seed_gives_identical_models_scores_and_evaluations_on_one_two_and_three_
         ];
         let t = rbm_in(d, &train, &env, None);
         assert_eq!(t.code, 0, "{}", t.stderr);
-        let s = rbm_in(d, &["score", "--model", &model, "--input", "big.csv"], &env, None);
+        let s = rbm_in(d, &["score", "--model", &model, "--input", "big.csv", "--explain", "2"], &env, None);
         assert_eq!(s.code, 0, "{}", s.stderr);
         assert_eq!(s.stdout.lines().count(), 20_001);
         let e = rbm_in(d, &["eval", "--model", &model, "--input", "big.csv", "--label-column", "label"], &env, None);
