@@ -10,8 +10,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use nalgebra::DMatrix;
 use rbm_core::ais::{self, AisSettings, Direction};
 use rbm_core::{
-    ColumnEncoding, ColumnKind, EpochStats, Model, Momentum, RbmError, Sampler, TemperedChains, TrainingParams,
-    VisibleKind, VisibleSpec, eval, metrics,
+    ColumnEncoding, ColumnKind, EpochStats, Model, Momentum, OutputPath, RbmError, Sampler, TemperedChains,
+    TrainingParams, VisibleKind, VisibleSpec, eval, metrics,
 };
 use serde_json::json;
 
@@ -367,6 +367,12 @@ pub fn train(args: TrainArgs) -> Result<()> {
     // (Whether --learn-variance has Gaussian units to act on is known once the columns are read.)
     let early = apply_flags(TrainingParams::new(VisibleKind::Bernoulli, args.hidden.unwrap_or(1)), &args)?;
     TrainingParams { learn_variance: false, ..early }.check()?;
+    // Every output is checked before any data are read: nothing is trained only to be lost.
+    let mut inputs = vec![Path::new(&args.input)];
+    inputs.extend(args.validation.as_deref().map(Path::new));
+    let model_out = OutputPath::check(&args.output, &inputs)?;
+    let report_out = args.report.as_deref().map(|p| OutputPath::check(p, &inputs)).transpose()?;
+    OutputPath::check_distinct(&[&model_out].into_iter().chain(report_out.as_ref()).collect::<Vec<_>>())?;
 
     let TrainingData { reader, first_text, lines, data, visible, columns, validation } =
         read_training(&args, &overrides)?;
@@ -427,8 +433,8 @@ pub fn train(args: TrainArgs) -> Result<()> {
         eprintln!("warning: constant columns kept with scale 1: {}", names.join(", "));
     }
     let model = model.with_feature_names(features)?;
-    model.save(&args.output)?;
-    if let Some(path) = &args.report {
+    model.save(model_out.path())?;
+    if let Some(path) = report_out.as_ref().map(OutputPath::path) {
         let report = json!({
             "train_seconds": train_seconds,
             "update_seconds": report.history.iter().map(|s| s.seconds).sum::<f64>(),
@@ -452,12 +458,11 @@ pub fn train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn open_output(path: Option<&Path>) -> Result<Box<dyn Write>> {
+/// Checks an output before any work (see [`OutputPath`]): `None` is standard output.
+pub(crate) fn output_path(path: Option<&Path>, inputs: &[&Path]) -> Result<OutputPath> {
     Ok(match path {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("{}: cannot create", p.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        Some(p) => OutputPath::check(p, inputs)?,
+        None => OutputPath::stdout(),
     })
 }
 
@@ -506,6 +511,7 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     if args.explain == Some(0) {
         bail!("--explain needs at least 1 column (got 0)");
     }
+    let output = output_path(args.output.as_deref(), &[Path::new(&args.input), &args.model])?;
     let model = Model::load(&args.model)?;
     let threshold = args.threshold.or(model.anomaly_threshold);
     if args.fail_on_anomaly && threshold.is_none() {
@@ -519,7 +525,8 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     };
     // More than every column asks for every column.
     let explain = args.explain.map(|n| n.min(names.len()));
-    let mut out = open_output(args.output.as_deref())?;
+    // Written to a temporary file, renamed over the output only once every row is scored.
+    let mut out = output.create()?;
     write!(out, "row,free_energy,anomaly")?;
     for k in 1..=explain.unwrap_or(0) {
         write!(out, ",explain_{k}")?;
@@ -550,7 +557,7 @@ pub fn score(args: ScoreArgs) -> Result<()> {
             Ok(out.write_all(text.as_bytes())?)
         },
     )?;
-    out.flush()?;
+    out.commit()?;
     if threshold.is_none() && !args.quiet {
         eprintln!("note: no threshold (train with --contamination or pass --threshold); the anomaly column is empty");
     }
@@ -596,6 +603,9 @@ pub(crate) fn is_positive(label: &str, positive: &str) -> bool {
 pub fn eval(args: EvalArgs) -> Result<()> {
     if args.plot.is_some() && args.columns.label_column.is_none() {
         bail!("--plot draws ROC and precision-recall curves from labels: add --label-column");
+    }
+    if let Some(plot) = &args.plot {
+        OutputPath::check(plot, &[Path::new(&args.input), &args.model])?;
     }
     let model = Model::load(&args.model)?;
     let mut reader = TableReader::open(&args.input, &spec_for_model(&model, &args.columns))?;
@@ -691,6 +701,7 @@ pub fn sample(args: SampleArgs) -> Result<()> {
     if args.count == 0 {
         bail!("--count must be at least 1");
     }
+    let output = output_path(args.output.as_deref(), &[&args.model])?;
     let model = Model::load(&args.model)?;
     let png = args.output.as_deref().filter(|p| crate::plot::is_png(p));
     if png.is_none() && args.shape.is_some() {
@@ -704,7 +715,7 @@ pub fn sample(args: SampleArgs) -> Result<()> {
     if let (Some(grid), Some(path)) = (grid, png) {
         return grid.write(&samples, path);
     }
-    let mut out = open_output(args.output.as_deref())?;
+    let mut out = output.create()?;
     let names: Vec<String> = if model.feature_names.is_empty() {
         (1..=model.columns.len()).map(|i| format!("v{i}")).collect()
     } else {
@@ -722,7 +733,7 @@ pub fn sample(args: SampleArgs) -> Result<()> {
             .collect();
         writeln!(out, "{}", line.join(","))?;
     }
-    out.flush()?;
+    out.commit()?;
     Ok(())
 }
 

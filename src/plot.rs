@@ -84,6 +84,13 @@ pub struct PlotScoresArgs {
 }
 
 pub fn run(command: PlotCommand) -> Result<()> {
+    // The picture's path is checked before anything is read or drawn.
+    let (output, inputs): (&Path, Vec<&Path>) = match &command {
+        PlotCommand::Filters(a) => (&a.output, vec![&a.model]),
+        PlotCommand::Training(a) => (&a.output, vec![&a.report]),
+        PlotCommand::Scores(a) => (&a.output, vec![&a.model, Path::new(&a.input)]),
+    };
+    rbm_core::OutputPath::check(output, &inputs)?;
     match command {
         PlotCommand::Filters(a) => filters(a),
         PlotCommand::Training(a) => training(a),

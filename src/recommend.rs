@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use rbm_core::OutputPath;
 use serde_json::json;
 
 use rbm_recommend::ratings::{self, Fields, IdMap, Ratings};
@@ -268,6 +269,11 @@ fn train(args: RecommendTrainArgs) -> Result<()> {
         p.conditional = args.conditional.unwrap_or(p.conditional);
     }
     let params = params.check()?;
+    // Every output is checked before any data are read.
+    let inputs: Vec<&Path> = std::iter::once(args.ratings.as_path()).chain(args.implicit.as_deref()).collect();
+    let model_out = OutputPath::check(&args.output, &inputs)?;
+    let report_out = args.report.as_deref().map(|p| OutputPath::check(p, &inputs)).transpose()?;
+    OutputPath::check_distinct(&[&model_out].into_iter().chain(report_out.as_ref()).collect::<Vec<_>>())?;
     let mut ratings = ratings::read_ratings(&args.ratings, Fields::Ratings, IdMap::default(), IdMap::default())?;
     // New ids in the implicit file only matter to the conditioning; they are added to the maps
     // so every index is valid, and get no ratings.
@@ -319,8 +325,8 @@ fn train(args: RecommendTrainArgs) -> Result<()> {
     }
     let model = model?;
     let train_seconds = start.elapsed().as_secs_f64();
-    model.save(&args.output)?;
-    if let Some(path) = &args.report {
+    model.save(model_out.path())?;
+    if let Some(path) = report_out.as_ref().map(OutputPath::path) {
         let report = json!({ "train_seconds": train_seconds, "blend": model.blend, "epochs": epochs });
         rbm_core::write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
@@ -343,6 +349,9 @@ fn read_context_ratings(
 
 fn eval(args: RecommendEvalArgs) -> Result<()> {
     set_threads(args.threads)?;
+    let mut inputs = vec![args.model.as_path(), args.train.as_path(), args.test.as_path()];
+    inputs.extend(args.implicit.as_deref());
+    let predictions_out = args.predictions.as_deref().map(|p| OutputPath::check(p, &inputs)).transpose()?;
     let model = Recommender::load(&args.model)?;
     let (train, implicit) = read_context_ratings(&model, &args.train, args.implicit.as_deref())?;
     let test = ratings::read_ratings(&args.test, Fields::Ratings, train.users.clone(), train.items.clone())?;
@@ -350,7 +359,7 @@ fn eval(args: RecommendEvalArgs) -> Result<()> {
     let start = Instant::now();
     check_rank_shrinkage(args.rank_shrinkage)?;
     let evaluation = evaluate::evaluate(&model, &context, &test, args.k, args.relevance, args.rank_shrinkage);
-    if let Some(path) = &args.predictions {
+    if let Some(output) = &predictions_out {
         let mut out = String::from("user,item,rating,prediction,source\n");
         for r in &test.entries {
             let p = model.predict(&context, r.user, r.item);
@@ -364,7 +373,7 @@ fn eval(args: RecommendEvalArgs) -> Result<()> {
                 source.as_str().unwrap_or("")
             ));
         }
-        rbm_core::write_atomically(path, out.as_bytes())?;
+        output.write_with(|w| w.write_all(out.as_bytes()))?;
     }
     let conditioning = match (model.components.iter().any(|c| c.rbm.conditioning().is_some()), &args.implicit) {
         (false, _) => "none (not a conditional model)".to_string(),
@@ -416,6 +425,10 @@ fn split_file(args: RecommendSplitArgs) -> Result<()> {
         (None, Some(k)) => SplitRule::PerUser { count: k },
         _ => bail!("give --test-fraction F or --per-user K"),
     };
+    // Both outputs are checked first (distinct, not the input), and written only when both are ready.
+    let train_out = OutputPath::check(&args.train_out, &[&args.ratings])?;
+    let test_out = OutputPath::check(&args.test_out, &[&args.ratings])?;
+    OutputPath::check_distinct(&[&train_out, &test_out])?;
     let text = ratings::read_text(&args.ratings)?;
     let ratings = ratings::parse_ratings(&text, &args.ratings, Fields::Ratings, IdMap::default(), IdMap::default())?;
     let test = split(&ratings, rule, args.seed);
@@ -437,8 +450,15 @@ fn split_file(args: RecommendSplitArgs) -> Result<()> {
         out.push_str(line);
         out.push('\n');
     }
-    rbm_core::write_atomically(&args.train_out, train_text.as_bytes())?;
-    rbm_core::write_atomically(&args.test_out, test_text.as_bytes())?;
+    let mut pending = Vec::new();
+    for (output, text) in [(&train_out, &train_text), (&test_out, &test_text)] {
+        let mut file = output.create()?;
+        file.write_all(text.as_bytes()).map_err(|e| anyhow::anyhow!("{}: {e}", output.path().display()))?;
+        pending.push(file);
+    }
+    for file in pending {
+        file.commit()?;
+    }
     if !args.quiet {
         let n_test = test.iter().filter(|&&t| t).count();
         eprintln!(
@@ -456,10 +476,11 @@ fn synthesize(args: SynthesizeArgs) -> Result<()> {
     if args.users == 0 || args.items == 0 || args.ratings == 0 {
         bail!("--users, --items and --ratings must be at least 1");
     }
+    let output = OutputPath::check(&args.output, &[])?;
     let triples = rbm_recommend::synthetic::generate(args.users, args.items, args.ratings, args.seed);
     let mut bytes = Vec::new();
     rbm_recommend::synthetic::write_csv(&mut bytes, &triples)?;
-    rbm_core::write_atomically(&args.output, &bytes)?;
+    output.write_with(|w| w.write_all(&bytes))?;
     Ok(())
 }
 

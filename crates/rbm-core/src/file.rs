@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::io::Write;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
@@ -566,7 +566,9 @@ fn scan_header(text: &str) -> Option<FileHeader> {
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to disk,
-/// then renamed over `path`. A crash leaves either the old file or the new one.
+/// then renamed over `path`. A crash leaves either the old file or the new one. Links are
+/// written through, special files directly, and a new file gets the umask's permissions (see
+/// [`crate::OutputPath`]).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomically_with(path, |out| out.write_all(bytes))
 }
@@ -574,18 +576,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Like [`write_atomically`], for content produced by `write` into a buffered writer (a large
 /// model serialised straight to disk, never whole in memory).
 pub fn write_atomically_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
-    let io = |source: std::io::Error| RbmError::Io { path: path.to_path_buf(), source };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = tempfile::Builder::new().prefix(".rbm-").suffix(".tmp").tempfile_in(&dir).map_err(io)?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp);
-    write(&mut out).map_err(io)?;
-    let tmp = out.into_inner().map_err(|e| io(e.into_error()))?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    crate::output::OutputPath::check(path, &[])?.write_with(write)
 }
 
 /// Checked raw data as visible vectors: standardised when there is a standardisation (a copy),

@@ -39,6 +39,7 @@ pub mod masked;
 pub mod metrics;
 mod model;
 pub mod optim;
+mod output;
 mod params;
 mod rng;
 mod standardize;
@@ -54,6 +55,7 @@ pub use file::{
 pub use gibbs::{PersistentChains, TemperedChains, gibbs_sample};
 pub use linalg::{log_add_exp, log_sum_exp, sigmoid, softplus};
 pub use model::{Rbm, check_values, samples_from_row_major};
+pub use output::{OutputPath, PendingOutput};
 pub use params::{Momentum, Sampler, Sparsity, TrainingParams, ValidParams, VisibleSpec};
 pub use rng::{RandomStreams, Stream, generator as stream_generator, shuffle, uniform01};
 pub use standardize::Standardization;
