@@ -226,9 +226,10 @@ pub struct EvalArgs {
     pub input: String,
     #[command(flatten)]
     pub columns: Columns,
-    /// Label value that marks an anomaly (any other value is normal).
-    #[arg(long, default_value = "1")]
-    pub positive_label: String,
+    /// Label value that marks an anomaly; any other value is normal [default: labels must be 0
+    /// or 1, and 1 marks an anomaly].
+    #[arg(long)]
+    pub positive_label: Option<String>,
     /// Also compute log Z and the mean log-likelihood.
     #[arg(long, value_enum)]
     pub log_likelihood: Option<LogLikelihood>,

@@ -600,6 +600,26 @@ pub(crate) fn is_positive(label: &str, positive: &str) -> bool {
     label == positive || matches!((label.parse::<f64>(), positive.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
 }
 
+/// Which rows are anomalous: with `--positive-label V`, those labelled V; without it, labels must
+/// be 0 or 1 (1 anomalous), and any other value is an error naming its line, so that a label
+/// such as 2 or "yes" is never silently read as normal.
+pub(crate) fn positives(path: &str, labels: &[String], lines: &[u64], positive: Option<&str>) -> Result<Vec<bool>> {
+    match positive {
+        Some(v) => Ok(labels.iter().map(|l| is_positive(l, v)).collect()),
+        None => labels
+            .iter()
+            .zip(lines)
+            .map(|(label, line)| match label.trim().parse::<f64>() {
+                Ok(1.0) => Ok(true),
+                Ok(0.0) => Ok(false),
+                _ => bail!(
+                    "{path}: line {line}: label {label:?} is neither 0 nor 1; name the value that marks an anomaly with --positive-label"
+                ),
+            })
+            .collect(),
+    }
+}
+
 pub fn eval(args: EvalArgs) -> Result<()> {
     if args.plot.is_some() && args.columns.label_column.is_none() {
         bail!("--plot draws ROC and precision-recall curves from labels: add --label-column");
@@ -633,7 +653,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         "pseudo_log_likelihood_method": pseudo_log_likelihood.map(|_| method.describe()),
     });
     if let Some(labels) = &chunk.labels {
-        let positive: Vec<bool> = labels.iter().map(|l| is_positive(l, &args.positive_label)).collect();
+        let positive = positives(&args.input, labels, &chunk.lines, args.positive_label.as_deref())?;
         result["positives"] = json!(positive.iter().filter(|&&p| p).count());
         result["roc_auc"] = json!(metrics::roc_auc(&energies, &positive));
         result["pr_auc"] = json!(metrics::average_precision(&energies, &positive));

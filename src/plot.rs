@@ -72,9 +72,10 @@ pub struct PlotScoresArgs {
     pub output: std::path::PathBuf,
     #[command(flatten)]
     pub columns: Columns,
-    /// Label value that marks an anomaly (any other value is normal).
-    #[arg(long, default_value = "1")]
-    pub positive_label: String,
+    /// Label value that marks an anomaly; any other value is normal [default: labels must be 0
+    /// or 1, and 1 marks an anomaly].
+    #[arg(long)]
+    pub positive_label: Option<String>,
     /// Free-energy threshold to draw [default: the model's stored threshold].
     #[arg(long)]
     pub threshold: Option<f64>,
@@ -482,7 +483,7 @@ fn scores_and_labels(
     model: &Model,
     input: &str,
     columns: &Columns,
-    positive_label: &str,
+    positive_label: Option<&str>,
 ) -> Result<(Vec<f64>, Option<Vec<bool>>)> {
     let mut reader = crate::table::TableReader::open(input, &crate::commands::spec_for_model(model, columns))?;
     crate::commands::check_width(&reader, model)?;
@@ -491,13 +492,16 @@ fn scores_and_labels(
         &mut reader,
         crate::commands::SCORE_CHUNK_ROWS,
         |format, mut chunk, _| {
-            let found = chunk.labels.take();
+            let found = match chunk.labels.take() {
+                Some(found) => Some(crate::commands::positives(input, &found, &chunk.lines, positive_label)?),
+                None => None,
+            };
             Ok((crate::commands::free_energies(model, format, chunk)?, found))
         },
         |(piece, found)| {
             energies.extend(piece);
             if let (Some(all), Some(found)) = (&mut labels, found) {
-                all.extend(found.iter().map(|l| crate::commands::is_positive(l, positive_label)));
+                all.extend(found);
             }
             Ok(())
         },
@@ -511,7 +515,7 @@ fn scores_and_labels(
 fn scores(args: PlotScoresArgs) -> Result<()> {
     let model = Model::load(&args.model)?;
     let threshold = args.threshold.or(model.anomaly_threshold);
-    let (energies, labels) = scores_and_labels(&model, &args.input, &args.columns, &args.positive_label)?;
+    let (energies, labels) = scores_and_labels(&model, &args.input, &args.columns, args.positive_label.as_deref())?;
     let groups: Vec<(String, RGBColor, Vec<f64>)> = match &labels {
         None => vec![(format!("all rows ({})", energies.len()), BLUE, energies.clone())],
         Some(labels) => {
@@ -521,7 +525,11 @@ fn scores(args: PlotScoresArgs) -> Result<()> {
             let (normal, anomalous) = (pick(false), pick(true));
             vec![
                 (format!("normal ({})", normal.len()), BLUE, normal),
-                (format!("anomalous, label {} ({})", args.positive_label, anomalous.len()), RED, anomalous),
+                (
+                    format!("anomalous, label {} ({})", args.positive_label.as_deref().unwrap_or("1"), anomalous.len()),
+                    RED,
+                    anomalous,
+                ),
             ]
         }
     };

@@ -119,6 +119,9 @@ impl TableReader {
             Some(r) => r.map_err(|e| csv_error(path, e))?,
         };
         let width = first.len();
+        if width > MAX_COLUMNS {
+            bail!("{path}: line 1 has {width} fields; at most {MAX_COLUMNS} columns are read");
+        }
         let has_header = first.iter().any(|f| !parses_as_number(f));
         let names: Vec<String> = if has_header {
             first.iter().map(|s| s.trim().to_string()).collect()
@@ -127,6 +130,13 @@ impl TableReader {
         };
         let find = |wanted: &str, role: &str| -> Result<usize> {
             if let Some(i) = names.iter().position(|n| n == wanted) {
+                if let Some(j) = names.iter().rposition(|n| n == wanted).filter(|&j| j != i) {
+                    bail!(
+                        "{path}: {role} {wanted:?} is ambiguous: columns {} and {} are both named so (rename one, or give the column's number)",
+                        i + 1,
+                        j + 1
+                    );
+                }
                 return Ok(i);
             }
             match wanted.parse::<usize>() {
@@ -150,6 +160,18 @@ impl TableReader {
         };
         if features.is_empty() {
             bail!("{path}: no feature columns left after removing the label and ignored columns");
+        }
+        // A model stores its feature names and later finds its columns by them: they must differ.
+        for (k, &i) in features.iter().enumerate() {
+            if let Some(&j) = features[..k].iter().find(|&&j| names[j] == names[i]).filter(|_| has_header) {
+                bail!(
+                    "{path}: columns {} and {} are both named {:?}; feature names must be unique (rename one, or leave one out with --ignore-columns {})",
+                    j + 1,
+                    i + 1,
+                    names[i],
+                    i + 1
+                );
+            }
         }
         let feature_names = features.iter().map(|&i| names[i].clone()).collect();
         let mut fields = spec.fields.clone();
@@ -445,6 +467,10 @@ impl RowFormat {
 
 /// Fields (rows x columns) per piece of [`for_each_piece`], at most.
 const FIELDS_PER_PIECE: usize = 1 << 18;
+
+/// The most columns a CSV file may have (a line of more is almost certainly not a table, and its
+/// model would not fit in memory: see rbm_core::limits).
+pub const MAX_COLUMNS: usize = 1 << 20;
 
 /// Reads the rest of a table whose categorical columns have fixed levels in pieces of at most
 /// `max_piece_rows` rows (fewer for wide tables), parsing each piece and applying `handle` to it on the pool's threads, and

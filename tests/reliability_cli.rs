@@ -219,3 +219,108 @@ fn temporary_files_of_killed_runs_are_cleaned_up() {
     let left = d.join(".rbm-4194305-abcdef.tmp").exists();
     assert_eq!(left, !Path::new("/proc/self").exists(), "stale temporary file handled as documented");
 }
+
+#[test]
+fn sizes_are_checked_before_allocating_and_ambiguity_is_refused() {
+    let dir = setup();
+    let d = dir.path();
+    let bad: &[(&[&str], &[&str])] = &[
+        (
+            &["train", "--input", "data.csv", "--output", "n.json", "--visible", "gaussian", "--hidden", "100000000"],
+            &["100000000 x 3", "RBM_MAX_MATRIX_VALUES"],
+        ),
+        (&["sample", "--model", "m.json", "--count", "100000000000"], &["100000000000 x 3", "RBM_MAX_MATRIX_VALUES"]),
+        (
+            &["train", "--input", "data.csv", "--output", "n.json", "--visible", "gaussian", "--cd-k", "1000000000"],
+            &["Gibbs steps", "1 to 10000"],
+        ),
+        (
+            &[
+                "train",
+                "--input",
+                "data.csv",
+                "--output",
+                "n.json",
+                "--visible",
+                "gaussian",
+                "--batch-size",
+                "1000000000",
+            ],
+            &["batch size", "RBM_MAX_MATRIX_VALUES"],
+        ),
+        (&["train", "--input", "dup.csv", "--output", "n.json"], &["dup.csv", "columns 1 and 3 are both named \"a\""]),
+        (
+            &["train", "--input", "dup.csv", "--output", "n.json", "--label-column", "a"],
+            &["\"a\" is ambiguous", "columns 1 and 3"],
+        ),
+        (
+            &["train", "--input", "bin.csv", "--output", "n.json", "--learning-rate", "1000"],
+            &["diverged in epoch 1", "lower the learning rate"],
+        ),
+    ];
+    std::fs::write(d.join("dup.csv"), "a,b,a\n1,0,1\n0,1,0\n1,1,0\n").unwrap();
+    let mut binary = String::from("p,q,r,s\n");
+    for i in 0..200 {
+        binary += &format!("{},{},{},{}\n", i % 2, (i / 2) % 2, i % 3 % 2, (i + 1) % 2);
+    }
+    std::fs::write(d.join("bin.csv"), binary).unwrap();
+    for (args, needles) in bad {
+        fails_and_changes_nothing(d, args, needles);
+    }
+    // A duplicated name left out by number trains.
+    ok(rbm(d, &["train", "--input", "dup.csv", "--output", "n.json", "--ignore-columns", "3", "--quiet"]));
+}
+
+#[test]
+fn labels_other_than_0_and_1_need_the_positive_label() {
+    let dir = setup();
+    let d = dir.path();
+    let mut text = String::from("x,y,z,label\n");
+    for (i, line) in gaussian_csv(300).lines().skip(1).enumerate() {
+        text += &format!("{line},{}\n", if i % 10 == 0 { "yes" } else { "no" });
+    }
+    std::fs::write(d.join("yes.csv"), text.replace(",no\n", ",0\n").replacen(",yes\n", ",2\n", 1)).unwrap();
+    // A 2 among 0s: refused, naming the line and the way out.
+    fails_and_changes_nothing(
+        d,
+        &["eval", "--model", "m.json", "--input", "yes.csv", "--label-column", "label"],
+        &["yes.csv", "line 2", "\"2\"", "--positive-label"],
+    );
+    std::fs::write(d.join("words.csv"), &text).unwrap();
+    fails_and_changes_nothing(
+        d,
+        &[
+            "plot",
+            "scores",
+            "--model",
+            "m.json",
+            "--input",
+            "words.csv",
+            "--label-column",
+            "label",
+            "--output",
+            "s.png",
+        ],
+        &["\"yes\"", "--positive-label"],
+    );
+    let run = ok(rbm(
+        d,
+        &["eval", "--model", "m.json", "--input", "words.csv", "--label-column", "label", "--positive-label", "yes"],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["positives"], 30);
+    assert!(v["roc_auc"].is_number());
+}
+
+#[test]
+fn a_recommender_of_one_user_or_one_item_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("one_user.csv"), "user,item,rating\nu1,i1,4\nu1,i2,3\nu1,i3,5\n").unwrap();
+    std::fs::write(d.join("one_item.csv"), "user,item,rating\nu1,i1,4\nu2,i1,3\nu3,i1,5\n").unwrap();
+    for (file, user) in [("one_user.csv", "u1"), ("one_item.csv", "u2")] {
+        ok(rbm(d, &["recommend", "train", "--ratings", file, "--output", "r.json", "--epochs", "3", "--quiet"]));
+        ok(rbm(d, &["inspect", "--model", "r.json"]));
+        ok(rbm(d, &["recommend", "top", "--model", "r.json", "--ratings", file, "--user", user]));
+    }
+}

@@ -24,9 +24,26 @@ pub enum RbmError {
     /// Weight decay must be finite and non-negative.
     #[error("weight decay must be finite and >= 0 (got {0})")]
     InvalidWeightDecay(f64),
-    /// The number of Gibbs steps per update (k of CD-k) must be at least one.
-    #[error("the number of Gibbs steps k must be at least 1 (got {0})")]
+    /// The number of Gibbs steps per update (k of CD-k) must lie in 1 to
+    /// [`crate::limits::MAX_GIBBS_STEPS`].
+    #[error("the number of Gibbs steps k must lie in 1 to {max} (got {0})", max = crate::limits::MAX_GIBBS_STEPS)]
     InvalidGibbsSteps(usize),
+    /// A matrix would exceed [`crate::limits::max_matrix_values`].
+    #[error(
+        "{what} would hold {rows} x {cols} values, above the limit of {limit} (1 GiB of f32 by default); \
+         set {var} to raise it",
+        var = crate::limits::MAX_MATRIX_VALUES_VARIABLE
+    )]
+    TooLarge {
+        /// What the matrix holds.
+        what: &'static str,
+        /// Its rows.
+        rows: usize,
+        /// Its columns.
+        cols: usize,
+        /// The limit in force.
+        limit: usize,
+    },
     /// Persistent CD needs at least one chain.
     #[error("persistent CD needs at least 1 chain (got {0})")]
     InvalidChains(usize),
@@ -129,7 +146,7 @@ pub enum RbmError {
     },
     /// Training produced non-finite parameters; the model is discarded rather than saved.
     #[error(
-        "training diverged in epoch {epoch}: parameters became NaN or infinite (lower the learning rate or momentum)"
+        "training diverged in epoch {epoch}: parameters became NaN, infinite or beyond ±1000, where every sigmoid is saturated (lower the learning rate or momentum)"
     )]
     Diverged {
         /// One-based epoch in which it happened.

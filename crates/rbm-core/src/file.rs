@@ -229,6 +229,11 @@ impl Model {
         if count == 0 {
             return Err(RbmError::EmptyData);
         }
+        crate::limits::check_matrix("the samples (count x visible units)", count, self.rbm.n_visible())?;
+        crate::limits::check_matrix("the samples' hidden states (count x hidden units)", count, self.rbm.n_hidden())?;
+        if gibbs_steps > crate::limits::MAX_GIBBS_STEPS {
+            return Err(RbmError::InvalidGibbsSteps(gibbs_steps));
+        }
         let mut chains = PersistentChains::random(&self.rbm, count, seed);
         chains.advance(&self.rbm, gibbs_steps)?;
         let visible = chains.visible();

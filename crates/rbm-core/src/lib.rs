@@ -34,6 +34,7 @@ mod error;
 pub mod eval;
 mod file;
 mod gibbs;
+pub mod limits;
 mod linalg;
 pub mod masked;
 pub mod metrics;

@@ -61,6 +61,7 @@ impl Rbm {
             return Err(RbmError::InvalidHiddenUnits(0));
         }
         let n_visible = layer.n_visible();
+        crate::limits::check_matrix("the weights (hidden x visible units)", n_hidden, n_visible)?;
         Ok(Rbm {
             layer,
             weights: DMatrix::zeros(n_hidden, n_visible),
@@ -124,6 +125,12 @@ impl Rbm {
             }
         }
         Ok(())
+    }
+
+    /// The largest absolute value of any weight or bias (NaN if any is NaN).
+    pub fn largest_parameter(&self) -> f32 {
+        let all = self.weights.iter().chain(self.visible_bias.iter()).chain(self.hidden_bias.iter());
+        all.fold(0.0f32, |m, &x| if x.is_nan() || m.is_nan() { f32::NAN } else { m.max(x.abs()) })
     }
 
     /// The visible layer: its groups and their kinds.

@@ -354,7 +354,7 @@ impl CommonSettings<'_> {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(RbmError::InvalidWeightDecay(self.weight_decay));
         }
-        if self.gibbs_steps == 0 {
+        if !(1..=crate::limits::MAX_GIBBS_STEPS).contains(&self.gibbs_steps) {
             return Err(RbmError::InvalidGibbsSteps(self.gibbs_steps));
         }
         Ok(())

@@ -311,6 +311,11 @@ impl Phases {
     }
 }
 
+/// Training has diverged when a weight or bias grows beyond this: an activation of ±1000 is
+/// saturated in every unit kind (a sigmoid reaches 1 in f32 at about 17), so such a model has
+/// stopped learning (a learning rate of 1000 drives hidden biases to about -1400 in one epoch).
+const MAX_PARAMETER_MAGNITUDE: f32 = 1000.0;
+
 impl Trainer {
     /// A trainer for an existing model (continued training); the model's shape must match.
     pub fn new(params: ValidParams, rbm: Rbm) -> Result<Self> {
@@ -330,6 +335,10 @@ impl Trainer {
         }
         let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
         let cols = params.persistent_chains.unwrap_or(params.batch_size);
+        // The batch and chain buffers, checked before they are allocated.
+        let widest = cols.max(params.batch_size);
+        crate::limits::check_matrix("one batch or its chains (batch size x visible units)", widest, nv)?;
+        crate::limits::check_matrix("one batch's hidden units (batch size x hidden units)", widest, nh)?;
         Ok(Trainer {
             streams,
             gradient: Gradient::zeros(nv, nh),
@@ -769,7 +778,7 @@ impl Trainer {
             // this thread to sleep until it is done.
             rayon::scope(|_| self.run_epoch(data, epoch));
             let seconds = start.elapsed().as_secs_f64();
-            if self.rbm.check_finite().is_err() {
+            if self.rbm.check_finite().is_err() || self.rbm.largest_parameter() > MAX_PARAMETER_MAGNITUDE {
                 return Err(RbmError::Diverged { epoch: epoch + 1 });
             }
             // With a learned variance the model sees `v / sigma`; free energies get the

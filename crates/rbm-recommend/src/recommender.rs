@@ -302,9 +302,14 @@ fn oriented_pairs(pairs: &[(u32, u32)], side: Side) -> Vec<(u32, u32)> {
     }
 }
 
-/// Least-squares blend of component predictions `x` (one row per target) to values `y`.
-fn fit_blend(x: &[Vec<f32>], y: &[f32]) -> Blend {
-    let p = x.first().map_or(0, Vec::len) + 1;
+/// Least-squares blend of the predictions of `components` RBMs, `x` (one row per target), to
+/// values `y`; equal weights when there are fewer rows than coefficients (a data set of one user
+/// or one item leaves nothing to hold out), so that the model always has a weight per RBM.
+fn fit_blend(components: usize, x: &[Vec<f32>], y: &[f32]) -> Blend {
+    let p = components + 1;
+    if x.len() < p {
+        return Blend { intercept: 0.0, weights: vec![1.0 / components as f32; components] };
+    }
     let mut normal = nalgebra::DMatrix::<f64>::zeros(p, p);
     let mut rhs = nalgebra::DVector::<f64>::zeros(p);
     for (row, &target) in x.iter().zip(y) {
@@ -455,7 +460,7 @@ impl Recommender {
                 Some((row?, target.2))
             })
             .unzip();
-        let blend = fit_blend(&x, &y);
+        let blend = fit_blend(held_out_predictions.len(), &x, &y);
         drop(held_out_predictions);
         if refit {
             for &side in params.orientation.sides() {
