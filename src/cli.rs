@@ -147,6 +147,11 @@ pub struct TrainArgs {
     /// [default: true].
     #[arg(long)]
     pub compress_tails: Option<bool>,
+    /// Gaussian units: multiply the RBM by a histogram density of each Gaussian column, fitted
+    /// on the training rows, so that the free energy also sees each column's own shape
+    /// (docs/anomaly.md) [default: true].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub marginal_histograms: Option<bool>,
     /// Random seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -127,6 +127,9 @@ fn apply_flags(mut params: TrainingParams, args: &TrainArgs) -> Result<TrainingP
         (SamplerArg::Pt, t) => Sampler::Tempering { temperatures: t.unwrap_or(TemperedChains::DEFAULT_TEMPERATURES) },
     };
     params.persistent_chains = persistent.then_some(params.batch_size);
+    if let Some(histograms) = args.marginal_histograms {
+        params.marginal_histograms = histograms;
+    }
     if let Some(compress) = args.compress_tails {
         params.compress_heavy_tails = compress;
     }
@@ -399,6 +402,10 @@ pub fn train(args: TrainArgs) -> Result<()> {
                 (params.centered, ", centred".to_string()),
                 (params.anneal, format!(", learning rate {} annealed to 0", params.learning_rate)),
                 (params.learn_variance, ", learned variances".to_string()),
+                (
+                    params.marginal_histograms && params.visible.has(VisibleKind::Gaussian),
+                    ", histogram marginals".to_string(),
+                ),
                 match params.sampler {
                     Sampler::Tempering { temperatures } => {
                         (true, format!(", parallel tempering over {temperatures} temperatures"))
@@ -481,8 +488,8 @@ fn scores(
 ) -> Result<(Vec<f64>, Option<DMatrix<f64>>)> {
     let data = to_matrix(std::mem::take(&mut chunk.values), model.columns.len())?;
     let prepared = model.prepare(&data).map_err(|e| format.locate(&chunk.lines, e))?;
-    let energies = model.rbm.free_energy(&prepared)?;
-    let surprise = explain.then(|| model.rbm.conditional_surprise(&prepared)).transpose()?;
+    let energies = model.free_energy_of_visible(&prepared)?;
+    let surprise = explain.then(|| model.rbm.conditional_surprise(&prepared, model.marginals.as_ref())).transpose()?;
     Ok((energies, surprise))
 }
 
@@ -634,7 +641,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let data = to_matrix(std::mem::take(&mut chunk.values), model.columns.len())?;
     let prepared = model.prepare(&data).map_err(|e| reader.locate(&chunk.lines, e))?;
     let rbm = &model.rbm;
-    let energies = rbm.free_energy(&prepared)?;
+    let energies = model.free_energy_of_visible(&prepared)?;
     let rows = energies.len();
     let method = eval::PseudoLikelihood::for_size(rows, rbm.n_visible(), rbm.n_hidden());
     let pseudo_log_likelihood = match eval::pseudo_log_likelihood(rbm, &prepared, method) {

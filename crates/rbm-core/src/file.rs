@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::columns::{self, ColumnEncoding, check_raw};
 use crate::error::{RbmError, Result};
 use crate::gibbs::PersistentChains;
+use crate::marginal::Marginals;
 use crate::model::Rbm;
 use crate::params::{TrainingParams, ValidParams};
 use crate::standardize::Standardization;
@@ -61,6 +62,9 @@ pub struct Model {
     /// standardised (Gaussian) unit's standard deviation over the training rows in model units
     /// (1 unless the variances were learned), 1 for other units. `None` means all 1.
     pub baseline_scale: Option<Vec<f32>>,
+    /// Histogram densities of the Gaussian units multiplied into the RBM (see
+    /// [`crate::marginal`]): when present, [`Model::free_energy`] is the product's.
+    pub marginals: Option<Marginals>,
     /// How the model was made.
     pub provenance: Provenance,
 }
@@ -120,10 +124,18 @@ impl Model {
             train = to_visible(&columns, Some(&*s), data)?;
         }
         let (baseline_bias, baseline_scale) = baseline(outcome.rbm.layer(), &train);
+        // Only Gaussian units with spread get a histogram: none, no marginals at all.
+        let marginals = params
+            .marginal_histograms
+            .then(|| Marginals::fit(outcome.rbm.layer(), &train))
+            .filter(|m| m.histograms.iter().any(Option::is_some));
         let anomaly_threshold = match params.contamination {
             Some(c) => {
                 let mut scores = vec![0.0; train.ncols()];
                 outcome.rbm.free_energy_into(train.as_slice(), &mut Vec::new(), &mut scores);
+                if let Some(m) = &marginals {
+                    scores.iter_mut().zip(train.column_iter()).for_each(|(f, v)| *f += m.energy(v.as_slice()));
+                }
                 crate::metrics::contamination_threshold(&scores, c)
             }
             None => None,
@@ -136,6 +148,7 @@ impl Model {
             anomaly_threshold,
             baseline_bias: Some(baseline_bias),
             baseline_scale,
+            marginals,
             provenance: Provenance {
                 toolkit_version: env!("CARGO_PKG_VERSION").to_string(),
                 training: Some(params.into_inner()),
@@ -167,9 +180,19 @@ impl Model {
     }
 
     /// Free energy of each raw sample (in model units: for Gaussian columns, of the standardised
-    /// data).
+    /// data), the anomaly score: the RBM's, plus `-sum_j log p_j(v_j)` of the histogram
+    /// marginals when the model has them.
     pub fn free_energy(&self, raw: &DMatrix<f32>) -> Result<Vec<f64>> {
-        self.rbm.free_energy(&*self.prepare(raw)?)
+        self.free_energy_of_visible(&*self.prepare(raw)?)
+    }
+
+    /// [`Model::free_energy`] of data already mapped to visible vectors by [`Model::prepare`].
+    pub fn free_energy_of_visible(&self, visible: &DMatrix<f32>) -> Result<Vec<f64>> {
+        let mut energies = self.rbm.free_energy(visible)?;
+        if let Some(m) = &self.marginals {
+            energies.iter_mut().zip(visible.column_iter()).for_each(|(f, v)| *f += m.energy(v.as_slice()));
+        }
+        Ok(energies)
     }
 
     /// Free energy of each raw sample under the baseline model without hidden units (see
@@ -188,8 +211,11 @@ impl Model {
         let Some(bias) = &self.baseline_bias else { return Ok(None) };
         self.rbm.check_visible_rows("data", visible.nrows())?;
         let layer = self.rbm.layer();
+        let marginal = |v: &[f32]| self.marginals.as_ref().map_or(0.0, |m| m.energy(v));
         let Some(scale) = &self.baseline_scale else {
-            return Ok(Some(visible.column_iter().map(|v| layer.energy(v.as_slice(), bias)).collect()));
+            return Ok(Some(
+                visible.column_iter().map(|v| layer.energy(v.as_slice(), bias) + marginal(v.as_slice())).collect(),
+            ));
         };
         let mut scaled = vec![0.0f32; visible.nrows()];
         Ok(Some(
@@ -197,7 +223,7 @@ impl Model {
                 .column_iter()
                 .map(|v| {
                     scaled.iter_mut().zip(v.iter().zip(scale)).for_each(|(out, (&x, &s))| *out = x / s);
-                    layer.energy(&scaled, bias)
+                    layer.energy(&scaled, bias) + marginal(v.as_slice())
                 })
                 .collect(),
         ))
@@ -207,7 +233,7 @@ impl Model {
     /// `-log p(v_g | v_rest)` in nats, in model units (standardised Gaussian columns), for every
     /// raw sample: `n_columns x n_samples` (see [`Rbm::conditional_surprise`]).
     pub fn column_surprise(&self, raw: &DMatrix<f32>) -> Result<DMatrix<f64>> {
-        self.rbm.conditional_surprise(&*self.prepare(raw)?)
+        self.rbm.conditional_surprise(&*self.prepare(raw)?, self.marginals.as_ref())
     }
 
     /// Mean log-likelihood of raw samples given `log Z` (from [`crate::eval::log_partition_exact`]):
@@ -266,6 +292,7 @@ impl Model {
             anomaly_threshold: self.anomaly_threshold,
             baseline_bias: self.baseline_bias.clone(),
             baseline_scale: self.baseline_scale.clone(),
+            marginal_histograms: self.marginals.clone(),
             provenance: self.provenance.clone(),
         }
     }
@@ -352,6 +379,12 @@ impl Model {
                 return Err(bad("baseline_scale without baseline_bias".into()));
             }
         }
+        if let Some(m) = &file.marginal_histograms {
+            check_len("marginal_histograms", m.histograms.len(), nv)?;
+            if let Some(reason) = m.histograms.iter().flatten().find_map(|h| h.check()) {
+                return Err(bad(format!("marginal_histograms: {reason}")));
+            }
+        }
         let weights = DMatrix::from_fn(nh, nv, |j, i| file.weights[i][j]);
         let rbm = Rbm::from_parameters(
             layer,
@@ -368,6 +401,7 @@ impl Model {
             anomaly_threshold: file.anomaly_threshold,
             baseline_bias: file.baseline_bias,
             baseline_scale: file.baseline_scale,
+            marginals: file.marginal_histograms,
             provenance: file.provenance,
         })
     }
@@ -625,6 +659,8 @@ struct ModelFileV2 {
     baseline_bias: Option<Vec<f32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     baseline_scale: Option<Vec<f32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    marginal_histograms: Option<Marginals>,
     provenance: Provenance,
 }
 
@@ -666,6 +702,7 @@ impl ModelFileV1 {
             anomaly_threshold: self.anomaly_threshold,
             baseline_bias: None,
             baseline_scale: None,
+            marginal_histograms: None,
             provenance: self.provenance,
         })
     }

@@ -36,6 +36,7 @@ mod file;
 mod gibbs;
 pub mod limits;
 mod linalg;
+pub mod marginal;
 pub mod masked;
 pub mod metrics;
 mod model;

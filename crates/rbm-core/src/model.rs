@@ -284,7 +284,16 @@ impl Rbm {
     ///
     /// With `G(x) = e_g(x) - sum_j softplus(a_j + W_jg x)`, where `a` are the hidden activations
     /// without the column's own term, `-log p(v_g | rest) = G(v_g) + log sum_x w_x exp(-G(x))`.
-    pub fn conditional_surprise(&self, data: &DMatrix<f32>) -> Result<DMatrix<f64>> {
+    ///
+    /// With `marginals` (the histogram experts of [`crate::marginal`]), the surprise is under
+    /// the product `exp(-F) prod_j p_j(v_j)`: each Gaussian column's `G` gains `-log p_j(x)`.
+    /// The histogram's steps make that column's integral accurate to the grid's step (0.25
+    /// standard deviations) at each bin edge rather than to double precision.
+    pub fn conditional_surprise(
+        &self,
+        data: &DMatrix<f32>,
+        marginals: Option<&crate::marginal::Marginals>,
+    ) -> Result<DMatrix<f64>> {
         self.check_visible_rows("data", data.nrows())?;
         let columns: Vec<(VisibleKind, std::ops::Range<usize>)> = self.layer.columns().collect();
         let (nh, nv) = self.weights.shape();
@@ -300,7 +309,17 @@ impl Rbm {
                     }
                 }
                 let mut alternatives = Alternatives::default();
-                kind.alternatives(&b[r.clone()], reach, &mut alternatives);
+                match marginals.and_then(|m| m.of_unit(r.start)).filter(|_| r.len() == 1) {
+                    // A Gaussian column times its histogram: the grid is cut at the bin edges.
+                    Some(histogram) => {
+                        use crate::units::gaussian::{QUADRATURE_REACH, QUADRATURE_STEP};
+                        alternatives.clear(1);
+                        let low = b[r.start] + reach[0] - QUADRATURE_REACH;
+                        let high = b[r.start] + reach[1] + QUADRATURE_REACH;
+                        histogram.quadrature(low, high, QUADRATURE_STEP, &mut alternatives);
+                    }
+                    None => kind.alternatives(&b[r.clone()], reach, &mut alternatives),
+                }
                 alternatives
             })
             .collect();
@@ -328,9 +347,13 @@ impl Rbm {
                             .sum();
                         kind.energy(x, &b[r.clone()]) - hidden
                     };
+                    // A histogram's density is in its alternatives' weights; the observed value
+                    // gets its own.
+                    let histogram = marginals.and_then(|m| m.of_unit(r.start)).filter(|_| r.len() == 1);
+                    let observed = g(&v[r.clone()]) + histogram.map_or(0.0, |h| h.energy(v[r.start]));
                     terms.clear();
                     terms.extend(alternatives.iter().map(|(x, log_weight)| log_weight - g(x)));
-                    *out = g(&v[r.clone()]) + crate::linalg::log_sum_exp(&terms);
+                    *out = observed + crate::linalg::log_sum_exp(&terms);
                 }
             });
         Ok(out)

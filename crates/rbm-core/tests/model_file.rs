@@ -11,7 +11,8 @@ use rbm_core::{ColumnEncoding, MAX_MODEL_FILE_BYTES, Model, RbmError, TrainingPa
 fn trained(kind: VisibleKind) -> Model {
     let mut r = rng(3);
     let data = nalgebra::DMatrix::from_fn(6, 50, |_, _| if uniform(&mut r, 1.0) > 0.0 { 1.0 } else { 0.0 });
-    let params = TrainingParams { epochs: 2, ..TrainingParams::new(kind, 4) };
+    // Gaussian models carry histogram marginals (ignored by other kinds).
+    let params = TrainingParams { epochs: 2, marginal_histograms: true, ..TrainingParams::new(kind, 4) };
     let (mut model, _) = Model::fit(params.check().unwrap(), &data, None, |_| ControlFlow::Continue(())).unwrap();
     model.anomaly_threshold = Some(-1.25);
     model.feature_names = (0..6).map(|i| format!("f{i}")).collect();
@@ -115,6 +116,10 @@ fn inconsistent_files_are_refused_with_the_reason() {
         (Box::new(|v| v["feature_names"] = serde_json::json!(["a"])), "feature_names has 1"),
         (Box::new(|v| v["surprise"] = 1.into()), "unknown field"),
         (Box::new(|v| v["baseline_bias"].as_array_mut().unwrap().truncate(2)), "baseline_bias has 2"),
+        (Box::new(|v| v["marginal_histograms"].as_array_mut().unwrap().truncate(5)), "marginal_histograms has 5"),
+        (Box::new(|v| v["marginal_histograms"][0]["width"] = 0.into()), "width not positive"),
+        (Box::new(|v| v["marginal_histograms"][1]["log_density"] = serde_json::json!([])), "no bins"),
+        (Box::new(|v| v["marginal_histograms"][2]["bins"] = 3.into()), "unknown field"),
         (Box::new(|v| v["baseline_scale"] = serde_json::json!([1, 1, 1, 1, 1, 0])), "baseline_scale holds"),
         (
             Box::new(|v| {

@@ -65,9 +65,9 @@ pub fn initial_bias(means: &[f64], _samples: usize, out: &mut [f32]) {
 }
 
 /// Step of the quadrature grid of [`alternatives`], in standard deviations.
-const QUADRATURE_STEP: f32 = 0.25;
+pub(crate) const QUADRATURE_STEP: f32 = 0.25;
 /// How far beyond the extreme component means the grid reaches, in standard deviations.
-const QUADRATURE_REACH: f32 = 9.0;
+pub(crate) const QUADRATURE_REACH: f32 = 9.0;
 
 /// A Gaussian column's alternatives: a uniform grid for the trapezoidal rule. Given the other
 /// columns, the column's conditional density is a mixture of unit-variance Gaussians with means

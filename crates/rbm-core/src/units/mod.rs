@@ -137,7 +137,8 @@ pub struct Alternatives {
 }
 
 impl Alternatives {
-    fn clear(&mut self, units: usize) {
+    /// Removes every alternative, for groups of `units` units.
+    pub fn clear(&mut self, units: usize) {
         self.units = units;
         self.values.clear();
         self.log_weights.clear();
