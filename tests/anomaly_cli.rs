@@ -107,8 +107,10 @@ fn explain_names_the_corrupted_column_first() {
             wrong.push(format!("row {} corrupted in {}: {line}", r + 1, COLUMNS[r % 7]));
         }
     }
-    // Measured: 70 of 70. A model that ignored the data would name one column for every row.
-    assert!(right >= 66, "{right} of 70 right; wrong: {wrong:#?}");
+    println!("{right} of 70 right");
+    // Measured: 68 of 70 (70 without the histogram marginals). A model that ignored the data
+    // would name one column for every row.
+    assert!(right >= 63, "{right} of 70 right; wrong: {wrong:#?}");
 }
 
 #[test]
