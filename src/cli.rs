@@ -41,6 +41,14 @@ fn visible_values() -> clap::builder::PossibleValuesParser {
 /// The `--visible` value that chooses a kind per column.
 pub const AUTO: &str = "auto";
 
+/// A seed: a whole number from 0 to 2^64 - 1, with a message that says so (clap's own for `-1`
+/// was only "unexpected argument").
+pub fn parse_seed(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("{text:?} is not a seed: give a whole number from 0 to {}", u64::MAX))
+}
+
 /// `train --contamination` when not given: pyod's default, so that every model can flag rows.
 pub const DEFAULT_CONTAMINATION: f64 = 0.1;
 
@@ -153,7 +161,7 @@ pub struct TrainArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub marginal_histograms: Option<bool>,
     /// Random seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = parse_seed, allow_negative_numbers = true)]
     pub seed: u64,
     #[command(flatten)]
     pub columns: Columns,
@@ -249,7 +257,7 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = rbm_core::ais::AisSettings::DEFAULT_BURN_IN)]
     pub ais_burn_in: usize,
     /// AIS: random seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = parse_seed, allow_negative_numbers = true)]
     pub seed: u64,
     /// Also draw the ROC and precision-recall curves into this PNG file (needs --label-column).
     #[arg(long)]
@@ -271,7 +279,7 @@ pub struct SampleArgs {
     #[arg(long, default_value_t = 1000)]
     pub gibbs_steps: usize,
     /// Random seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = parse_seed, allow_negative_numbers = true)]
     pub seed: u64,
     /// Output CSV [default: standard output]; a name ending in .png draws the samples of an image
     /// model as a grid of pictures instead.

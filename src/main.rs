@@ -43,8 +43,15 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            let message: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("rbm: {}", message.join(": "));
+            // Each cause once: an error whose text already holds its source's is not repeated.
+            let mut message = String::new();
+            for cause in e.chain().map(|c| c.to_string()) {
+                if !message.contains(&cause) {
+                    message += if message.is_empty() { "" } else { ": " };
+                    message += &cause;
+                }
+            }
+            eprintln!("rbm: {message}");
             ExitCode::from(2)
         }
     }

@@ -86,8 +86,12 @@ pub struct RecommendTrainArgs {
     /// Conditional RBM: more (user,item) pairs known to be rated or seen, added to r.
     #[arg(long)]
     implicit: Option<PathBuf>,
+    /// The rating scale MIN:MAX:STEP (for example 1:5:1 or 0.5:5:0.5): a rating off it is an
+    /// error naming its line [default: the values found, with a warning for rare or off-grid ones].
+    #[arg(long, value_parser = parse_scale)]
+    rating_scale: Option<RatingScale>,
     /// Random seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cli::parse_seed, allow_negative_numbers = true)]
     seed: u64,
     /// Worker threads [default: all cores]; results do not depend on it.
     #[arg(long)]
@@ -173,7 +177,7 @@ pub struct RecommendSplitArgs {
     #[arg(long)]
     per_user: Option<usize>,
     /// Random seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cli::parse_seed, allow_negative_numbers = true)]
     seed: u64,
     /// Training part.
     #[arg(long)]
@@ -198,7 +202,7 @@ pub struct SynthesizeArgs {
     #[arg(long, default_value_t = 30_000)]
     ratings: usize,
     /// Random seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cli::parse_seed, allow_negative_numbers = true)]
     seed: u64,
     /// Output CSV (`user,item,rating`).
     #[arg(long)]
@@ -279,6 +283,7 @@ fn train(args: RecommendTrainArgs) -> Result<()> {
     // so every index is valid, and get no ratings.
     let implicit = read_implicit(args.implicit.as_deref(), &mut ratings)?;
     let show = !args.quiet;
+    check_levels(&ratings, args.rating_scale, show)?;
     if show {
         eprintln!(
             "training {} RBM recommender: {} ratings, {} users, {} items",
@@ -347,6 +352,98 @@ fn read_context_ratings(
     Ok((ratings, implicit))
 }
 
+/// A rating scale `MIN:MAX:STEP`.
+#[derive(Clone, Copy, Debug)]
+pub struct RatingScale {
+    min: f32,
+    max: f32,
+    step: f32,
+}
+
+impl RatingScale {
+    /// Whether `value` is one of the scale's levels.
+    fn holds(&self, value: f32) -> bool {
+        let k = (value - self.min) / self.step;
+        value >= self.min - 1e-4 * self.step && value <= self.max + 1e-4 * self.step && (k - k.round()).abs() < 1e-4
+    }
+}
+
+fn parse_scale(text: &str) -> std::result::Result<RatingScale, String> {
+    let parts: Vec<f32> =
+        text.split(':').map(|p| p.trim().parse::<f32>()).collect::<std::result::Result<_, _>>().map_err(|_| {
+            format!("{text:?} is not a rating scale: give MIN:MAX:STEP, for example 1:5:1 or 0.5:5:0.5")
+        })?;
+    match parts[..] {
+        [min, max, step] if min.is_finite() && max.is_finite() && step.is_finite() && step > 0.0 && max > min => {
+            let scale = RatingScale { min, max, step };
+            if !scale.holds(max) {
+                return Err(format!("{text:?}: MAX is not MIN plus a whole number of STEPs"));
+            }
+            if (max - min) / step > rbm_recommend::MAX_LEVELS as f32 {
+                return Err(format!("{text:?} has more than {} levels", rbm_recommend::MAX_LEVELS));
+            }
+            Ok(scale)
+        }
+        _ => Err(format!("{text:?} is not a rating scale: give MIN:MAX:STEP with MIN < MAX and STEP > 0")),
+    }
+}
+
+/// With a scale, refuses a rating off it, naming its line. Without one, reports the levels found
+/// and warns about levels that hold under 0.1% of the ratings or lie off the grid most levels
+/// share (a stray 0, 10 or 3.5 among 1-5 would otherwise silently become a level).
+fn check_levels(ratings: &Ratings, scale: Option<RatingScale>, show: bool) -> Result<()> {
+    let path = ratings.path.display();
+    if let Some(scale) = scale {
+        if let Some(r) = ratings.entries.iter().find(|r| !scale.holds(r.value)) {
+            bail!(
+                "{path}: line {}, field 3: rating {} is not on the scale {}:{}:{}",
+                r.line,
+                r.value,
+                scale.min,
+                scale.max,
+                scale.step
+            );
+        }
+        return Ok(());
+    }
+    // Each level with its count and first line.
+    let mut levels: Vec<(f32, usize, u32)> = Vec::new();
+    for r in &ratings.entries {
+        match levels.iter_mut().find(|l| l.0 == r.value) {
+            Some(l) => l.1 += 1,
+            None => levels.push((r.value, 1, r.line)),
+        }
+    }
+    levels.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if !show {
+        return Ok(());
+    }
+    let listed: Vec<String> = levels.iter().map(|(v, n, _)| format!("{v} ({n})")).collect();
+    eprintln!("rating levels: {}", listed.join(", "));
+    // The grid: the gap most consecutive levels share.
+    let gaps: Vec<f32> = levels.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    let step = gaps.iter().copied().max_by_key(|g| gaps.iter().filter(|h| (*h - g).abs() < 1e-4).count());
+    let total = ratings.entries.len();
+    for &(value, count, line) in &levels {
+        let rare = count * 1000 < total;
+        let off_grid = step.is_some_and(|s| {
+            let k = (value - levels[0].0) / s;
+            (k - k.round()).abs() > 1e-4
+        });
+        if rare || off_grid {
+            let why = match (rare, off_grid) {
+                (true, true) => "is rare and off the grid of the other levels",
+                (true, false) => "is rare",
+                _ => "is off the grid of the other levels",
+            };
+            eprintln!(
+                "warning: {path}: rating level {value} ({count} of {total} ratings, first on line {line}) {why}: a typo? --rating-scale MIN:MAX:STEP refuses ratings off the scale"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn eval(args: RecommendEvalArgs) -> Result<()> {
     set_threads(args.threads)?;
     let mut inputs = vec![args.model.as_path(), args.train.as_path(), args.test.as_path()];
@@ -355,6 +452,17 @@ fn eval(args: RecommendEvalArgs) -> Result<()> {
     let model = Recommender::load(&args.model)?;
     let (train, implicit) = read_context_ratings(&model, &args.train, args.implicit.as_deref())?;
     let test = ratings::read_ratings(&args.test, Fields::Ratings, train.users.clone(), train.items.clone())?;
+    // A test rating the model has no level for would be scored against predictions that cannot
+    // reach it: refused, located.
+    if let Some(r) = test.entries.iter().find(|r| !model.levels.contains(&r.value)) {
+        return Err(rbm_recommend::RecommendError::UnknownLevel {
+            path: args.test.clone(),
+            line: r.line as u64,
+            value: r.value,
+            levels: model.levels.clone(),
+        }
+        .into());
+    }
     let context = model.context(&train, &implicit)?;
     let start = Instant::now();
     check_rank_shrinkage(args.rank_shrinkage)?;

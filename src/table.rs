@@ -395,9 +395,17 @@ impl RowFormat {
             if let Fields::Numeric = self.fields[f] {
                 match field.parse::<f64>() {
                     Ok(value) => {
-                        if !value.is_finite() || !(value as f32).is_finite() {
+                        if !value.is_finite() {
                             bail!(
                                 "{}: line {line}, column {} ({}): {field} is not a finite number",
+                                self.path,
+                                i + 1,
+                                self.column_name(i)
+                            );
+                        }
+                        if !(value as f32).is_finite() {
+                            bail!(
+                                "{}: line {line}, column {} ({}): {field} is beyond the range of 32-bit floats (±3.4e38) that models compute in; rescale the column",
                                 self.path,
                                 i + 1,
                                 self.column_name(i)

@@ -324,3 +324,80 @@ fn a_recommender_of_one_user_or_one_item_loads() {
         ok(rbm(d, &["recommend", "top", "--model", "r.json", "--ratings", file, "--user", user]));
     }
 }
+
+#[test]
+fn messages_say_what_is_wrong_once() {
+    let dir = setup();
+    let d = dir.path();
+    std::fs::write(d.join("huge.csv"), "x,y,z\n1e308,1,2\n2,3,4\n").unwrap();
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["train", "--input", "data.csv", "--output", "n.json", "--seed", "-1"],
+            &["\"-1\" is not a seed", "whole number"],
+        ),
+        (
+            &["train", "--input", "huge.csv", "--output", "n.json", "--visible", "gaussian"],
+            &["huge.csv", "line 2, column 1 (x)", "beyond the range of 32-bit floats"],
+        ),
+        (&["score", "--model", "missing.json", "--input", "data.csv"], &["missing.json", "No such file"]),
+        (&["train", "--input", "missing.csv", "--output", "n.json"], &["missing.csv", "No such file"]),
+    ];
+    for (args, needles) in cases {
+        let before = snapshot(d);
+        let run = rbm(d, args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        for needle in *needles {
+            assert!(run.stderr.contains(needle), "{args:?}: {:?} lacks {needle:?}", run.stderr);
+        }
+        // One message, each part once.
+        assert_eq!(run.stderr.matches(needles[needles.len() - 1]).count(), 1, "{:?}", run.stderr);
+        assert!(snapshot(d) == before);
+    }
+}
+
+#[test]
+fn stray_ratings_are_reported_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 3,000 ratings 1-5 on distinct (user, item) pairs, one 10 (line 102) and one 3.5 (line 202).
+    let mut lines = Vec::new();
+    for k in 0..3000u32 {
+        let rating = match k {
+            100 => "10".to_string(),
+            200 => "3.5".to_string(),
+            _ => (1 + (k * 7 + k / 13) % 5).to_string(),
+        };
+        lines.push(format!("u{},i{},{rating}", k / 60, k % 60));
+    }
+    std::fs::write(d.join("r.csv"), format!("user,item,rating\n{}\n", lines.join("\n"))).unwrap();
+    let train = ["recommend", "train", "--ratings", "r.csv", "--output", "m.json", "--epochs", "2", "--hidden", "4"];
+    let run = ok(rbm(d, &train));
+    assert!(run.stderr.contains("rating levels: 1 (") && run.stderr.contains("10 (1)"), "{}", run.stderr);
+    assert!(run.stderr.contains("rating level 3.5 (1 of 3000 ratings, first on line 202) is rare and off the grid"));
+    assert!(run.stderr.contains("rating level 10 (1 of 3000 ratings, first on line 102) is rare"));
+    let with_scale: Vec<&str> = train.iter().copied().chain(["--rating-scale", "1:5:1"]).collect();
+    fails_and_changes_nothing(d, &with_scale, &["r.csv", "line 102", "rating 10 is not on the scale 1:5:1"]);
+    fails_and_changes_nothing(
+        d,
+        &train.iter().copied().chain(["--rating-scale", "1:5:0.3"]).collect::<Vec<_>>(),
+        &["MAX is not MIN plus a whole number of STEPs"],
+    );
+    // Without the strays, the scale accepts the file; a test rating off the model's levels is
+    // then a located error, not a silently large RMSE.
+    let clean: Vec<&str> =
+        lines.iter().map(String::as_str).filter(|l| !l.ends_with(",10") && !l.ends_with(",3.5")).collect();
+    std::fs::write(d.join("clean.csv"), format!("user,item,rating\n{}\n", clean.join("\n"))).unwrap();
+    ok(rbm(
+        d,
+        &["recommend", "train", "--ratings", "clean.csv", "--output", "c.json", "--epochs", "2", "--hidden", "4"]
+            .into_iter()
+            .chain(["--rating-scale", "1:5:1", "--quiet"])
+            .collect::<Vec<_>>(),
+    ));
+    std::fs::write(d.join("test.csv"), "user,item,rating\nu1,i1,4\nu2,i3,7\n").unwrap();
+    fails_and_changes_nothing(
+        d,
+        &["recommend", "eval", "--model", "c.json", "--train", "clean.csv", "--test", "test.csv"],
+        &["test.csv", "line 3", "rating 7 is not one of the model's levels"],
+    );
+}
