@@ -593,3 +593,50 @@ fn csv_error(path: &str, e: csv::Error) -> anyhow::Error {
         None => anyhow!("{path}: {e}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Reads `bytes` as a CSV file with `spec`, both as the training path does (detecting text
+    /// columns) and as scoring does (every column numeric).
+    fn read_any(bytes: &[u8], spec: &ColumnSpec) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("any.csv");
+        std::fs::write(&path, bytes).unwrap();
+        let path = path.to_str().unwrap();
+        // Ok or an error; a panic fails the property.
+        let _ = read_all_detecting(path, spec, &[]);
+        if let Ok(mut reader) = TableReader::open(path, spec) {
+            let _ = read_rest(&mut reader);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Any bytes: a located error or a table, never a panic.
+        #[test]
+        fn any_bytes_read_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            read_any(&bytes, &ColumnSpec::default());
+            read_any(&bytes, &ColumnSpec { label: Some("label".into()), ..ColumnSpec::default() });
+        }
+
+        /// CSV-shaped text from a small alphabet of troublesome pieces.
+        #[test]
+        fn csv_like_text_reads_without_panicking(
+            pieces in proptest::collection::vec(
+                prop_oneof![
+                    Just(","), Just("\n"), Just("\r\n"), Just("\""), Just("1"), Just("-2.5"), Just("1e308"),
+                    Just("NaN"), Just("inf"), Just("a"), Just("label"), Just(" "), Just("\u{feff}"), Just("0"),
+                ],
+                0..80,
+            ),
+            label in prop_oneof![Just(None), Just(Some("label".to_string())), Just(Some("2".to_string()))],
+        ) {
+            let text: String = pieces.concat();
+            read_any(text.as_bytes(), &ColumnSpec { label, ..ColumnSpec::default() });
+        }
+    }
+}
