@@ -101,25 +101,25 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',')]
     pub column_kinds: Vec<String>,
     /// Hidden units [default: from the units and data shape, see docs/cli.md].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub hidden: Option<usize>,
     /// Passes over the data [default: from the data shape].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
     /// Rows per mini-batch [default: from the data shape].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
     /// Learning rate [default: 0.05 annealed to 0 without Gaussian units, 0.001 with them].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub learning_rate: Option<f64>,
     /// Constant momentum [default: 0 without Gaussian units, 0.5 with them].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f64>,
     /// L2 weight decay [default: 0 without Gaussian units, 1e-4 with them].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// Gibbs steps per update (k of CD-k).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub cd_k: usize,
     /// Persistent CD (PCD) with as many chains as the batch size (same as --method pcd).
     #[arg(long)]
@@ -141,10 +141,10 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "gibbs")]
     pub sampler: SamplerArg,
     /// Parallel tempering: inverse temperatures, evenly spaced from 1 to 0 [default: 10].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub temperatures: Option<usize>,
     /// Standard deviation of the initial weights (normal, mean 0).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
     pub weight_scale: f64,
     /// Centred gradients (Melchior et al. 2016): offsets at the visible data means and a running
     /// mean of the hidden probabilities; the saved model is in the ordinary parameterisation
@@ -171,10 +171,10 @@ pub struct TrainArgs {
     /// The expected fraction F of anomalies in the training rows: the model stores the anomaly
     /// threshold at the (1 - F) quantile of their free energies, which `score` and `eval` use
     /// (0 puts it at the largest training free energy).
-    #[arg(long, default_value_t = DEFAULT_CONTAMINATION)]
+    #[arg(long, default_value_t = DEFAULT_CONTAMINATION, allow_negative_numbers = true)]
     pub contamination: f64,
     /// Worker threads [default: all cores]; results do not depend on it.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Write a JSON training report here.
     #[arg(long)]
@@ -196,7 +196,7 @@ pub struct ScoreArgs {
     #[arg(long)]
     pub output: Option<std::path::PathBuf>,
     /// Free-energy threshold [default: the model's stored threshold].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threshold: Option<f64>,
     /// Exit with code 1 when any row is flagged as an anomaly (after writing every score).
     #[arg(long)]
@@ -204,7 +204,7 @@ pub struct ScoreArgs {
     /// Add the N columns that make each row most anomalous, as columns explain_1 .. explain_N
     /// holding NAME=SURPRISE: the column's negative log-likelihood given the row's other
     /// columns under the model, in nats (standardised units for Gaussian columns), largest first.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub explain: Option<usize>,
     #[command(flatten)]
     pub columns: Columns,
@@ -247,14 +247,14 @@ pub struct EvalArgs {
     #[arg(long, value_enum)]
     pub log_likelihood: Option<LogLikelihood>,
     /// AIS: independent annealing runs.
-    #[arg(long, default_value_t = rbm_core::ais::AisSettings::DEFAULT_RUNS)]
+    #[arg(long, default_value_t = rbm_core::ais::AisSettings::DEFAULT_RUNS, allow_negative_numbers = true)]
     pub ais_runs: usize,
     /// AIS: inverse temperatures on the path from 0 to 1, spaced like Salakhutdinov & Murray's
     /// schedule (14501 is theirs exactly).
-    #[arg(long, default_value_t = rbm_core::ais::AisSettings::DEFAULT_BETAS)]
+    #[arg(long, default_value_t = rbm_core::ais::AisSettings::DEFAULT_BETAS, allow_negative_numbers = true)]
     pub ais_betas: usize,
     /// Reverse AIS: Gibbs steps from the input rows before annealing.
-    #[arg(long, default_value_t = rbm_core::ais::AisSettings::DEFAULT_BURN_IN)]
+    #[arg(long, default_value_t = rbm_core::ais::AisSettings::DEFAULT_BURN_IN, allow_negative_numbers = true)]
     pub ais_burn_in: usize,
     /// AIS: random seed.
     #[arg(long, default_value_t = 0, value_parser = parse_seed, allow_negative_numbers = true)]
@@ -273,10 +273,10 @@ pub struct SampleArgs {
     #[arg(long)]
     pub model: std::path::PathBuf,
     /// Number of samples (one Gibbs chain each).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub count: usize,
     /// Gibbs steps from the random start (burn-in).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true)]
     pub gibbs_steps: usize,
     /// Random seed.
     #[arg(long, default_value_t = 0, value_parser = parse_seed, allow_negative_numbers = true)]

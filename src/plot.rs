@@ -77,7 +77,7 @@ pub struct PlotScoresArgs {
     #[arg(long)]
     pub positive_label: Option<String>,
     /// Free-energy threshold to draw [default: the model's stored threshold].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threshold: Option<f64>,
     /// Accepted for uniformity; plot prints nothing.
     #[arg(long)]

@@ -53,31 +53,31 @@ pub struct RecommendTrainArgs {
     #[arg(long, value_enum, default_value = "both")]
     orientation: OrientationArg,
     /// Hidden units of every RBM [default: 100 user-based, 300 item-based].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     hidden: Option<usize>,
     /// Epochs of every RBM [default: see docs/recommend.md].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     epochs: Option<usize>,
     /// Cases per mini-batch.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     batch_size: Option<usize>,
     /// Learning rate of the weights (and of D).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     learning_rate: Option<f32>,
     /// Learning rate of the biases.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     bias_learning_rate: Option<f32>,
     /// Learning rates at epoch e are divided by 1 + decay * e.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     learning_rate_decay: Option<f32>,
     /// Momentum after the first epoch.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     momentum: Option<f32>,
     /// L2 weight decay on W and D.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     weight_decay: Option<f32>,
     /// RBMs per orientation, differing in seed; more than one are blended [default: 2].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     replicas: Option<usize>,
     /// Conditional RBM: which items a user rated feeds the hidden units through a matrix D
     /// [default: true; `--conditional false` for the plain RBM].
@@ -94,7 +94,7 @@ pub struct RecommendTrainArgs {
     #[arg(long, default_value_t = 0, value_parser = crate::cli::parse_seed, allow_negative_numbers = true)]
     seed: u64,
     /// Worker threads [default: all cores]; results do not depend on it.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     threads: Option<usize>,
     /// Write a JSON training report here (train_seconds and per-epoch statistics).
     #[arg(long)]
@@ -116,14 +116,14 @@ pub struct RecommendEvalArgs {
     #[arg(long)]
     test: PathBuf,
     /// Cut-off of precision, recall and NDCG.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     k: usize,
     /// A test rating at or above this is relevant for the ranking metrics.
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = 4.0, allow_negative_numbers = true)]
     relevance: f32,
     /// Ranking: shrink each predicted rating towards the lowest level by this many times the mean
     /// number of ratings per item, in pseudo-ratings (0: rank by predicted rating alone).
-    #[arg(long, default_value_t = rbm_recommend::DEFAULT_RANK_SHRINKAGE)]
+    #[arg(long, default_value_t = rbm_recommend::DEFAULT_RANK_SHRINKAGE, allow_negative_numbers = true)]
     rank_shrinkage: f32,
     /// More (user,item) pairs for the conditioning sets of a conditional model.
     #[arg(long)]
@@ -132,7 +132,7 @@ pub struct RecommendEvalArgs {
     #[arg(long)]
     predictions: Option<PathBuf>,
     /// Worker threads [default: all cores].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     threads: Option<usize>,
     /// No chatter on standard error.
     #[arg(long)]
@@ -151,11 +151,11 @@ pub struct RecommendTopArgs {
     #[arg(long)]
     user: String,
     /// How many items.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     count: usize,
     /// Shrink each predicted rating towards the lowest level by this many times the mean number
     /// of ratings per item, in pseudo-ratings, before ranking (0: rank by predicted rating).
-    #[arg(long, default_value_t = rbm_recommend::DEFAULT_RANK_SHRINKAGE)]
+    #[arg(long, default_value_t = rbm_recommend::DEFAULT_RANK_SHRINKAGE, allow_negative_numbers = true)]
     rank_shrinkage: f32,
     /// More (user,item) pairs for the conditioning sets of a conditional model.
     #[arg(long)]
@@ -171,10 +171,10 @@ pub struct RecommendSplitArgs {
     #[arg(long)]
     ratings: PathBuf,
     /// Fraction of ratings, chosen at random, for the test file.
-    #[arg(long, conflicts_with = "per_user")]
+    #[arg(long, conflicts_with = "per_user", allow_negative_numbers = true)]
     test_fraction: Option<f64>,
     /// Instead: hold out this many random ratings of every user who has more.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     per_user: Option<usize>,
     /// Random seed.
     #[arg(long, default_value_t = 0, value_parser = crate::cli::parse_seed, allow_negative_numbers = true)]
@@ -193,13 +193,13 @@ pub struct RecommendSplitArgs {
 #[derive(Args, Debug)]
 pub struct SynthesizeArgs {
     /// Number of users.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 600, allow_negative_numbers = true)]
     users: usize,
     /// Number of items.
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = 400, allow_negative_numbers = true)]
     items: usize,
     /// Number of ratings (at most half of users x items).
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = 30_000, allow_negative_numbers = true)]
     ratings: usize,
     /// Random seed.
     #[arg(long, default_value_t = 0, value_parser = crate::cli::parse_seed, allow_negative_numbers = true)]
