@@ -196,8 +196,10 @@ impl Model {
     }
 
     /// Free energy of each raw sample under the baseline model without hidden units (see
-    /// [`Model::baseline_bias`]): the sum of the visible energy terms, `sum_g e_g(v_g)`, in model
-    /// units like [`Model::free_energy`]. `None` when the file holds no baseline.
+    /// [`Model::baseline_bias`]): the sum of the visible energy terms, `sum_g e_g(v_g)`, plus the
+    /// histogram marginals' `-sum_j log p_j(v_j)` when the model has them (the same model without
+    /// hidden units), in model units like [`Model::free_energy`]. `None` when the file holds no
+    /// baseline.
     pub fn baseline_free_energy(&self, raw: &DMatrix<f32>) -> Result<Option<Vec<f64>>> {
         if self.baseline_bias.is_none() {
             return Ok(None);
@@ -236,7 +238,9 @@ impl Model {
         self.rbm.conditional_surprise(&*self.prepare(raw)?, self.marginals.as_ref())
     }
 
-    /// Mean log-likelihood of raw samples given `log Z` (from [`crate::eval::log_partition_exact`]):
+    /// Mean log-likelihood of raw samples under the RBM alone (without the histogram marginals,
+    /// whose product with the RBM has no exact log Z here) given `log Z` (from
+    /// [`crate::eval::log_partition_exact`]):
     /// `-F(v) - log Z` plus, for Gaussian columns, the log-Jacobian of the standardisation (and
     /// of the tail compression), so that it is a log density of the data in their own units.
     pub fn mean_log_likelihood(&self, raw: &DMatrix<f32>, log_partition: f64) -> Result<f64> {

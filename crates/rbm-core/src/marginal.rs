@@ -13,6 +13,9 @@
 //! (one pseudo-count per bin, so no value has density 0), and a value outside the training
 //! range takes its edge bin's density (the RBM's Gaussian term then carries its distance).
 //! Constant units have no histogram. Chosen on the ten ODDS development sets (docs/anomaly.md).
+//!
+//! The histograms change scores, thresholds, baselines and explanations; sampling and the
+//! log-likelihood (exact or AIS) stay the RBM's alone.
 
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
