@@ -81,6 +81,10 @@ impl Histogram {
     /// Appends `(x, log(weight * density))` to `out`.
     pub fn quadrature(&self, low: f32, high: f32, max_step: f32, out: &mut crate::units::Alternatives) {
         let bins = self.log_density.len();
+        let Some(max_step) = crate::units::gaussian::quadrature_step(low, high, max_step) else {
+            out.push(&[self.low], self.log_density[0] as f64);
+            return;
+        };
         let edge = |k: usize| self.low + k as f32 * self.width;
         // Cut points: the interval's ends and every bin edge strictly inside.
         let mut cuts = vec![low];

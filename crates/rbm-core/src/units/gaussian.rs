@@ -68,6 +68,16 @@ pub fn initial_bias(means: &[f64], _samples: usize, out: &mut [f32]) {
 pub(crate) const QUADRATURE_STEP: f32 = 0.25;
 /// How far beyond the extreme component means the grid reaches, in standard deviations.
 pub(crate) const QUADRATURE_REACH: f32 = 9.0;
+/// The most nodes of one column's grid: a model with absurd weights (a damaged or hand-made
+/// file; training stops such weights as divergence) gets a coarser grid, not unbounded work.
+pub(crate) const MAX_QUADRATURE_NODES: usize = 1 << 16;
+
+/// The grid step for `[low, high]`: `preferred`, or coarser so that at most
+/// [`MAX_QUADRATURE_NODES`] nodes cover it; `None` when the interval is not finite.
+pub(crate) fn quadrature_step(low: f32, high: f32, preferred: f32) -> Option<f32> {
+    let span = high - low;
+    span.is_finite().then(|| preferred.max(span / MAX_QUADRATURE_NODES as f32))
+}
 
 /// A Gaussian column's alternatives: a uniform grid for the trapezoidal rule. Given the other
 /// columns, the column's conditional density is a mixture of unit-variance Gaussians with means
@@ -77,9 +87,33 @@ pub(crate) const QUADRATURE_REACH: f32 = 9.0;
 /// (where the tails hold under 1e-18 of the mass).
 pub fn alternatives(bias: &[f32], reach: [f32; 2], out: &mut super::Alternatives) {
     let (low, high) = (bias[0] + reach[0] - QUADRATURE_REACH, bias[0] + reach[1] + QUADRATURE_REACH);
-    let steps = ((high - low) / QUADRATURE_STEP).ceil() as usize;
-    let log_step = (QUADRATURE_STEP as f64).ln();
+    let Some(step) = quadrature_step(low, high, QUADRATURE_STEP) else {
+        // Infinite weights: no meaningful integral; one node keeps the work bounded.
+        out.push(&[bias[0]], 0.0);
+        return;
+    };
+    let steps = ((high - low) / step).ceil() as usize;
+    let log_step = (step as f64).ln();
     for k in 0..=steps {
-        out.push(&[low + k as f32 * QUADRATURE_STEP], log_step);
+        out.push(&[low + k as f32 * step], log_step);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_weights_get_a_bounded_grid() {
+        let mut out = super::super::Alternatives::default();
+        for reach in [[0.0f32, 1.0], [-3.6e6, 3.6e6], [f32::NEG_INFINITY, f32::INFINITY], [-1e38, 1e38]] {
+            out.clear(1);
+            alternatives(&[0.5], reach, &mut out);
+            assert!(
+                (1..=MAX_QUADRATURE_NODES + 2).contains(&out.log_weights.len()),
+                "{reach:?}: {}",
+                out.log_weights.len()
+            );
+        }
     }
 }
