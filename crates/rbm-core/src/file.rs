@@ -129,23 +129,13 @@ impl Model {
             .marginal_histograms
             .then(|| Marginals::fit(outcome.rbm.layer(), &train))
             .filter(|m| m.histograms.iter().any(Option::is_some));
-        let anomaly_threshold = match params.contamination {
-            Some(c) => {
-                let mut scores = vec![0.0; train.ncols()];
-                outcome.rbm.free_energy_into(train.as_slice(), &mut Vec::new(), &mut scores);
-                if let Some(m) = &marginals {
-                    scores.iter_mut().zip(train.column_iter()).for_each(|(f, v)| *f += m.energy(v.as_slice()));
-                }
-                crate::metrics::contamination_threshold(&scores, c)
-            }
-            None => None,
-        };
-        let model = Model {
+        let contamination = params.contamination;
+        let mut model = Model {
             rbm: outcome.rbm,
             columns,
             standardization,
             feature_names: Vec::new(),
-            anomaly_threshold,
+            anomaly_threshold: None,
             baseline_bias: Some(baseline_bias),
             baseline_scale,
             marginals,
@@ -155,6 +145,11 @@ impl Model {
                 epochs_trained: outcome.history.len(),
             },
         };
+        // The threshold is a quantile of the very score `score` computes (histograms included).
+        if let Some(c) = contamination {
+            model.anomaly_threshold =
+                crate::metrics::contamination_threshold(&model.free_energy_of_visible(&train)?, c);
+        }
         Ok((model, FitReport { history: outcome.history, constant_features, stopped_early: outcome.stopped_early }))
     }
 
@@ -213,19 +208,20 @@ impl Model {
         let Some(bias) = &self.baseline_bias else { return Ok(None) };
         self.rbm.check_visible_rows("data", visible.nrows())?;
         let layer = self.rbm.layer();
-        let marginal = |v: &[f32]| self.marginals.as_ref().map_or(0.0, |m| m.energy(v));
-        let Some(scale) = &self.baseline_scale else {
-            return Ok(Some(
-                visible.column_iter().map(|v| layer.energy(v.as_slice(), bias) + marginal(v.as_slice())).collect(),
-            ));
-        };
         let mut scaled = vec![0.0f32; visible.nrows()];
         Ok(Some(
             visible
                 .column_iter()
                 .map(|v| {
-                    scaled.iter_mut().zip(v.iter().zip(scale)).for_each(|(out, (&x, &s))| *out = x / s);
-                    layer.energy(&scaled, bias) + marginal(v.as_slice())
+                    let v = v.as_slice();
+                    let visible_energy = match &self.baseline_scale {
+                        Some(scale) => {
+                            scaled.iter_mut().zip(v.iter().zip(scale)).for_each(|(out, (&x, &s))| *out = x / s);
+                            layer.energy(&scaled, bias)
+                        }
+                        None => layer.energy(v, bias),
+                    };
+                    visible_energy + self.marginals.as_ref().map_or(0.0, |m| m.energy(v))
                 })
                 .collect(),
         ))

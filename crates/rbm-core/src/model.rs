@@ -298,10 +298,14 @@ impl Rbm {
         let columns: Vec<(VisibleKind, std::ops::Range<usize>)> = self.layer.columns().collect();
         let (nh, nv) = self.weights.shape();
         let (w, b) = (self.weights.as_slice(), self.visible_bias.as_slice());
-        // Each column's alternatives depend only on the parameters: built once.
+        // Each column's histogram (Gaussian columns, with marginals) and alternatives depend only
+        // on the parameters: found and built once.
+        let histograms: Vec<Option<&crate::marginal::Histogram>> =
+            columns.iter().map(|(_, r)| marginals.and_then(|m| m.of_unit(r.start)).filter(|_| r.len() == 1)).collect();
         let alternatives: Vec<Alternatives> = columns
             .iter()
-            .map(|(kind, r)| {
+            .zip(&histograms)
+            .map(|((kind, r), histogram)| {
                 let mut reach = [0.0f32; 2];
                 for u in r.clone() {
                     for &x in &w[u * nh..(u + 1) * nh] {
@@ -309,7 +313,7 @@ impl Rbm {
                     }
                 }
                 let mut alternatives = Alternatives::default();
-                match marginals.and_then(|m| m.of_unit(r.start)).filter(|_| r.len() == 1) {
+                match histogram {
                     // A Gaussian column times its histogram: the grid is cut at the bin edges.
                     Some(histogram) => {
                         use crate::units::gaussian::{QUADRATURE_REACH, QUADRATURE_STEP};
@@ -330,32 +334,35 @@ impl Rbm {
             .par_chunks_mut(columns.len())
             .zip(data.as_slice().par_chunks(nv))
             .zip(activations.par_chunks(nh))
-            .for_each(|((out, v), a)| {
-                let mut rest = vec![0.0f64; nh];
-                let mut terms = Vec::new();
-                for ((out, (kind, r)), alternatives) in out.iter_mut().zip(&columns).zip(&alternatives) {
-                    // The activations without this column's contribution.
-                    for (j, rest) in rest.iter_mut().enumerate() {
-                        *rest = a[j] as f64 - r.clone().map(|u| (w[u * nh + j] * v[u]) as f64).sum::<f64>();
+            // Scratch buffers once per worker, not per sample.
+            .for_each_init(
+                || (vec![0.0f64; nh], Vec::new()),
+                |(rest, terms), ((out, v), a)| {
+                    for (((out, (kind, r)), alternatives), histogram) in
+                        out.iter_mut().zip(&columns).zip(&alternatives).zip(&histograms)
+                    {
+                        // The activations without this column's contribution.
+                        for (j, rest) in rest.iter_mut().enumerate() {
+                            *rest = a[j] as f64 - r.clone().map(|u| (w[u * nh + j] * v[u]) as f64).sum::<f64>();
+                        }
+                        let g = |x: &[f32]| -> f64 {
+                            let hidden: f64 = (0..nh)
+                                .map(|j| {
+                                    let own: f64 = r.clone().zip(x).map(|(u, &x)| (w[u * nh + j] * x) as f64).sum();
+                                    softplus(rest[j] + own)
+                                })
+                                .sum();
+                            kind.energy(x, &b[r.clone()]) - hidden
+                        };
+                        // A histogram's density is in its alternatives' weights; the observed value
+                        // gets its own.
+                        let observed = g(&v[r.clone()]) + histogram.map_or(0.0, |h| h.energy(v[r.start]));
+                        terms.clear();
+                        terms.extend(alternatives.iter().map(|(x, log_weight)| log_weight - g(x)));
+                        *out = observed + crate::linalg::log_sum_exp(terms);
                     }
-                    let g = |x: &[f32]| -> f64 {
-                        let hidden: f64 = (0..nh)
-                            .map(|j| {
-                                let own: f64 = r.clone().zip(x).map(|(u, &x)| (w[u * nh + j] * x) as f64).sum();
-                                softplus(rest[j] + own)
-                            })
-                            .sum();
-                        kind.energy(x, &b[r.clone()]) - hidden
-                    };
-                    // A histogram's density is in its alternatives' weights; the observed value
-                    // gets its own.
-                    let histogram = marginals.and_then(|m| m.of_unit(r.start)).filter(|_| r.len() == 1);
-                    let observed = g(&v[r.clone()]) + histogram.map_or(0.0, |h| h.energy(v[r.start]));
-                    terms.clear();
-                    terms.extend(alternatives.iter().map(|(x, log_weight)| log_weight - g(x)));
-                    *out = observed + crate::linalg::log_sum_exp(&terms);
-                }
-            });
+                },
+            );
         Ok(out)
     }
 
