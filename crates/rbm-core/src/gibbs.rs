@@ -7,6 +7,7 @@ use crate::error::{RbmError, Result};
 use crate::linalg::{Operand, gemm, sigmoid, softplus};
 use crate::model::Rbm;
 use crate::rng::RandomStreams;
+use crate::skinny::SkinnyWeights;
 
 /// The state of `cols` Gibbs chains and the buffers one step needs, all column-major with one
 /// column per chain. Allocated once and reused by every step.
@@ -82,11 +83,11 @@ pub(crate) struct ChainPiece<'a> {
 }
 
 impl ChainPiece<'_> {
-    /// `steps` Gibbs steps as [`ChainBuffers::run`] does, with serial products, drawing chain
-    /// `c`'s values of step `t` from generator `(seed, first_stream + 2t [+ 1], c)`: hidden, then
-    /// visible. The draws of a chain do not depend on how the chains are cut into pieces, so
-    /// neither does the result.
-    pub fn run(&mut self, rbm: &Rbm, steps: usize, seed: u64, first_stream: u64) {
+    /// `steps` Gibbs steps as [`ChainBuffers::run`] does, with serial products by `kernels`
+    /// (`rbm`'s weights), drawing chain `c`'s values of step `t` from generator
+    /// `(seed, first_stream + 2t [+ 1], c)`: hidden, then visible. The draws of a chain do not
+    /// depend on how the chains are cut into pieces, so neither does the result.
+    pub fn run(&mut self, rbm: &Rbm, kernels: &SkinnyWeights, steps: usize, seed: u64, first_stream: u64) {
         let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
         let chains = self.visible.len() / nv;
         for step in 0..steps as u64 {
@@ -95,12 +96,14 @@ impl ChainPiece<'_> {
                 let mut rng = crate::rng::generator(seed, hidden_stream, (self.first + c) as u64);
                 crate::units::bernoulli::sample(p, h, &mut rng);
             }
-            rbm.visible_means_serial(self.hidden, chains, self.visible_means);
-            for (c, (v, m)) in self.visible.chunks_mut(nv).zip(self.visible_means.chunks(nv)).enumerate() {
+            kernels.visible_activations(self.hidden, chains, self.visible_means);
+            for (c, (v, m)) in self.visible.chunks_mut(nv).zip(self.visible_means.chunks_mut(nv)).enumerate() {
+                rbm.layer().means_of(m);
                 let mut rng = crate::rng::generator(seed, hidden_stream + 1, (self.first + c) as u64);
                 rbm.layer().sample_of(m, v, &mut rng);
             }
-            rbm.hidden_probabilities_serial(self.visible, chains, self.hidden_probabilities);
+            kernels.hidden_activations(self.visible, chains, self.hidden_probabilities);
+            crate::linalg::sigmoid_in_place(self.hidden_probabilities);
         }
     }
 }

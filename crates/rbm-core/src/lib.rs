@@ -44,6 +44,7 @@ pub mod optim;
 mod output;
 mod params;
 mod rng;
+mod skinny;
 mod standardize;
 mod train;
 pub mod units;

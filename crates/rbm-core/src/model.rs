@@ -9,7 +9,7 @@ use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
 
 use crate::error::{RbmError, Result};
-use crate::linalg::{Operand, gemm, gemm_serial, softplus};
+use crate::linalg::{Operand, gemm, softplus};
 use crate::units::{Alternatives, VisibleKind, VisibleLayer};
 
 /// A matrix product `c = alpha op(a) op(b) + beta c`: [`gemm`] or [`gemm_serial`].
@@ -228,24 +228,10 @@ impl Rbm {
         out.par_chunks_mut(4096).for_each(crate::linalg::sigmoid_in_place);
     }
 
-    /// [`Rbm::hidden_probabilities_into`] on this thread (for pieces run in parallel).
-    pub(crate) fn hidden_probabilities_serial(&self, v: &[f32], cols: usize, out: &mut [f32]) {
-        self.hidden_activations_by(gemm_serial, v, cols, out);
-        crate::linalg::sigmoid_in_place(out);
-    }
-
     /// `out = mean(b + W h)`, `n_visible x cols`.
     pub(crate) fn visible_means_into(&self, h: &[f32], cols: usize, out: &mut [f32]) {
         self.visible_activations_by(gemm, h, cols, out);
         self.layer.means_columns(out);
-    }
-
-    /// [`Rbm::visible_means_into`] on this thread (for pieces run in parallel).
-    pub(crate) fn visible_means_serial(&self, h: &[f32], cols: usize, out: &mut [f32]) {
-        self.visible_activations_by(gemm_serial, h, cols, out);
-        for column in out.chunks_mut(self.n_visible()) {
-            self.layer.means_of(column);
-        }
     }
 
     /// Free energy `F(v) = -log sum_h exp(-E(v, h)) = sum_i e_i(v_i) - sum_j softplus(c_j + W_j^T v)`
@@ -399,8 +385,10 @@ fn check_rows(what: &'static str, found: usize, expected: usize, unit: &str) -> 
 /// The mean of each row of `data` (each unit's mean over the samples), summed in f64.
 pub(crate) fn row_means(data: &DMatrix<f32>) -> Vec<f64> {
     let mut sums = vec![0f64; data.nrows()];
-    for column in data.column_iter() {
-        sums.iter_mut().zip(column.iter()).for_each(|(s, &x)| *s += x as f64);
+    // Column slices rather than nalgebra's column iterators, which do not vectorise (this pass
+    // over the whole training set took 0.1-0.2 s on MNIST).
+    for column in data.as_slice().chunks_exact(data.nrows().max(1)) {
+        sums.iter_mut().zip(column).for_each(|(s, &x)| *s += x as f64);
     }
     sums.iter().map(|s| s / data.ncols().max(1) as f64).collect()
 }

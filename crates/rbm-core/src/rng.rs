@@ -105,7 +105,7 @@ pub(crate) fn normal_weights<R: Rng + ?Sized>(
 /// A uniform number in [0, 1) from the top 24 bits of a draw.
 #[inline]
 pub fn uniform01<R: Rng + ?Sized>(rng: &mut R) -> f32 {
-    (rng.next_u64() >> 40) as f32 * (1.0 / (1u64 << 24) as f32)
+    (rng.next_u64() >> 40) as i32 as f32 * (1.0 / (1u64 << 24) as f32)
 }
 
 /// The source of stream numbers for one seeded computation (a training run, a sampler).

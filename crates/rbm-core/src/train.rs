@@ -22,12 +22,13 @@ use rayon::prelude::*;
 use crate::error::{RbmError, Result};
 use crate::eval::{mean_free_energy_of, reconstruction_error_of};
 use crate::gibbs::{ChainBuffers, TemperedChains};
-use crate::linalg::{Operand, dot, gemm, gemm_serial_columns};
+use crate::linalg::{Operand, dot, gemm, softplus};
 use crate::model::Rbm;
 use crate::optim::Sgd;
 use crate::params::VisibleSpec;
 use crate::params::{Sampler, ValidParams};
 use crate::rng::{RandomStreams, shuffle};
+use crate::skinny::{PhaseStatistics, SkinnyWeights};
 use crate::units::VisibleLayer;
 
 /// A log-likelihood gradient estimate (the ascent direction), shaped like the parameters.
@@ -119,17 +120,24 @@ pub struct Trainer {
 /// products split well, is above it. The choice depends on sizes only, never on the threads.
 const PIECES_MAX_WORK: usize = 1 << 23;
 
-/// Visible units per task of [`Phases::gradients_in_blocks`]: a multiple of the product kernel's
-/// tile, so that every weight is computed in the same kind of tile as in the whole product.
-const GRADIENT_BLOCK_UNITS: usize = 8 * crate::linalg::KERNEL_TILE;
+/// Visible units per task of [`Phases::gradients_in_blocks`]: 13 tasks for 784 pixels, enough
+/// for two threads to share evenly, each long enough (about 5 microseconds for 16 hidden units
+/// and 100 samples) to outweigh rayon's cost of a task.
+const GRADIENT_BLOCK_UNITS: usize = 64;
 
 /// Elementwise passes over weight-sized buffers split into tasks of at least this many elements:
 /// a small model's passes (16 x 784) then run as one task instead of paying for a fork per row.
 const ELEMENTWISE_MIN_TASK: usize = 1 << 14;
 
-/// Samples (and chains) per piece: a multiple of the product kernel's tile, so that every sample
-/// is computed in the same kind of tile as in a whole-batch product.
-const PIECE_SAMPLES: usize = crate::linalg::KERNEL_TILE;
+/// Rows per task of [`Trainer::monitor_in_pieces`].
+const MONITOR_PIECE_SAMPLES: usize = 64;
+
+/// Rows per task of the parallel copy of a batch from the data.
+const GATHER_MIN_ROWS: usize = 16;
+
+/// Samples (and chains) per piece: 13 pieces for a batch of 100, which two threads share
+/// evenly; a multiple of the kernels' group of 8 samples (any size gives the same results).
+const PIECE_SAMPLES: usize = 8;
 
 /// How fast the hidden offsets follow the batches' mean hidden probabilities (PyDeep's and
 /// Melchior et al.'s sliding factor).
@@ -244,6 +252,12 @@ struct Phases {
     chains_started: bool,
     /// Parallel tempering: the tempered chains, whose coldest chains are copied to `negative`.
     tempered: Option<TemperedChains>,
+    /// The model's weights laid out for the serial kernels of the phases run in pieces,
+    /// refreshed before each batch's phases.
+    kernels: SkinnyWeights,
+    /// `positive_hidden` and the chains' hidden probabilities in rows padded for the kernels.
+    padded_positive: Vec<f32>,
+    padded_negative: Vec<f32>,
 }
 
 impl Phases {
@@ -272,11 +286,12 @@ impl Phases {
     }
 
     /// [`Phases::accumulate_weight_gradient`] and the visible bias gradient together, in tasks of
-    /// [`GRADIENT_BLOCK_UNITS`] visible units (serial products on each task's columns), and the
+    /// [`GRADIENT_BLOCK_UNITS`] visible units (serial kernels on each task's columns), and the
     /// hidden bias gradient: one fork for what would otherwise be two split products and a serial
-    /// pass. Every value has the bits of the whole-matrix computation.
+    /// pass. Every weight is one chain of multiply-adds over the samples in order, whatever the
+    /// tasks, so the result does not depend on the number of threads.
     fn gradients_in_blocks(
-        &self,
+        &mut self,
         cols: usize,
         scale: f32,
         beta: f32,
@@ -286,18 +301,27 @@ impl Phases {
     ) {
         let (nv, nh) = (self.batch.len() / cols, self.positive_hidden.len() / cols);
         let chains = self.negative.cols;
-        let positive = (Operand::new(&self.positive_hidden, nh, cols), Operand::new(&self.batch, nv, cols).t());
-        let negative = (
-            Operand::new(&self.negative.hidden_probabilities, nh, chains),
-            Operand::new(&self.negative.visible, nv, chains).t(),
-        );
+        let hp = self.kernels.hidden_pad();
+        crate::skinny::pad_hidden(&self.positive_hidden, nh, hp, cols, &mut self.padded_positive);
+        crate::skinny::pad_hidden(&self.negative.hidden_probabilities, nh, hp, chains, &mut self.padded_negative);
+        let positive = PhaseStatistics {
+            visible: &self.batch,
+            hidden_padded: &self.padded_positive,
+            cols,
+            scale: scale / cols as f32,
+        };
+        let negative = PhaseStatistics {
+            visible: &self.negative.visible,
+            hidden_padded: &self.padded_negative,
+            cols: chains,
+            scale: -scale / chains as f32,
+        };
         out.par_chunks_mut(nh * GRADIENT_BLOCK_UNITS)
             .zip(visible.par_chunks_mut(GRADIENT_BLOCK_UNITS))
             .enumerate()
             .for_each(|(i, (w, db))| {
                 let first = i * GRADIENT_BLOCK_UNITS;
-                gemm_serial_columns(scale / cols as f32, positive.0, positive.1, beta, w, first);
-                gemm_serial_columns(-scale / chains as f32, negative.0, negative.1, 1.0, w, first);
+                crate::skinny::weight_gradient_columns(nv, nh, hp, positive, negative, beta, first, w);
                 column_mean_difference_rows(&self.batch, cols, &self.negative.visible, chains, nv, first, db);
             });
         column_mean_difference(&self.positive_hidden, cols, &self.negative.hidden_probabilities, chains, hidden);
@@ -349,6 +373,9 @@ impl Trainer {
                 negative: ChainBuffers::new(nv, nh, cols),
                 chains_started: false,
                 tempered: None,
+                kernels: SkinnyWeights::default(),
+                padded_positive: Vec::new(),
+                padded_negative: Vec::new(),
             },
             hidden_activity: vec![0.0; nh],
             offsets: None,
@@ -449,6 +476,12 @@ impl Trainer {
         }
         let rbm = &self.rbm;
         let p = &mut self.phases;
+        p.kernels.refresh(rbm.weights().as_slice(), rbm.visible_bias().as_slice(), rbm.hidden_bias().as_slice());
+        let kernels = &p.kernels;
+        let hidden_probabilities = |v: &[f32], h: &mut [f32]| {
+            kernels.hidden_activations(v, v.len() / nv, h);
+            crate::linalg::sigmoid_in_place(h);
+        };
         p.positive_hidden.resize(nh * cols, 0.0);
         if persistent {
             if !p.chains_started {
@@ -467,22 +500,21 @@ impl Trainer {
         if persistent {
             // The chains' hidden probabilities are refreshed under the current parameters first.
             rayon::join(
-                || positive.into_par_iter().for_each(|(v, h)| rbm.hidden_probabilities_serial(v, v.len() / nv, h)),
+                || positive.into_par_iter().for_each(|(v, h)| hidden_probabilities(v, h)),
                 || {
                     negative.par_iter_mut().for_each(|piece| {
-                        let chains = piece.visible.len() / nv;
-                        rbm.hidden_probabilities_serial(piece.visible, chains, piece.hidden_probabilities);
-                        piece.run(rbm, steps, seed, first_stream);
+                        hidden_probabilities(piece.visible, piece.hidden_probabilities);
+                        piece.run(rbm, kernels, steps, seed, first_stream);
                     })
                 },
             );
         } else {
             // CD: each piece's chains start at its own samples and their hidden probabilities.
             positive.into_par_iter().zip(negative.par_iter_mut()).for_each(|((v, h), piece)| {
-                rbm.hidden_probabilities_serial(v, v.len() / nv, h);
+                hidden_probabilities(v, h);
                 piece.visible.copy_from_slice(v);
                 piece.hidden_probabilities.copy_from_slice(h);
-                piece.run(rbm, steps, seed, first_stream);
+                piece.run(rbm, kernels, steps, seed, first_stream);
             });
         }
     }
@@ -695,6 +727,50 @@ impl Trainer {
         }
     }
 
+    /// The reconstruction error and mean free energy of `data` (as `reconstruction_error_of` and
+    /// `mean_free_energy_of` compute them) for a model small enough to run in pieces: one pass
+    /// per piece of [`MONITOR_PIECE_SAMPLES`] rows with the serial kernels, the hidden
+    /// activations shared by both statistics. Per-sample terms are added in order, so the result
+    /// does not depend on the number of threads.
+    fn monitor_in_pieces(&mut self, data: &DMatrix<f32>) -> (f64, f64) {
+        let rbm = &self.rbm;
+        let kernels = &mut self.phases.kernels;
+        kernels.refresh(rbm.weights().as_slice(), rbm.visible_bias().as_slice(), rbm.hidden_bias().as_slice());
+        let kernels = &*kernels;
+        let (nv, nh, layer) = (rbm.n_visible(), rbm.n_hidden(), rbm.layer());
+        let bias = rbm.visible_bias().as_slice();
+        let per_sample: Vec<(f64, f64)> = data
+            .as_slice()
+            .par_chunks(nv * MONITOR_PIECE_SAMPLES)
+            .flat_map_iter(|piece| {
+                let cols = piece.len() / nv;
+                let mut hidden = vec![0f32; nh * cols];
+                kernels.hidden_activations(piece, cols, &mut hidden);
+                let free_energies: Vec<f64> = piece
+                    .chunks_exact(nv)
+                    .zip(hidden.chunks_exact(nh))
+                    .map(|(v, a)| layer.energy(v, bias) - a.iter().map(|&a| softplus(a as f64)).sum::<f64>())
+                    .collect();
+                crate::linalg::sigmoid_in_place(&mut hidden);
+                let mut means = vec![0f32; nv * cols];
+                kernels.visible_activations(&hidden, cols, &mut means);
+                let out: Vec<(f64, f64)> = piece
+                    .chunks_exact(nv)
+                    .zip(means.chunks_exact_mut(nv))
+                    .zip(free_energies)
+                    .map(|((v, m), f)| {
+                        layer.means_of(m);
+                        let error: f64 = v.iter().zip(m.iter()).map(|(&a, &b)| ((a - b) as f64).powi(2)).sum();
+                        (error, f)
+                    })
+                    .collect();
+                out
+            })
+            .collect();
+        let (errors, free_energies) = per_sample.iter().fold((0f64, 0f64), |(e, f), &(a, b)| (e + a, f + b));
+        (errors / data.len().max(1) as f64, free_energies / data.ncols().max(1) as f64)
+    }
+
     /// One epoch over `data` in a fresh random order.
     fn run_epoch(&mut self, data: &DMatrix<f32>, epoch: usize) {
         let nv = self.rbm.n_visible();
@@ -708,9 +784,12 @@ impl Trainer {
         let rate = if self.params.anneal { (epochs - epoch.min(epochs)) as f32 / epochs as f32 } else { 1.0 };
         for indices in order.chunks(self.params.batch_size) {
             self.phases.batch.resize(nv * indices.len(), 0.0);
-            for (slot, &i) in self.phases.batch.chunks_mut(nv).zip(indices) {
-                slot.copy_from_slice(data.column(i).as_slice());
-            }
+            // In parallel: the rows are scattered over the whole data set, so the copy waits on
+            // memory (on MNIST with 16 hidden units it took a sixth of each update on one thread).
+            let values = data.as_slice();
+            self.phases.batch.par_chunks_mut(nv).zip(indices).with_min_len(GATHER_MIN_ROWS).for_each(|(slot, &i)| {
+                slot.copy_from_slice(&values[i * nv..(i + 1) * nv]);
+            });
             if let Some(log_scale) = &self.log_scale {
                 let scale: Vec<f32> = log_scale.iter().map(|x| (-x).exp()).collect();
                 for slot in self.phases.batch.chunks_mut(nv) {
@@ -784,12 +863,23 @@ impl Trainer {
             // With a learned variance the model sees `v / sigma`; free energies get the
             // log-Jacobian `sum log sigma` so they stay those of `v` (comparable across epochs).
             let jacobian: f64 = self.log_scale.as_ref().map_or(0.0, |l| l.iter().map(|&x| x as f64).sum());
+            let (reconstruction_error, free_energy_train) = if self.phases_in_pieces(self.params.batch_size) {
+                let scaled = match self.scaled(&monitor) {
+                    std::borrow::Cow::Owned(scaled) => Some(scaled),
+                    std::borrow::Cow::Borrowed(_) => None,
+                };
+                let (error, free_energy) = self.monitor_in_pieces(scaled.as_ref().unwrap_or(&monitor));
+                (error, free_energy + jacobian)
+            } else {
+                let scaled = self.scaled(&monitor);
+                (reconstruction_error_of(&self.rbm, &scaled), mean_free_energy_of(&self.rbm, &scaled) + jacobian)
+            };
             let free_energy = |data: &DMatrix<f32>| mean_free_energy_of(&self.rbm, &self.scaled(data)) + jacobian;
             let stats = EpochStats {
                 epoch: epoch + 1,
                 seconds,
-                reconstruction_error: reconstruction_error_of(&self.rbm, &self.scaled(&monitor)),
-                free_energy_train: free_energy(&monitor),
+                reconstruction_error,
+                free_energy_train,
                 free_energy_validation: validation.map(free_energy),
                 swap_acceptance: self.phases.tempered.as_ref().map(|t| t.swap_acceptance()),
             };
@@ -833,6 +923,40 @@ fn column_mean_difference(a: &[f32], a_cols: usize, b: &[f32], b_cols: usize, ou
 
 /// [`column_mean_difference`] for rows `first..first + out.len()` of `rows`-row matrices.
 fn column_mean_difference_rows(
+    a: &[f32],
+    a_cols: usize,
+    b: &[f32],
+    b_cols: usize,
+    rows: usize,
+    first: usize,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        return unsafe { column_mean_difference_rows_avx512(a, a_cols, b, b_cols, rows, first, out) };
+    }
+    column_mean_difference_rows_portable(a, a_cols, b, b_cols, rows, first, out);
+}
+
+/// [`column_mean_difference_rows`] with 8 f64 lanes instead of SSE2's 2 (the same operations in
+/// the same order, so the same bits).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn column_mean_difference_rows_avx512(
+    a: &[f32],
+    a_cols: usize,
+    b: &[f32],
+    b_cols: usize,
+    rows: usize,
+    first: usize,
+    out: &mut [f32],
+) {
+    column_mean_difference_rows_portable(a, a_cols, b, b_cols, rows, first, out);
+}
+
+#[inline(always)]
+fn column_mean_difference_rows_portable(
     a: &[f32],
     a_cols: usize,
     b: &[f32],

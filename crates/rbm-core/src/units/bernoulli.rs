@@ -30,7 +30,9 @@ pub fn sample<R: Rng + ?Sized>(means: &[f32], out: &mut [f32], rng: &mut R) {
     let mut mean_pairs = means.chunks_exact(2);
     for (o, p) in (&mut out_pairs).zip(&mut mean_pairs) {
         let bits = rng.next_u64();
-        let (first, second) = ((bits >> 40) as f32 * SCALE, ((bits >> 16) & 0xFF_FFFF) as f32 * SCALE);
+        // Through i32: 24-bit values convert exactly either way, and x86-64 converts a signed
+        // 32-bit integer in one instruction but an unsigned 64-bit one in several.
+        let (first, second) = ((bits >> 40) as i32 as f32 * SCALE, ((bits >> 16) & 0xFF_FFFF) as i32 as f32 * SCALE);
         o[0] = if first < p[0] { 1.0 } else { 0.0 };
         o[1] = if second < p[1] { 1.0 } else { 0.0 };
     }
