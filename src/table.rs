@@ -393,6 +393,18 @@ impl RowFormat {
                 bail!("{}: line {line}, column {} ({}): empty field", self.path, i + 1, self.column_name(i));
             }
             if let Fields::Numeric = self.fields[f] {
+                // Binary data is most of what is read: its two values skip the float parser.
+                match field {
+                    "0" => {
+                        chunk.values.push(0.0);
+                        continue;
+                    }
+                    "1" => {
+                        chunk.values.push(1.0);
+                        continue;
+                    }
+                    _ => {}
+                }
                 match field.parse::<f64>() {
                     Ok(value) => {
                         if !value.is_finite() {

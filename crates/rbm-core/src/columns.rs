@@ -203,14 +203,14 @@ pub fn check_raw(columns: &[ColumnEncoding], raw: &DMatrix<f32>) -> Result<()> {
     if raw.is_empty() {
         return Err(RbmError::EmptyData);
     }
-    for (row, sample) in raw.column_iter().enumerate() {
-        for ((column, &value), encoding) in sample.iter().enumerate().zip(columns) {
-            if let Some(reason) = encoding.check_raw(value) {
-                return Err(RbmError::InvalidValue { row, column, value: value as f64, reason });
-            }
-        }
-    }
-    Ok(())
+    // Every core checks rows; the error reported is the first in row order, whatever the threads.
+    use rayon::prelude::*;
+    let first_bad = raw.as_slice().par_chunks(columns.len()).enumerate().find_map_first(|(row, sample)| {
+        sample.iter().zip(columns).enumerate().find_map(|(column, (&value, encoding))| {
+            encoding.check_raw(value).map(|reason| RbmError::InvalidValue { row, column, value: value as f64, reason })
+        })
+    });
+    first_bad.map_or(Ok(()), Err)
 }
 
 /// Raw samples (`n_columns x n`) as visible vectors (`n_visible x n`): categorical indices

@@ -41,6 +41,32 @@ pub fn sample<R: Rng + ?Sized>(means: &[f32], out: &mut [f32], rng: &mut R) {
     }
 }
 
+/// [`sample`] of two runs of units of the same length, each with its own generator: the same
+/// draws as two calls, interleaved so that the generators' dependency chains overlap (about 1.5x
+/// faster on the development machine).
+pub fn sample_two<R: Rng + ?Sized>(means: [&[f32]; 2], out: [&mut [f32]; 2], rngs: [&mut R; 2]) {
+    const SCALE: f32 = 1.0 / (1u32 << 24) as f32;
+    let [m0, m1] = means;
+    let [o0, o1] = out;
+    let [r0, r1] = rngs;
+    assert!(m0.len() == m1.len() && o0.len() == m0.len() && o1.len() == m1.len(), "runs of different lengths");
+    let pairs = m0.len() / 2;
+    for k in 0..pairs {
+        let (b0, b1) = (r0.next_u64(), r1.next_u64());
+        for (bits, m, o) in [(b0, m0, &mut *o0), (b1, m1, &mut *o1)] {
+            let (first, second) =
+                ((bits >> 40) as i32 as f32 * SCALE, ((bits >> 16) & 0xFF_FFFF) as i32 as f32 * SCALE);
+            o[2 * k] = if first < m[2 * k] { 1.0 } else { 0.0 };
+            o[2 * k + 1] = if second < m[2 * k + 1] { 1.0 } else { 0.0 };
+        }
+    }
+    if m0.len() % 2 == 1 {
+        let last = m0.len() - 1;
+        o0[last] = if uniform01(r0) < m0[last] { 1.0 } else { 0.0 };
+        o1[last] = if uniform01(r1) < m1[last] { 1.0 } else { 0.0 };
+    }
+}
+
 /// The visible part of the energy, `-sum_i b_i v_i`, in f64.
 pub fn energy(values: &[f32], bias: &[f32]) -> f64 {
     values.iter().zip(bias).map(|(&v, &b)| -(b as f64) * v as f64).sum()
@@ -77,4 +103,43 @@ pub fn initial_bias(means: &[f64], _samples: usize, out: &mut [f32]) {
 pub fn alternatives(_bias: &[f32], _reach: [f32; 2], out: &mut super::Alternatives) {
     out.push(&[0.0], 0.0);
     out.push(&[1.0], 0.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_xoshiro::Xoshiro256PlusPlus;
+
+    #[test]
+    fn two_runs_at_once_draw_what_two_calls_draw() {
+        for len in [0, 1, 2, 7, 784, 785] {
+            let means: Vec<f32> = (0..2 * len).map(|i| (i % 17) as f32 / 16.0).collect();
+            let (m0, m1) = means.split_at(len);
+            let (mut a0, mut a1) = (vec![0.5f32; len], vec![0.5f32; len]);
+            let (mut r0, mut r1) = (Xoshiro256PlusPlus::seed_from_u64(1), Xoshiro256PlusPlus::seed_from_u64(2));
+            sample_two([m0, m1], [&mut a0, &mut a1], [&mut r0, &mut r1]);
+            let (mut b0, mut b1) = (vec![0.5f32; len], vec![0.5f32; len]);
+            sample(m0, &mut b0, &mut Xoshiro256PlusPlus::seed_from_u64(1));
+            sample(m1, &mut b1, &mut Xoshiro256PlusPlus::seed_from_u64(2));
+            assert_eq!((a0, a1), (b0, b1), "length {len}");
+            // Both generators advanced as far as the single calls advance them.
+            let mut c0 = Xoshiro256PlusPlus::seed_from_u64(1);
+            sample(m0, &mut vec![0.0; len], &mut c0);
+            assert_eq!(r0.next_u64(), c0.next_u64());
+        }
+    }
+
+    #[test]
+    fn draws_follow_the_means() {
+        // 0 and 1 are certain; 0.25 is drawn a quarter of the time (200,000 draws: 5 sd is 0.005).
+        let means = vec![0.25f32; 200_000];
+        let mut out = vec![0f32; means.len()];
+        sample(&means, &mut out, &mut Xoshiro256PlusPlus::seed_from_u64(3));
+        let rate = out.iter().sum::<f32>() as f64 / out.len() as f64;
+        assert!((rate - 0.25).abs() < 0.005, "{rate}");
+        let mut out = vec![0.5f32; 4];
+        sample(&[0.0, 1.0, 0.0, 1.0], &mut out, &mut Xoshiro256PlusPlus::seed_from_u64(4));
+        assert_eq!(out, [0.0, 1.0, 0.0, 1.0]);
+    }
 }
