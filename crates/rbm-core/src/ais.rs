@@ -418,4 +418,23 @@ mod tests {
         assert!(spread.lower.unwrap() < spread.log_partition);
         assert!(spread.upper.is_none_or(|u| u > spread.log_partition));
     }
+
+    #[test]
+    fn summary_of_unequal_weights_has_the_worked_values() {
+        // Weights 1, 1, 1, 2: mean 1.25, relative weights 0.8 x 3 and 1.6, second moment 1.12,
+        // variance 0.12 x 4/3 = 0.16, relative standard error sqrt(0.16 / 4) = 0.2, effective
+        // runs 4 / 1.12; the interval is the mean times 1 -+ 3 x 0.2: [0.5, 2].
+        let log_weights = [0.0, 0.0, 0.0, 2f64.ln()];
+        let forward = summarise(Direction::Forward, &log_weights, 1.0, 7);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(close(forward.log_partition, 1.0 + 1.25f64.ln()), "{forward:?}");
+        assert!(close(forward.stderr, 0.2) && close(forward.effective_runs, 4.0 / 1.12), "{forward:?}");
+        assert!(close(forward.lower.unwrap(), 1.0 + 0.5f64.ln()) && close(forward.upper.unwrap(), 1.0 + 2f64.ln()));
+        assert_eq!((forward.runs, forward.betas, forward.base_log_partition), (4, 7, 1.0));
+        // Reverse: the weights estimate Z_A / Z_B, so the estimate and its interval turn over.
+        let reverse = summarise(Direction::Reverse, &log_weights, 1.0, 7);
+        assert!(close(reverse.log_partition, 1.0 - 1.25f64.ln()));
+        assert!(close(reverse.lower.unwrap(), 1.0 - 2f64.ln()) && close(reverse.upper.unwrap(), 1.0 - 0.5f64.ln()));
+        assert_eq!((Direction::Forward.name(), Direction::Reverse.name()), ("ais", "reverse-ais"));
+    }
 }

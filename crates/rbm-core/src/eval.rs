@@ -250,3 +250,14 @@ pub fn mean_log_likelihood(rbm: &Rbm, data: &DMatrix<f32>, log_partition: f64) -
 pub fn transform(rbm: &Rbm, data: &DMatrix<f32>) -> Result<DMatrix<f32>> {
     rbm.hidden_probabilities(data)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pseudo_likelihood_methods_describe_themselves() {
+        assert_eq!(PseudoLikelihood::AllFeatures.describe(), "all features");
+        assert_eq!(PseudoLikelihood::OneFeature { seed: 4 }.describe(), "one random feature per row, seed 4");
+    }
+}

@@ -461,3 +461,54 @@ fn swap_columns(values: &mut [f32], rows: usize, i: usize, j: usize) {
     let (left, right) = values.split_at_mut(j * rows);
     left[i * rows..(i + 1) * rows].swap_with_slice(&mut right[..rows]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::{VisibleKind, VisibleLayer};
+
+    fn model() -> Rbm {
+        let layer = VisibleLayer::uniform(VisibleKind::Bernoulli, 4).unwrap();
+        let weights = DMatrix::from_fn(3, 4, |j, i| (j as f32 - 1.0) * 1.5 + i as f32 * 0.25);
+        let visible_bias = nalgebra::DVector::from_fn(4, |i, _| i as f32 * 0.5 - 0.7);
+        let hidden_bias = nalgebra::DVector::from_fn(3, |j, _| 0.3 - j as f32 * 0.4);
+        Rbm::from_parameters(layer, weights, visible_bias, hidden_bias).unwrap()
+    }
+
+    #[test]
+    fn each_temperature_block_draws_its_hidden_units_at_its_own_beta() {
+        let rbm = model();
+        let start = DMatrix::from_fn(4, 2, |i, c| ((i + c) % 2) as f32);
+        let betas = [1.0, 0.5, 0.0];
+        let mut chains = TemperedChains::new(&rbm, &[0.1, -0.2, 0.3, 0.0], &betas, 2, &start, 5).unwrap();
+        let mut input = vec![0f32; 3 * 6];
+        rbm.hidden_activations_into(&chains.buffers.visible, 6, &mut input);
+        chains.advance(&rbm, 1).unwrap();
+        // The hotter blocks keep the step's probabilities; the coldest is refreshed at the new
+        // states after the step (for gradients), so it is left out.
+        for (k, beta) in betas.iter().enumerate().skip(1) {
+            for (p, x) in chains.buffers.hidden_probabilities[6 * k..6 * (k + 1)].iter().zip(&input[6 * k..6 * (k + 1)])
+            {
+                assert_eq!(*p, sigmoid(beta * x), "temperature {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn scaling_the_visible_units_multiplies_chains_and_base_rate() {
+        let rbm = model();
+        let start = DMatrix::from_fn(4, 1, |i, _| (i % 2) as f32);
+        let mut chains = TemperedChains::new(&rbm, &[0.1, -0.2, 0.3, 0.0], &[1.0, 0.0], 1, &start, 5).unwrap();
+        chains.scale_visible(&[2.0, 3.0, 0.5, 1.0]);
+        assert_eq!(chains.buffers.visible, [0.0, 3.0, 0.0, 1.0, 0.0, 3.0, 0.0, 1.0]);
+        assert_eq!(chains.base_bias, [0.2, -0.6, 0.15, 0.0]);
+    }
+
+    #[test]
+    fn persistent_chains_count_their_chains() {
+        let rbm = model();
+        let chains = PersistentChains::random(&rbm, 3, 1);
+        assert_eq!((chains.len(), chains.is_empty()), (3, false));
+        assert_eq!(chains.visible().shape(), (4, 3));
+    }
+}

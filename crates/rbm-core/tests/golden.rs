@@ -159,3 +159,16 @@ const MIXED: [f64; 7] = [
     -0.05004283506423235,
     -0.9068030758507231,
 ];
+
+#[test]
+fn sampling_takes_up_to_the_step_limit_and_no_more() {
+    let data = binary_data();
+    let params = TrainingParams { epochs: 1, seed: 3, ..TrainingParams::new(VisibleKind::Bernoulli, 4) };
+    let model = fit(params, &data);
+    let limit = rbm_core::limits::MAX_GIBBS_STEPS;
+    let samples = model.sample(2, limit, 1).unwrap();
+    assert_eq!(samples.shape(), (10, 2));
+    assert!(samples.iter().all(|&x| x == 0.0 || x == 1.0));
+    assert!(matches!(model.sample(2, limit + 1, 1), Err(rbm_core::RbmError::InvalidGibbsSteps(n)) if n == limit + 1));
+    assert!(matches!(model.sample(0, 1, 1), Err(rbm_core::RbmError::EmptyData)));
+}
