@@ -966,18 +966,23 @@ fn column_mean_difference_rows_portable(
     out: &mut [f32],
 ) {
     let len = out.len();
-    // Column by column (contiguous), each row's sum still taken over the columns in order.
-    let row_sums = |m: &[f32], cols: usize| {
-        let mut sums = vec![0f64; len];
-        for column in m[..rows * cols].chunks_exact(rows) {
-            sums.iter_mut().zip(&column[first..first + len]).for_each(|(s, &x)| *s += x as f64);
-        }
-        sums
-    };
-    let (sum_a, sum_b) = (row_sums(a, a_cols), row_sums(b, b_cols));
+    let (sum_a, sum_b) = (row_sums(a, a_cols, rows, first, len), row_sums(b, b_cols, rows, first, len));
     for ((o, sa), sb) in out.iter_mut().zip(sum_a).zip(sum_b) {
         *o = (sa / a_cols as f64 - sb / b_cols as f64) as f32;
     }
+}
+
+/// Sums over the `cols` columns of `m` (`rows x cols`) of rows `first..first + len`, in f64:
+/// column by column (contiguous), each row's sum still taken over the columns in order. A
+/// function rather than a closure, so that it is inlined into (and compiled with the features
+/// of) [`column_mean_difference_rows_avx512`].
+#[inline(always)]
+fn row_sums(m: &[f32], cols: usize, rows: usize, first: usize, len: usize) -> Vec<f64> {
+    let mut sums = vec![0f64; len];
+    for column in m[..rows * cols].chunks_exact(rows) {
+        sums.iter_mut().zip(&column[first..first + len]).for_each(|(s, &x)| *s += x as f64);
+    }
+    sums
 }
 
 #[cfg(test)]
