@@ -135,6 +135,40 @@ const MONITOR_PIECE_SAMPLES: usize = 64;
 /// Rows per task of the parallel copy of a batch from the data.
 const GATHER_MIN_ROWS: usize = 16;
 
+/// Where a batch's rows come from when its phases run.
+#[derive(Clone, Copy, Debug)]
+enum BatchRows<'a> {
+    /// Already in `Phases::batch`.
+    Copied,
+    /// Rows `indices` of `values` (column-major samples), each multiplied by `scale` (learned
+    /// variances) when given, still to be copied into `Phases::batch`.
+    Gather { values: &'a [f32], indices: &'a [usize], scale: Option<&'a [f32]> },
+}
+
+impl BatchRows<'_> {
+    /// Copies rows `first .. first + batch.len() / nv` of the batch into `batch` (nothing for
+    /// [`BatchRows::Copied`]).
+    fn copy_rows(&self, first: usize, batch: &mut [f32], nv: usize) {
+        if let BatchRows::Gather { values, indices, scale } = *self {
+            for (slot, &i) in batch.chunks_mut(nv).zip(&indices[first..]) {
+                slot.copy_from_slice(&values[i * nv..(i + 1) * nv]);
+                if let Some(scale) = scale {
+                    slot.iter_mut().zip(scale).for_each(|(x, s)| *x *= s);
+                }
+            }
+        }
+    }
+
+    /// Copies the whole batch into `batch` (already of its size), on every core: the rows are
+    /// scattered over the data set, so the copy waits on memory.
+    fn copy_into(&self, batch: &mut [f32], nv: usize) {
+        batch
+            .par_chunks_mut(nv * GATHER_MIN_ROWS)
+            .enumerate()
+            .for_each(|(k, rows)| self.copy_rows(k * GATHER_MIN_ROWS, rows, nv));
+    }
+}
+
 /// Samples (and chains) per piece: 13 pieces for a batch of 100, which two threads share
 /// evenly; a multiple of the kernels' group of 8 samples (any size gives the same results).
 const PIECE_SAMPLES: usize = 8;
@@ -465,8 +499,16 @@ impl Trainer {
     /// Every sample's products and draws are the same whatever the pieces (boundaries on the
     /// product kernel's tiles, draws from per-chain generators), so the result does not depend on
     /// the number of threads.
-    fn run_phases_in_pieces(&mut self, cols: usize) {
+    fn run_phases_in_pieces(&mut self, cols: usize, rows: BatchRows<'_>) {
         let (nv, nh) = (self.rbm.n_visible(), self.rbm.n_hidden());
+        let rows = match rows {
+            // PCD chains not yet started begin at the batch, which is then needed first.
+            BatchRows::Gather { .. } if self.params.persistent_chains.is_some() && !self.phases.chains_started => {
+                rows.copy_into(&mut self.phases.batch, nv);
+                BatchRows::Copied
+            }
+            rows => rows,
+        };
         let steps = self.params.gibbs_steps;
         let persistent = self.params.persistent_chains.is_some();
         let (seed, first_stream) = (self.streams.seed(), self.streams.claim());
@@ -492,15 +534,25 @@ impl Trainer {
         } else {
             p.negative.resize(nv, nh, cols);
         }
-        let positive: Vec<(&[f32], &mut [f32])> = p.batch[..nv * cols]
-            .chunks(nv * PIECE_SAMPLES)
+        // Each piece copies its own rows of the batch from the data first (when they are given),
+        // so the copy, which waits on memory, is spread over the threads without a fork of its own.
+        let positive: Vec<(usize, &mut [f32], &mut [f32])> = p.batch[..nv * cols]
+            .chunks_mut(nv * PIECE_SAMPLES)
             .zip(p.positive_hidden.chunks_mut(nh * PIECE_SAMPLES))
+            .enumerate()
+            .map(|(i, (v, h))| (i * PIECE_SAMPLES, v, h))
             .collect();
+        let gather = |first: usize, v: &mut [f32]| rows.copy_rows(first, v, nv);
         let mut negative = p.negative.pieces(nv, nh, PIECE_SAMPLES);
         if persistent {
             // The chains' hidden probabilities are refreshed under the current parameters first.
             rayon::join(
-                || positive.into_par_iter().for_each(|(v, h)| hidden_probabilities(v, h)),
+                || {
+                    positive.into_par_iter().for_each(|(first, v, h)| {
+                        gather(first, v);
+                        hidden_probabilities(v, h)
+                    })
+                },
                 || {
                     negative.par_iter_mut().for_each(|piece| {
                         hidden_probabilities(piece.visible, piece.hidden_probabilities);
@@ -510,7 +562,8 @@ impl Trainer {
             );
         } else {
             // CD: each piece's chains start at its own samples and their hidden probabilities.
-            positive.into_par_iter().zip(negative.par_iter_mut()).for_each(|((v, h), piece)| {
+            positive.into_par_iter().zip(negative.par_iter_mut()).for_each(|((first, v, h), piece)| {
+                gather(first, v);
                 hidden_probabilities(v, h);
                 piece.visible.copy_from_slice(v);
                 piece.hidden_probabilities.copy_from_slice(h);
@@ -521,10 +574,11 @@ impl Trainer {
 
     /// Runs the positive phase on the batch in `phases.batch` (`cols` samples) and the negative
     /// phase (k Gibbs steps from the batch for CD, from the persistent chains for PCD).
-    fn run_phases(&mut self, cols: usize) {
+    fn run_phases(&mut self, cols: usize, rows: BatchRows<'_>) {
         if self.phases_in_pieces(cols) {
-            return self.run_phases_in_pieces(cols);
+            return self.run_phases_in_pieces(cols, rows);
         }
+        rows.copy_into(&mut self.phases.batch, self.rbm.n_visible());
         let (nv, nh) = (self.rbm.n_visible(), self.rbm.n_hidden());
         let p = &mut self.phases;
         p.positive_hidden.resize(nh * cols, 0.0);
@@ -554,7 +608,7 @@ impl Trainer {
 
     /// Fills `self.gradient` from the batch in `phases.batch` (`cols` samples).
     fn compute_gradient(&mut self, cols: usize) {
-        self.run_phases(cols);
+        self.run_phases(cols, BatchRows::Copied);
         let g = &mut self.gradient;
         self.phases.accumulate_weight_gradient(cols, 1.0, 0.0, g.weights.as_mut_slice());
         self.phases.bias_gradients(cols, g.visible_bias.as_mut_slice(), g.hidden_bias.as_mut_slice());
@@ -564,8 +618,8 @@ impl Trainer {
     /// into the velocity (`velocity = momentum * velocity + lr * gradient` as the GEMMs' beta and
     /// alpha), which saves a pass over a weight-sized buffer per batch; the decay and the step
     /// follow [`Sgd`]'s rule.
-    fn update(&mut self, cols: usize, momentum: f32, rate: f32) {
-        self.run_phases(cols);
+    fn update(&mut self, cols: usize, rows: BatchRows<'_>, momentum: f32, rate: f32) {
+        self.run_phases(cols, rows);
         self.step(cols, momentum, rate);
     }
 
@@ -782,21 +836,19 @@ impl Trainer {
         let momentum = self.params.momentum.at(epoch) as f32;
         let epochs = self.params.epochs;
         let rate = if self.params.anneal { (epochs - epoch.min(epochs)) as f32 / epochs as f32 } else { 1.0 };
+        let mut scale = Vec::new();
         for indices in order.chunks(self.params.batch_size) {
             self.phases.batch.resize(nv * indices.len(), 0.0);
-            // In parallel: the rows are scattered over the whole data set, so the copy waits on
-            // memory (on MNIST with 16 hidden units it took a sixth of each update on one thread).
-            let values = data.as_slice();
-            self.phases.batch.par_chunks_mut(nv).zip(indices).with_min_len(GATHER_MIN_ROWS).for_each(|(slot, &i)| {
-                slot.copy_from_slice(&values[i * nv..(i + 1) * nv]);
-            });
             if let Some(log_scale) = &self.log_scale {
-                let scale: Vec<f32> = log_scale.iter().map(|x| (-x).exp()).collect();
-                for slot in self.phases.batch.chunks_mut(nv) {
-                    slot.iter_mut().zip(&scale).for_each(|(x, s)| *x *= s);
-                }
+                scale.clear();
+                scale.extend(log_scale.iter().map(|x| (-x).exp()));
             }
-            self.update(indices.len(), momentum, rate);
+            let rows = BatchRows::Gather {
+                values: data.as_slice(),
+                indices,
+                scale: self.log_scale.is_some().then_some(scale.as_slice()),
+            };
+            self.update(indices.len(), rows, momentum, rate);
         }
     }
 
@@ -1054,7 +1106,7 @@ mod tests {
         });
         let before = trainer.rbm.clone();
         trainer.phases.batch = data.as_slice().to_vec();
-        trainer.update(cols, 0.0, 1.0);
+        trainer.update(cols, BatchRows::Copied, 0.0, 1.0);
         let offsets = trainer.offsets.clone().unwrap();
         let (mu, lambda) = (&offsets.visible, &offsets.hidden);
         let p = &trainer.phases;
@@ -1101,7 +1153,7 @@ mod tests {
             Trainer::initialise(TrainingParams { centered: false, ..params }.check().unwrap(), &data).unwrap();
         plain.phases.batch = data.as_slice().to_vec();
         plain.rbm = before;
-        plain.update(cols, 0.0, 1.0);
+        plain.update(cols, BatchRows::Copied, 0.0, 1.0);
         assert!((plain.rbm.visible_bias() - trainer.rbm.visible_bias()).abs().max() > 1e-3);
     }
 }
@@ -1147,7 +1199,7 @@ mod flip_tests {
             b.offsets = Some(flipped_offsets);
         }
         a.phases.batch = data.as_slice().to_vec();
-        a.run_phases(cols);
+        a.run_phases(cols, BatchRows::Copied);
         // The flipped trainer sees the same samples flipped; its hidden probabilities are the same
         // numbers because the models are equivalent (checked).
         b.phases = a.phases.clone();
