@@ -183,7 +183,7 @@ pub(crate) fn gemm_serial_columns(
 
 /// The dot product of two equal-length slices, with eight independent accumulators so that the
 /// compiler vectorises it without licence to reassociate (the result is the same on every run).
-#[inline]
+#[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
