@@ -69,6 +69,10 @@ fn every_orientation_learns_a_planted_two_group_taste() {
             let e = evaluate::evaluate(&model, &context, &test, 5, 4.0, rbm_recommend::DEFAULT_RANK_SHRINKAGE);
             println!("{orientation:?} conditional {conditional}: rmse {:.3} p@5 {:?}", e.rmse, e.precision_at_k);
             assert!(e.ranking_users > 0 && e.precision_at_k.is_some());
+            // Binary-relevance NDCG is a ratio to the ideal ordering: in (0, 1] when some top
+            // item is relevant (every user here has relevant test items in its loved group).
+            let ndcg = e.ndcg_at_k.unwrap();
+            assert!(ndcg > 0.0 && ndcg <= 1.0 + 1e-12, "{orientation:?}: NDCG {ndcg}");
             assert!(e.rmse < 0.6, "{orientation:?} conditional {conditional}: RMSE {}", e.rmse);
             // Ranking, by predicted rating or shrunk: each user's top 5 unrated items all belong
             // to the group it loves.
@@ -213,4 +217,17 @@ fn divergent_training_is_an_error_naming_the_rbm_and_epoch() {
             .unwrap_err()
             .to_string();
     assert!(error.contains("item-based RBM diverged in epoch 1"), "{error}");
+}
+
+#[test]
+fn replicas_are_limited_by_the_blend() {
+    // The blend holds at most 16 components (MAX_COMPONENTS), two per replica.
+    let max = 8;
+    let mut params = small_params(Orientation::User);
+    params.replicas = max;
+    assert!(params.clone().check().is_ok());
+    params.replicas = max + 1;
+    assert!(params.clone().check().is_err());
+    params.replicas = 0;
+    assert!(params.check().is_err());
 }
