@@ -108,6 +108,8 @@ pub struct Trainer {
     hidden_activity: Vec<f32>,
     /// Centred training: the offsets, set from the data when training starts.
     offsets: Option<Offsets>,
+    /// Centred training in pieces: the per-batch scalars, reused by every batch.
+    centring_plan: CentringPlan,
     /// Learned variance: `log sigma` of each visible unit (0 and never updated for units that are
     /// not Gaussian).
     log_scale: Option<Vec<f32>>,
@@ -307,6 +309,109 @@ impl Offsets {
     }
 }
 
+/// What [`Offsets::centre`] needs of a batch besides its visible values, computed once before
+/// the gradient's tasks so that each task can centre its own visible units
+/// ([`Offsets::centre_block`]) with the arithmetic of [`Offsets::centre`], element by element.
+#[derive(Clone, Debug, Default)]
+struct CentringPlan {
+    /// `w_s ((h_s - lambda).lambda)` of each sample of the positive phase, then of the negative.
+    along_lambda: [Vec<f32>; 2],
+    /// The sums of `along_lambda` of each phase.
+    total_lambda: [f32; 2],
+    /// `dW_c^T mu`'s hidden term, complete.
+    hidden_term: Vec<f32>,
+    /// The ordinary hidden bias gradient `dc`, before centring (the weights' correction uses it).
+    hidden_gradient: Vec<f32>,
+    lr: f32,
+}
+
+impl Offsets {
+    /// The per-sample scalars and the hidden term of [`Offsets::centre`], from the phases of a
+    /// batch of `cols` samples and the ordinary hidden bias gradient `dc`.
+    fn plan(&self, phases: &Phases, cols: usize, lr: f32, dc: &[f32], plan: &mut CentringPlan) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { self.plan_avx512(phases, cols, lr, dc, plan) };
+        }
+        self.plan_portable(phases, cols, lr, dc, plan);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn plan_avx512(&self, phases: &Phases, cols: usize, lr: f32, dc: &[f32], plan: &mut CentringPlan) {
+        self.plan_portable(phases, cols, lr, dc, plan);
+    }
+
+    #[inline(always)]
+    fn plan_portable(&self, phases: &Phases, cols: usize, lr: f32, dc: &[f32], plan: &mut CentringPlan) {
+        let (mu, lambda) = (&self.visible, &self.hidden);
+        let (nv, nh) = (mu.len(), lambda.len());
+        let negative = &phases.negative;
+        let sets: [(&[f32], &[f32], usize, f32); 2] = [
+            (&phases.batch, &phases.positive_hidden, cols, 1.0 / cols as f32),
+            (&negative.visible, &negative.hidden_probabilities, negative.cols, -1.0 / negative.cols as f32),
+        ];
+        let lambda_lambda: f32 = lambda.iter().map(|l| l * l).sum();
+        let mu_mu: f32 = mu.iter().map(|m| m * m).sum();
+        plan.hidden_term.clear();
+        plan.hidden_term.resize(nh, 0.0);
+        for (phase, (visible, hidden, n, weight)) in sets.into_iter().enumerate() {
+            let (visible, hidden) = (visible[..nv * n].chunks_exact(nv), hidden[..nh * n].chunks_exact(nh));
+            let along = &mut plan.along_lambda[phase];
+            along.clear();
+            let (mut total_lambda, mut total_mu) = (0f32, 0f32);
+            let first = if phase == 0 { 0 } else { cols };
+            // `v.mu` of each sample, computed by the pieces that produced the samples.
+            let mu_dots = &phases.mu_dots[first..first + n];
+            for ((_, h), &v_mu) in visible.zip(hidden).zip(mu_dots) {
+                let along_lambda = weight * (dot(h, lambda) - lambda_lambda);
+                let along_mu = weight * (v_mu - mu_mu);
+                along.push(along_lambda);
+                plan.hidden_term.iter_mut().zip(h).for_each(|(t, &x)| *t += along_mu * x);
+                total_lambda += along_lambda;
+                total_mu += along_mu;
+            }
+            plan.hidden_term.iter_mut().zip(lambda).for_each(|(t, l)| *t -= l * total_mu);
+            plan.total_lambda[phase] = total_lambda;
+        }
+        plan.hidden_gradient.clear();
+        plan.hidden_gradient.extend_from_slice(dc);
+        plan.lr = lr;
+    }
+
+    /// [`Offsets::centre`] on visible units `first .. first + db.len()`: their columns of the
+    /// step `velocity_weights` and their (ordinary, then centred) bias gradients `db`.
+    fn centre_block(
+        &self,
+        phases: &Phases,
+        plan: &CentringPlan,
+        first: usize,
+        velocity_weights: &mut [f32],
+        db: &mut [f32],
+    ) {
+        let (mu, lambda) = (&self.visible[first..first + db.len()], &self.hidden);
+        let (nv, nh) = (self.visible.len(), lambda.len());
+        let (lr, dc) = (plan.lr, &plan.hidden_gradient);
+        for ((row, &m), &b) in velocity_weights.chunks_mut(nh).zip(mu).zip(db.iter()) {
+            for ((w, &c), &l) in row.iter_mut().zip(dc.iter()).zip(lambda) {
+                *w -= lr * (m * c + b * l);
+            }
+        }
+        let mut term = vec![0f32; db.len()];
+        let negative = &phases.negative;
+        let sets: [(&[f32], usize); 2] =
+            [(&phases.batch, plan.along_lambda[0].len()), (&negative.visible, negative.cols)];
+        for (phase, (visible, n)) in sets.into_iter().enumerate() {
+            for (v, &along) in visible[..nv * n].chunks_exact(nv).zip(&plan.along_lambda[phase]) {
+                term.iter_mut().zip(&v[first..first + db.len()]).for_each(|(t, &x)| *t += along * x);
+            }
+            term.iter_mut().zip(mu).for_each(|(t, m)| *t -= m * plan.total_lambda[phase]);
+        }
+        db.iter_mut().zip(&term).for_each(|(b, &t)| *b -= t);
+    }
+}
+
 /// The statistics of one batch's positive and negative phases, in buffers reused by every batch.
 #[derive(Clone, Debug)]
 struct Phases {
@@ -326,6 +431,9 @@ struct Phases {
     /// `positive_hidden` and the chains' hidden probabilities in rows padded for the kernels.
     padded_positive: Vec<f32>,
     padded_negative: Vec<f32>,
+    /// Centred training in pieces: `v.mu` of each sample of the batch, then of each chain,
+    /// computed by the pieces (see [`CentringPlan`]).
+    mu_dots: Vec<f32>,
 }
 
 impl Phases {
@@ -358,6 +466,7 @@ impl Phases {
     /// hidden bias gradient: one fork for what would otherwise be two split products and a serial
     /// pass. Every weight is one chain of multiply-adds over the samples in order, whatever the
     /// tasks, so the result does not depend on the number of threads.
+    #[allow(clippy::too_many_arguments)]
     fn gradients_in_blocks(
         &mut self,
         cols: usize,
@@ -366,6 +475,7 @@ impl Phases {
         out: &mut [f32],
         visible: &mut [f32],
         hidden: &mut [f32],
+        centring: Option<(&Offsets, &mut CentringPlan)>,
     ) {
         let (nv, nh) = (self.batch.len() / cols, self.positive_hidden.len() / cols);
         let chains = self.negative.cols;
@@ -384,15 +494,27 @@ impl Phases {
             cols: chains,
             scale: -scale / chains as f32,
         };
+        // The hidden bias gradient first: centring's weight correction needs it in every task.
+        column_mean_difference(&self.positive_hidden, cols, &self.negative.hidden_probabilities, chains, hidden);
+        let centring = centring.map(|(offsets, plan)| {
+            offsets.plan(self, cols, scale, hidden, plan);
+            (offsets, &*plan)
+        });
+        let phases = &*self;
         out.par_chunks_mut(nh * GRADIENT_BLOCK_UNITS)
             .zip(visible.par_chunks_mut(GRADIENT_BLOCK_UNITS))
             .enumerate()
             .for_each(|(i, (w, db))| {
                 let first = i * GRADIENT_BLOCK_UNITS;
                 crate::skinny::weight_gradient_columns(nv, nh, hp, positive, negative, beta, first, w);
-                column_mean_difference_rows(&self.batch, cols, &self.negative.visible, chains, nv, first, db);
+                column_mean_difference_rows(&phases.batch, cols, &phases.negative.visible, chains, nv, first, db);
+                if let Some((offsets, plan)) = centring {
+                    offsets.centre_block(phases, plan, first, w, db);
+                }
             });
-        column_mean_difference(&self.positive_hidden, cols, &self.negative.hidden_probabilities, chains, hidden);
+        if let Some((_, plan)) = centring {
+            hidden.iter_mut().zip(&plan.hidden_term).for_each(|(c, &t)| *c -= t);
+        }
     }
 
     /// The bias gradients of the phases of a batch of `cols` samples.
@@ -444,9 +566,11 @@ impl Trainer {
                 kernels: SkinnyWeights::default(),
                 padded_positive: Vec::new(),
                 padded_negative: Vec::new(),
+                mu_dots: Vec::new(),
             },
             hidden_activity: vec![0.0; nh],
             offsets: None,
+            centring_plan: CentringPlan::default(),
             log_scale: params.learn_variance.then(|| vec![0.0; nv]),
             params,
             rbm,
@@ -570,38 +694,55 @@ impl Trainer {
         }
         // Each piece copies its own rows of the batch from the data first (when they are given),
         // so the copy, which waits on memory, is spread over the threads without a fork of its own.
-        let positive: Vec<(usize, &mut [f32], &mut [f32])> = p.batch[..nv * cols]
+        // Centred training: each piece also takes `v.mu` of its samples (or final chain states).
+        let chains = p.negative.cols;
+        p.mu_dots.resize(cols + chains, 0.0);
+        let (positive_dots, negative_dots) = p.mu_dots.split_at_mut(cols);
+        let mu = self.offsets.as_ref().map(|o| o.visible.as_slice());
+        let take_dots = |v: &[f32], dots: &mut [f32]| {
+            if let Some(mu) = mu {
+                dots.iter_mut().zip(v.chunks_exact(nv)).for_each(|(d, v)| *d = dot(v, mu));
+            }
+        };
+        type Piece<'a> = (usize, &'a mut [f32], &'a mut [f32], &'a mut [f32]);
+        let positive: Vec<Piece<'_>> = p.batch[..nv * cols]
             .chunks_mut(nv * PIECE_SAMPLES)
             .zip(p.positive_hidden.chunks_mut(nh * PIECE_SAMPLES))
+            .zip(positive_dots.chunks_mut(PIECE_SAMPLES))
             .enumerate()
-            .map(|(i, (v, h))| (i * PIECE_SAMPLES, v, h))
+            .map(|(i, ((v, h), d))| (i * PIECE_SAMPLES, v, h, d))
             .collect();
         let gather = |first: usize, v: &mut [f32]| rows.copy_rows(first, v, nv);
-        let mut negative = p.negative.pieces(nv, nh, PIECE_SAMPLES);
+        let mut negative: Vec<_> =
+            p.negative.pieces(nv, nh, PIECE_SAMPLES).into_iter().zip(negative_dots.chunks_mut(PIECE_SAMPLES)).collect();
         if persistent {
             // The chains' hidden probabilities are refreshed under the current parameters first.
             rayon::join(
                 || {
-                    positive.into_par_iter().for_each(|(first, v, h)| {
+                    positive.into_par_iter().for_each(|(first, v, h, d)| {
                         gather(first, v);
-                        hidden_probabilities(v, h)
+                        hidden_probabilities(v, h);
+                        take_dots(v, d);
                     })
                 },
                 || {
-                    negative.par_iter_mut().for_each(|piece| {
+                    negative.par_iter_mut().for_each(|(piece, d)| {
                         hidden_probabilities(piece.visible, piece.hidden_probabilities);
                         piece.run(rbm, kernels, steps, seed, first_stream);
+                        take_dots(piece.visible, d);
                     })
                 },
             );
         } else {
             // CD: each piece's chains start at its own samples and their hidden probabilities.
-            positive.into_par_iter().zip(negative.par_iter_mut()).for_each(|((first, v, h), piece)| {
+            positive.into_par_iter().zip(negative.par_iter_mut()).for_each(|((first, v, h, d), (piece, nd))| {
                 gather(first, v);
                 hidden_probabilities(v, h);
+                take_dots(v, d);
                 piece.visible.copy_from_slice(v);
                 piece.hidden_probabilities.copy_from_slice(h);
                 piece.run(rbm, kernels, steps, seed, first_stream);
+                take_dots(piece.visible, nd);
             });
         }
     }
@@ -667,17 +808,21 @@ impl Trainer {
         let in_blocks = self.phases_in_pieces(cols);
         let g = &mut self.gradient;
         let (db, dc) = (g.visible_bias.as_mut_slice(), g.hidden_bias.as_mut_slice());
+        // The hidden offsets slide first (nothing before centring reads them).
+        if let Some(offsets) = &mut self.offsets {
+            offsets.follow(&self.phases.positive_hidden, cols);
+        }
         if in_blocks {
-            self.phases.gradients_in_blocks(cols, lr, momentum, self.velocity.weights.as_mut_slice(), db, dc);
+            // Centring inside the gradient's tasks, each on its visible units.
+            let centring = self.offsets.as_ref().map(|offsets| (offsets, &mut self.centring_plan));
+            let velocity = self.velocity.weights.as_mut_slice();
+            self.phases.gradients_in_blocks(cols, lr, momentum, velocity, db, dc, centring);
         } else {
             self.phases.accumulate_weight_gradient(cols, lr, momentum, self.velocity.weights.as_mut_slice());
             self.phases.bias_gradients(cols, db, dc);
-        }
-        let g = &mut self.gradient;
-        if let Some(offsets) = &mut self.offsets {
-            offsets.follow(&self.phases.positive_hidden, cols);
-            let (db, dc) = (g.visible_bias.as_mut_slice(), g.hidden_bias.as_mut_slice());
-            offsets.centre(&self.phases, cols, lr, self.velocity.weights.as_mut_slice(), db, dc);
+            if let Some(offsets) = &self.offsets {
+                offsets.centre(&self.phases, cols, lr, self.velocity.weights.as_mut_slice(), db, dc);
+            }
         }
         let nh = self.rbm.n_hidden();
         if let Some(sparsity) = self.params.sparsity {
@@ -1239,6 +1384,12 @@ mod flip_tests {
         b.phases = a.phases.clone();
         b.phases.batch.iter_mut().for_each(|x| *x = 1.0 - *x);
         b.phases.negative.visible.iter_mut().for_each(|x| *x = 1.0 - *x);
+        if let Some(offsets) = &b.offsets {
+            // The pieces' `v.mu` of the flipped samples, under the flipped offsets.
+            let (nv, phases) = (offsets.visible.len(), &mut b.phases);
+            let samples = phases.batch.chunks_exact(nv).chain(phases.negative.visible.chunks_exact(nv));
+            phases.mu_dots = samples.map(|v| dot(v, &offsets.visible)).collect();
+        }
         let mut check = vec![0f32; nh * cols];
         b.rbm.hidden_probabilities_into(&b.phases.batch, cols, &mut check);
         let worst = check.iter().zip(&a.phases.positive_hidden).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
