@@ -436,5 +436,8 @@ mod tests {
         assert!(close(reverse.log_partition, 1.0 - 1.25f64.ln()));
         assert!(close(reverse.lower.unwrap(), 1.0 - 2f64.ln()) && close(reverse.upper.unwrap(), 1.0 - 0.5f64.ln()));
         assert_eq!((Direction::Forward.name(), Direction::Reverse.name()), ("ais", "reverse-ais"));
+        // One run has no spread to estimate: zero, not 0 x infinity.
+        let single = summarise(Direction::Forward, &[0.5], 1.0, 7);
+        assert!(close(single.log_partition, 1.5) && single.stderr == 0.0, "{single:?}");
     }
 }
