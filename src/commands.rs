@@ -576,16 +576,16 @@ pub fn score(args: ScoreArgs) -> Result<()> {
 
 /// The JSON fields of an AIS estimate: log Z, its standard error and ±3σ interval, the mean
 /// log-likelihood and its interval (the interval of log Z turned over), and the settings.
+/// `log_likelihood_before_partition` is the rows' mean log-likelihood before log Z is subtracted.
 fn estimate_report(
-    model: &Model,
-    data: &DMatrix<f32>,
+    log_likelihood_before_partition: f64,
     estimate: &ais::LogPartitionEstimate,
     settings: &AisSettings,
-) -> Result<serde_json::Value> {
-    let log_likelihood = model.mean_log_likelihood(data, estimate.log_partition)?;
+) -> serde_json::Value {
+    let log_likelihood = log_likelihood_before_partition - estimate.log_partition;
     // The mean log-likelihood moves opposite to log Z, by the same amount.
-    let shift = |log_z: Option<f64>| log_z.map(|z| log_likelihood + estimate.log_partition - z);
-    Ok(json!({
+    let shift = |log_z: Option<f64>| log_z.map(|z| log_likelihood_before_partition - z);
+    json!({
         "log_partition": estimate.log_partition,
         "log_partition_stderr": estimate.stderr,
         "log_partition_method": estimate.direction.name(),
@@ -600,7 +600,7 @@ fn estimate_report(
             "effective_runs": estimate.effective_runs,
             "base_log_partition": estimate.base_log_partition,
         },
-    }))
+    })
 }
 
 pub(crate) fn is_positive(label: &str, positive: &str) -> bool {
@@ -627,6 +627,35 @@ pub(crate) fn positives(path: &str, labels: &[String], lines: &[u64], positive: 
     }
 }
 
+/// Visible values (`rows x visible units`) that `eval` holds back while the number of rows may
+/// still be small enough for the exact (all-features) pseudo-likelihood: 128 MB. Past it, pieces
+/// compute that sum as they go, which is wasted work only for a file that ends up larger than the
+/// work limit of [`eval::PseudoLikelihood::for_size`].
+const PSEUDO_BUFFER_VALUES: usize = 1 << 25;
+
+/// What `eval` keeps of one piece of the table: a score and a label per row, and sums.
+struct EvalPiece {
+    energies: Vec<f64>,
+    /// The baseline's free energies, when there are labels to score them against.
+    baseline: Option<Vec<f64>>,
+    positive: Option<Vec<bool>>,
+    squared_error: f64,
+    /// `None` for layers with Gaussian units. The all-features sum is computed here only for
+    /// pieces past [`PSEUDO_BUFFER_VALUES`]; earlier pieces keep their rows in `pseudo_rows` until
+    /// the number of rows decides the method.
+    pseudo: Option<eval::PseudoLikelihoodSums>,
+    pseudo_rows: Option<Vec<f32>>,
+    first_row: usize,
+    /// The rows' log-likelihood before log Z, when asked for.
+    log_likelihood: f64,
+    /// The rows in model units, kept only for AIS (its base rates and reverse chains need them).
+    visible: Option<Vec<f32>>,
+}
+
+/// Evaluates a model on a table read in pieces, as `score` does: each piece is parsed and
+/// evaluated on its own thread, its sums added in order, so the result is the same for any number
+/// of threads and memory holds one score, one baseline score and one label per row (and the rows
+/// themselves only for AIS).
 pub fn eval(args: EvalArgs) -> Result<()> {
     if args.plot.is_some() && args.columns.label_column.is_none() {
         bail!("--plot draws ROC and precision-recall curves from labels: add --label-column");
@@ -637,53 +666,154 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let model = Model::load(&args.model)?;
     let mut reader = TableReader::open(&args.input, &spec_for_model(&model, &args.columns))?;
     check_width(&reader, &model)?;
-    let mut chunk = crate::table::read_rest(&mut reader)?;
-    let data = to_matrix(std::mem::take(&mut chunk.values), model.columns.len())?;
-    let prepared = model.prepare(&data).map_err(|e| reader.locate(&chunk.lines, e))?;
     let rbm = &model.rbm;
-    let energies = model.free_energy_of_visible(&prepared)?;
-    let rows = energies.len();
-    let method = eval::PseudoLikelihood::for_size(rows, rbm.n_visible(), rbm.n_hidden());
-    let pseudo_log_likelihood = match eval::pseudo_log_likelihood(rbm, &prepared, method) {
-        Ok(p) => Some(p),
-        // Gaussian units have no pseudo-likelihood here: null, and null for its method.
-        Err(RbmError::Unsupported { .. }) => None,
-        Err(e) => return Err(e.into()),
+    let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
+    // Before reading: a model too large to enumerate fails at once.
+    let exact_log_partition = match args.log_likelihood {
+        Some(LogLikelihood::Exact) => Some(eval::log_partition_exact(rbm)?),
+        _ => None,
     };
+    let keep_rows = matches!(args.log_likelihood, Some(l) if !matches!(l, LogLikelihood::Exact));
+    let (mut energies, mut baseline, mut positive) = (Vec::new(), Some(Vec::new()), Some(Vec::new()));
+    let (mut squared_error, mut log_likelihood) = (0.0f64, 0.0f64);
+    // The method of the pseudo-likelihood depends on the number of rows (its work limit), known
+    // only at the end: the one-feature sums are computed all along (from the product the piece
+    // needs anyway), the all-features sums of the pieces below the limit are kept or postponed,
+    // and dropped as soon as the rows pass the limit.
+    let (mut pseudo_pending, mut all_features_possible) = (Vec::new(), true);
+    let (mut pseudo_one, mut discrete) = (0.0f64, true);
+    let mut visible = Vec::new();
+    crate::table::for_each_piece(
+        &mut reader,
+        SCORE_CHUNK_ROWS,
+        |format, mut chunk, first_row| {
+            let raw = to_matrix(std::mem::take(&mut chunk.values), model.columns.len())?;
+            let prepared = model.prepare(&raw).map_err(|e| format.locate(&chunk.lines, e))?;
+            let positive = match &chunk.labels {
+                Some(labels) => Some(positives(&args.input, labels, &chunk.lines, args.positive_label.as_deref())?),
+                None => None,
+            };
+            let baseline = match positive {
+                Some(_) => model.baseline_free_energy_of_visible(&prepared)?,
+                None => None,
+            };
+            let end = first_row + raw.ncols();
+            let under_limit = eval::PseudoLikelihood::for_size(end, nv, nh) == eval::PseudoLikelihood::AllFeatures;
+            let postpone = under_limit && end.saturating_mul(nv) <= PSEUDO_BUFFER_VALUES;
+            let pseudo = match eval::pseudo_log_likelihood_sums(rbm, &prepared, first_row, under_limit && !postpone, 0)
+            {
+                Ok(p) => Some(p),
+                // Gaussian units have no pseudo-likelihood here: null, and null for its method.
+                Err(RbmError::Unsupported { .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let log_likelihood = match args.log_likelihood {
+                Some(_) => model.log_likelihood_sum_before_partition(&raw, &prepared)?,
+                None => 0.0,
+            };
+            Ok(EvalPiece {
+                energies: model.free_energy_of_visible(&prepared)?,
+                baseline,
+                positive,
+                squared_error: eval::reconstruction_squared_error(rbm, &prepared)?,
+                pseudo_rows: (postpone && pseudo.is_some()).then(|| prepared.as_slice().to_vec()),
+                pseudo,
+                first_row,
+                log_likelihood,
+                visible: keep_rows.then(|| prepared.as_slice().to_vec()),
+            })
+        },
+        |piece| {
+            energies.extend(piece.energies);
+            baseline = baseline.take().zip(piece.baseline).map(|(mut all, b)| {
+                all.extend(b);
+                all
+            });
+            positive = positive.take().zip(piece.positive).map(|(mut all, p)| {
+                all.extend(p);
+                all
+            });
+            squared_error += piece.squared_error;
+            log_likelihood += piece.log_likelihood;
+            match piece.pseudo {
+                Some(p) => {
+                    pseudo_one += p.one_feature;
+                    pseudo_pending.push((p.all_features, piece.pseudo_rows, piece.first_row));
+                }
+                None => discrete = false,
+            }
+            if all_features_possible
+                && eval::PseudoLikelihood::for_size(energies.len(), nv, nh) != eval::PseudoLikelihood::AllFeatures
+            {
+                all_features_possible = false;
+            }
+            if !all_features_possible {
+                pseudo_pending = Vec::new();
+            }
+            visible.extend(piece.visible.unwrap_or_default());
+            Ok(())
+        },
+    )?;
+    let rows = energies.len();
+    if rows == 0 {
+        bail!("{}: no data rows (only a header)", args.input);
+    }
+    let n = rows as f64;
+    use rayon::iter::{IntoParallelIterator, ParallelIterator};
+    let (method, pseudo_log_likelihood) = match discrete && all_features_possible {
+        true => {
+            // Each piece's sum, computed now where it was postponed, added in order.
+            let sums = pseudo_pending
+                .into_par_iter()
+                .map(|(sum, rows, first_row)| match (sum, rows) {
+                    (Some(sum), _) => Ok(sum),
+                    (None, Some(rows)) => {
+                        let data = DMatrix::from_vec(nv, rows.len() / nv.max(1), rows);
+                        let sums = eval::pseudo_log_likelihood_sums(rbm, &data, first_row, true, 0)?;
+                        Ok(sums.all_features.expect("asked for"))
+                    }
+                    (None, None) => unreachable!("a piece under the limit keeps its sum or its rows"),
+                })
+                .collect::<Result<Vec<f64>>>()?;
+            (eval::PseudoLikelihood::AllFeatures, sums.iter().sum::<f64>() / n)
+        }
+        false => (eval::PseudoLikelihood::OneFeature { seed: 0 }, pseudo_one / n),
+    };
+    let pseudo_log_likelihood = discrete.then_some(pseudo_log_likelihood);
     let mut result = json!({
         "rows": rows,
-        "mean_free_energy": energies.iter().sum::<f64>() / rows as f64,
+        "mean_free_energy": energies.iter().sum::<f64>() / n,
         "anomaly_threshold": model.anomaly_threshold,
         "anomalies": model.anomaly_threshold.map(|t| energies.iter().filter(|&&f| f > t).count()),
-        "reconstruction_error": eval::reconstruction_error(rbm, &prepared)?,
+        "reconstruction_error": squared_error / (n * nv as f64),
         "pseudo_log_likelihood": pseudo_log_likelihood,
         "pseudo_log_likelihood_method": pseudo_log_likelihood.map(|_| method.describe()),
     });
-    if let Some(labels) = &chunk.labels {
-        let positive = positives(&args.input, labels, &chunk.lines, args.positive_label.as_deref())?;
+    if let Some(positive) = &positive {
         result["positives"] = json!(positive.iter().filter(|&&p| p).count());
-        result["roc_auc"] = json!(metrics::roc_auc(&energies, &positive));
-        result["pr_auc"] = json!(metrics::average_precision(&energies, &positive));
+        result["roc_auc"] = json!(metrics::roc_auc(&energies, positive));
+        result["pr_auc"] = json!(metrics::average_precision(&energies, positive));
         // The same rows scored by the model without hidden units: do the hidden units help?
-        let baseline = model.baseline_free_energy_of_visible(&prepared)?;
-        result["roc_auc_baseline"] = json!(baseline.map(|b| metrics::roc_auc(&b, &positive)));
+        result["roc_auc_baseline"] = json!(baseline.map(|b| metrics::roc_auc(&b, positive)));
         if let Some(path) = &args.plot {
-            crate::plot::write_roc_pr(path, &energies, &positive)?;
+            crate::plot::write_roc_pr(path, &energies, positive)?;
         }
     }
+    let log_likelihood_before_partition = log_likelihood / n;
+    let data = DMatrix::from_vec(nv, if keep_rows { rows } else { 0 }, visible);
     match args.log_likelihood {
         None => {}
         Some(LogLikelihood::Exact) => {
-            let log_z = eval::log_partition_exact(rbm)?;
+            let log_z = exact_log_partition.expect("computed before reading");
             result["log_partition"] = json!(log_z);
             result["log_partition_stderr"] = json!(0.0);
             result["log_partition_method"] = json!("exact");
-            result["mean_log_likelihood"] = json!(model.mean_log_likelihood(&data, log_z)?);
+            result["mean_log_likelihood"] = json!(log_likelihood_before_partition - log_z);
         }
         Some(method) => {
             let settings =
                 AisSettings { runs: args.ais_runs, betas: args.ais_betas, seed: args.seed, burn_in: args.ais_burn_in };
-            let base = ais::base_rate(rbm.layer(), &prepared)?;
+            let base = ais::base_rate(rbm.layer(), &data)?;
             let directions: &[Direction] = match method {
                 LogLikelihood::Ais => &[Direction::Forward],
                 LogLikelihood::ReverseAis => &[Direction::Reverse],
@@ -693,7 +823,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             for &direction in directions {
                 let start = match direction {
                     Direction::Forward => ais::Start::Base,
-                    Direction::Reverse => ais::Start::Model(&prepared),
+                    Direction::Reverse => ais::Start::Model(&data),
                 };
                 let template = format!("{{bar:30}} {} {{pos}}/{{len}} [{{elapsed}}<{{eta}}]", direction.name());
                 let bar = progress_bar(!args.quiet, 1, &template);
@@ -706,8 +836,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
                 }
-                let report = estimate_report(&model, &data, &estimate, &settings)?;
-                estimates.push(report);
+                estimates.push(estimate_report(log_likelihood_before_partition, &estimate, &settings));
             }
             let first = estimates.remove(0);
             for (key, value) in first.as_object().expect("an object") {

@@ -620,3 +620,52 @@ fn mixed_columns_train_score_sample_and_inspect_with_auto_kinds() {
         &["mixed.csv", "line 2", "column 3 (colour)", "--visible auto"],
     );
 }
+
+#[test]
+fn eval_uses_the_one_feature_pseudo_likelihood_past_its_work_limit_on_any_thread_count() {
+    // 100 visible and 1000 hidden units: the all-features estimate's work limit (10^9 softplus
+    // terms) is reached at 10,000 rows, which `eval` only knows once it has read them.
+    let (dir, _) = setup();
+    let d = dir.path();
+    let wide = |rows: usize| {
+        let mut s = (0..100).map(|i| format!("c{i}")).collect::<Vec<_>>().join(",") + "\n";
+        let mut state = 11u64;
+        for _ in 0..rows {
+            let bits: Vec<&str> = (0..100)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    if (state >> 33).is_multiple_of(3) { "1" } else { "0" }
+                })
+                .collect();
+            s += &(bits.join(",") + "\n");
+        }
+        s
+    };
+    std::fs::write(d.join("small.csv"), wide(200)).unwrap();
+    std::fs::write(d.join("over.csv"), wide(10_001)).unwrap();
+    let t = rbm_in(
+        d,
+        &["train", "--input", "small.csv", "--hidden", "1000", "--epochs", "1", "--output", "w.json", "--quiet"],
+        &[],
+        None,
+    );
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    let method = |out: &str| -> (String, f64) {
+        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+        (v["pseudo_log_likelihood_method"].as_str().unwrap().to_string(), v["pseudo_log_likelihood"].as_f64().unwrap())
+    };
+    let small = rbm_in(d, &["eval", "--model", "w.json", "--input", "small.csv"], &[], None);
+    assert_eq!(small.code, 0, "{}", small.stderr);
+    assert_eq!(method(&small.stdout).0, "all features");
+    let mut outputs = Vec::new();
+    for threads in ["1", "2"] {
+        let over =
+            rbm_in(d, &["eval", "--model", "w.json", "--input", "over.csv"], &[("RAYON_NUM_THREADS", threads)], None);
+        assert_eq!(over.code, 0, "{}", over.stderr);
+        let (name, value) = method(&over.stdout);
+        assert_eq!(name, "one random feature per row, seed 0");
+        assert!(value.is_finite() && value < 0.0, "{value}");
+        outputs.push(over.stdout);
+    }
+    assert_eq!(outputs[0], outputs[1]);
+}

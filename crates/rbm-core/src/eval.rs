@@ -31,12 +31,22 @@ pub(crate) fn mean_free_energy_of(rbm: &Rbm, data: &DMatrix<f32>) -> f64 {
 /// Mean squared error per visible unit of the deterministic (mean-field) reconstruction
 /// `E[v | h = p(h | v)]` of each sample (`data` is `n_visible x n`).
 pub fn reconstruction_error(rbm: &Rbm, data: &DMatrix<f32>) -> Result<f64> {
+    Ok(reconstruction_squared_error(rbm, data)? / data.len().max(1) as f64)
+}
+
+/// The sum over samples and visible units of the squared error that [`reconstruction_error`]
+/// averages: a table read in pieces adds the pieces' sums in order and divides once.
+pub fn reconstruction_squared_error(rbm: &Rbm, data: &DMatrix<f32>) -> Result<f64> {
     rbm.check_visible_rows("data", data.nrows())?;
-    Ok(reconstruction_error_of(rbm, data))
+    Ok(reconstruction_squared_error_of(rbm, data))
 }
 
 /// [`reconstruction_error`] of data of the right shape.
 pub(crate) fn reconstruction_error_of(rbm: &Rbm, data: &DMatrix<f32>) -> f64 {
+    reconstruction_squared_error_of(rbm, data) / data.len().max(1) as f64
+}
+
+fn reconstruction_squared_error_of(rbm: &Rbm, data: &DMatrix<f32>) -> f64 {
     let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
     let mut hidden = Vec::new();
     let mut recon = Vec::new();
@@ -56,7 +66,7 @@ pub(crate) fn reconstruction_error_of(rbm: &Rbm, data: &DMatrix<f32>) -> f64 {
             .collect();
         total += per_sample.iter().sum::<f64>();
     }
-    total / data.len().max(1) as f64
+    total
 }
 
 /// Which variables the pseudo-log-likelihood conditions on. A *variable* is one Bernoulli unit
@@ -66,7 +76,8 @@ pub enum PseudoLikelihood {
     /// Every variable of every sample (exact; costs one pass over the hidden units per variable).
     AllFeatures,
     /// One variable per sample drawn with this seed (scikit-learn's estimator, but normalised per
-    /// variable); cheap and unbiased for the same per-variable mean.
+    /// variable); cheap and unbiased for the same per-variable mean. Row `r`'s variable depends
+    /// on the seed and `r` alone.
     OneFeature {
         /// Seed of the variable choice.
         seed: u64,
@@ -121,28 +132,59 @@ fn discrete_variables(rbm: &Rbm) -> Option<Vec<(crate::units::VisibleKind, std::
 /// group, `log p(level k | rest) = -F(v with k) - log sum_l exp(-F(v with l))`.
 /// Layers with Gaussian units are refused: their conditional is a density that needs a 1-D integral.
 pub fn pseudo_log_likelihood(rbm: &Rbm, data: &DMatrix<f32>, features: PseudoLikelihood) -> Result<f64> {
+    let n = data.ncols() as f64;
+    Ok(match features {
+        PseudoLikelihood::AllFeatures => {
+            pseudo_log_likelihood_sums(rbm, data, 0, true, 0)?.all_features.expect("asked for") / n
+        }
+        PseudoLikelihood::OneFeature { seed } => pseudo_log_likelihood_sums(rbm, data, 0, false, seed)?.one_feature / n,
+    })
+}
+
+/// The sums over a piece of a table of the per-sample terms that [`pseudo_log_likelihood`]
+/// averages, from one product with the weights: a table read in pieces adds the pieces' sums in
+/// order, divides once, and decides between the two at the end.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PseudoLikelihoodSums {
+    /// The sum of each sample's mean over every variable ([`PseudoLikelihood::AllFeatures`]);
+    /// `None` when it was not asked for.
+    pub all_features: Option<f64>,
+    /// The sum of each sample's term for one variable chosen by the seed and the sample's row
+    /// ([`PseudoLikelihood::OneFeature`]).
+    pub one_feature: f64,
+}
+
+/// The variable that [`PseudoLikelihood::OneFeature`] scores in row `row` of a table: drawn from
+/// the seed and the row alone, so a table read in pieces of any size makes the same choices.
+fn chosen_variable(seed: u64, row: usize, n_variables: usize) -> usize {
+    (crate::rng::generator(seed, row as u64, 0).next_u64() % n_variables as u64) as usize
+}
+
+/// [`PseudoLikelihoodSums`] of the samples of `data`, which are rows `first_row..` of a table:
+/// every variable's terms when `all_features` is set, and always one variable per sample chosen
+/// with `seed`. Layers with Gaussian units are refused, as in [`pseudo_log_likelihood`].
+pub fn pseudo_log_likelihood_sums(
+    rbm: &Rbm,
+    data: &DMatrix<f32>,
+    first_row: usize,
+    all_features: bool,
+    seed: u64,
+) -> Result<PseudoLikelihoodSums> {
     let Some(variables) = discrete_variables(rbm) else {
         return Err(RbmError::Unsupported { operation: "pseudo-log-likelihood", kind: "gaussian" });
     };
     rbm.check_data(data)?;
     let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
     let n_variables = variables.len();
-    let chosen: Option<Vec<usize>> = match features {
-        PseudoLikelihood::AllFeatures => None,
-        PseudoLikelihood::OneFeature { seed } => {
-            let mut rng = crate::rng::generator(seed, 0, 0);
-            Some((0..data.ncols()).map(|_| (rng.next_u64() % n_variables as u64) as usize).collect())
-        }
-    };
     let w = rbm.weights().as_slice();
     let b = rbm.visible_bias().as_slice();
     let mut activations = Vec::new();
-    let mut total = 0.0f64;
+    let (mut all_total, mut one_total) = (0.0f64, 0.0f64);
     for (chunk_index, v) in data.as_slice().chunks(CHUNK * nv).enumerate() {
         let cols = v.len() / nv;
         activations.resize(nh * cols, 0.0);
         rbm.hidden_activations_into(v, cols, &mut activations);
-        let per_sample: Vec<f64> = v
+        let per_sample: Vec<(f64, f64)> = v
             .par_chunks(nv)
             .zip(activations.par_chunks(nh))
             .enumerate()
@@ -183,17 +225,22 @@ pub fn pseudo_log_likelihood(rbm: &Rbm, data: &DMatrix<f32>, features: PseudoLik
                         let log_norm = log_sum_exp(levels);
                         range.clone().zip(levels.iter()).map(|(k, l)| v[k] as f64 * (l - log_norm)).sum::<f64>()
                     };
-                    match &chosen {
-                        None => variables.iter().map(&mut score).sum::<f64>() / n_variables as f64,
-                        Some(features) => score(&variables[features[chunk_index * CHUNK + s]]),
-                    }
+                    let all = match all_features {
+                        true => variables.iter().map(&mut score).sum::<f64>() / n_variables as f64,
+                        false => 0.0,
+                    };
+                    let row = first_row + chunk_index * CHUNK + s;
+                    (all, score(&variables[chosen_variable(seed, row, n_variables)]))
                 },
             )
             .collect();
         // Summed in order (see `reconstruction_error`) so the result is the same on every run.
-        total += per_sample.iter().sum::<f64>();
+        for (all, one) in per_sample {
+            all_total += all;
+            one_total += one;
+        }
     }
-    Ok(total / data.ncols() as f64)
+    Ok(PseudoLikelihoodSums { all_features: all_features.then_some(all_total), one_feature: one_total })
 }
 
 /// Exact `log Z` by enumerating all `2^n_hidden` hidden states and summing (or integrating) the

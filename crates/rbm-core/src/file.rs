@@ -241,11 +241,27 @@ impl Model {
     /// of the tail compression), so that it is a log density of the data in their own units.
     pub fn mean_log_likelihood(&self, raw: &DMatrix<f32>, log_partition: f64) -> Result<f64> {
         let prepared = self.prepare(raw)?;
-        let mut mean = crate::eval::mean_log_likelihood(&self.rbm, &prepared, log_partition)?;
-        if let Some(s) = &self.standardization {
-            mean += s.mean_log_jacobian(raw);
+        let sum = self.log_likelihood_sum_before_partition(raw, &prepared)?;
+        Ok(sum / raw.ncols().max(1) as f64 - log_partition)
+    }
+
+    /// The sum over raw samples of what [`Model::mean_log_likelihood`] averages, before `log Z`
+    /// is subtracted (`-F(v)` plus the log-Jacobian), given the same samples mapped by
+    /// [`Model::prepare`]: a table read in pieces adds the pieces' sums in order, divides by the
+    /// number of rows and subtracts `log Z` once.
+    pub fn log_likelihood_sum_before_partition(&self, raw: &DMatrix<f32>, visible: &DMatrix<f32>) -> Result<f64> {
+        if raw.ncols() != visible.ncols() {
+            return Err(RbmError::ShapeMismatch {
+                what: "visible vectors of the raw samples",
+                expected: format!("{} samples", raw.ncols()),
+                found: format!("{} samples", visible.ncols()),
+            });
         }
-        Ok(mean)
+        let mut sum = -self.rbm.free_energy(visible)?.iter().sum::<f64>();
+        if let Some(s) = &self.standardization {
+            sum += s.mean_log_jacobian(raw) * raw.ncols() as f64;
+        }
+        Ok(sum)
     }
 
     /// `count` samples in raw units (`n_columns x count`): chains started at random hidden

@@ -306,6 +306,38 @@ fn reconstruction_error_is_mean_squared_error_of_the_mean_field_reconstruction()
     assert!((got - want).abs() < 1e-9, "{got} vs {want}");
 }
 
+#[test]
+fn pseudo_likelihood_and_reconstruction_sums_of_pieces_add_up_to_the_whole() {
+    // A table read in pieces (as `rbm eval` reads it) gets the same figures as the whole matrix:
+    // pieces cut across the evaluation's own chunks of 2048 samples, the one-feature choice
+    // following the row number, not the position in the piece.
+    let rbm = random_rbm(VisibleKind::Bernoulli, 7, 5, 1.0, 6);
+    let data = digits_like(5000, 7, 2);
+    let n = data.ncols() as f64;
+    let whole = eval::pseudo_log_likelihood_sums(&rbm, &data, 0, true, 3).unwrap();
+    let cut = 2100;
+    let (head, tail) = (data.columns(0, cut).into_owned(), data.columns(cut, data.ncols() - cut).into_owned());
+    let first = eval::pseudo_log_likelihood_sums(&rbm, &head, 0, true, 3).unwrap();
+    let second = eval::pseudo_log_likelihood_sums(&rbm, &tail, cut, true, 3).unwrap();
+    let all = first.all_features.unwrap() + second.all_features.unwrap();
+    assert!((all - whole.all_features.unwrap()).abs() < 1e-9 * n, "{all} vs {:?}", whole.all_features);
+    let one = first.one_feature + second.one_feature;
+    assert!((one - whole.one_feature).abs() < 1e-9 * n, "{one} vs {}", whole.one_feature);
+    // Numbered from 0 instead of `cut`, the tail's rows score other variables.
+    let renumbered = eval::pseudo_log_likelihood_sums(&rbm, &tail, 0, false, 3).unwrap();
+    assert!(renumbered.all_features.is_none());
+    assert!((renumbered.one_feature - second.one_feature).abs() > 1e-6);
+    // The means are what `pseudo_log_likelihood` reports.
+    let mean = eval::pseudo_log_likelihood(&rbm, &data, eval::PseudoLikelihood::AllFeatures).unwrap();
+    assert_eq!(mean, whole.all_features.unwrap() / n);
+    let sampled = eval::pseudo_log_likelihood(&rbm, &data, eval::PseudoLikelihood::OneFeature { seed: 3 }).unwrap();
+    assert_eq!(sampled, whole.one_feature / n);
+    let squared = eval::reconstruction_squared_error(&rbm, &head).unwrap()
+        + eval::reconstruction_squared_error(&rbm, &tail).unwrap();
+    let error = eval::reconstruction_error(&rbm, &data).unwrap();
+    assert!((squared / data.len() as f64 - error).abs() < 1e-12, "{squared} vs {error}");
+}
+
 fn digits_like(n: usize, nv: usize, seed: u64) -> DMatrix<f32> {
     // Binary data with structure: each sample copies one of four prototypes with 10% bit noise.
     let mut r = rng(seed);
