@@ -504,12 +504,23 @@ fn top(args: RecommendTopArgs) -> Result<()> {
         return Err(rbm_recommend::RecommendError::UnknownUser(args.user).into());
     };
     let context = model.context(&ratings, &implicit)?;
-    if !args.quiet && context.rated(user).is_empty() {
-        eprintln!("warning: user {:?} has no ratings of known items; recommending by item mean", args.user);
+    let ranked = model.top(&context, user, args.count, args.rank_shrinkage);
+    // Whatever the reason, a list not ranked by the model says so (the `source` column says which).
+    let fallbacks = ranked.iter().filter(|r| r.prediction.source != rbm_recommend::Source::Model).count();
+    if !args.quiet && fallbacks > 0 {
+        let why = match context.rated(user).is_empty() {
+            true => "has no ratings of items the model knows",
+            false => "cannot be read by every RBM of the model (a user it was not trained on, for an item-based RBM)",
+        };
+        eprintln!(
+            "warning: user {:?} {why}: {fallbacks} of {} items ranked by their mean rating instead of the model",
+            args.user,
+            ranked.len()
+        );
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     writeln!(out, "rank,item,predicted_rating,score,source")?;
-    for (rank, r) in model.top(&context, user, args.count, args.rank_shrinkage).into_iter().enumerate() {
+    for (rank, r) in ranked.into_iter().enumerate() {
         let source = serde_json::to_value(r.prediction.source)?;
         writeln!(
             out,

@@ -88,7 +88,16 @@ fn train_eval_top_split_workflow() {
     for row in &rows[1..] {
         let item = row.split(',').nth(1).unwrap();
         assert!(!train_text.lines().any(|l| l.starts_with(&format!("1,{item},"))), "rated item {item} recommended");
+        assert!(row.ends_with(",model"), "{row}");
     }
+    assert!(!top.stderr.contains("warning"), "{}", top.stderr);
+    // A user the model was not trained on: ranked by item means, and told so once.
+    std::fs::write(d.join("with-new.csv"), train_text.clone() + "newcomer,1,5\n").unwrap();
+    let new =
+        ok(rbm(d, &["recommend", "top", "--model", "model.json", "--ratings", "with-new.csv", "--user", "newcomer"]));
+    assert!(new.stdout.lines().skip(1).all(|row| row.ends_with(",item-mean")), "{}", new.stdout);
+    assert_eq!(new.stderr.matches("warning").count(), 1, "{}", new.stderr);
+    assert!(new.stderr.contains("ranked by their mean rating"), "{}", new.stderr);
     // Per-user hold-out and the item orientation with a conditional model and implicit pairs.
     ok(rbm(
         d,

@@ -1106,4 +1106,33 @@ mod tests {
         };
         assert_eq!(run(1), run(2));
     }
+
+    #[test]
+    fn cases_count_their_observed_values() {
+        let cases = Cases::new(3, &[(0, 1, 0), (2, 5, 2), (2, 0, 1), (0, 4, 1)], &[(1, 3)], true);
+        assert_eq!(cases.n_observed(), 4);
+        assert_eq!(cases.observed(2), (&[5u32, 0][..], &[2u8, 1][..]), "in the order given");
+        assert_eq!(Cases::new(2, &[], &[], false).n_observed(), 0);
+    }
+
+    #[test]
+    fn the_level_limit_is_inclusive() {
+        assert!(ConditionalRbm::zeros(2, MAX_MASKED_LEVELS, 1, false).is_ok());
+        let err = ConditionalRbm::zeros(2, MAX_MASKED_LEVELS + 1, 1, false).unwrap_err();
+        assert!(matches!(err, RbmError::InvalidMaskedLevels { levels, .. } if levels == MAX_MASKED_LEVELS + 1));
+    }
+
+    #[test]
+    fn replicas_take_their_own_seed_and_learn_differently() {
+        let observed: Vec<(u32, u32, u8)> =
+            (0..30u32).flat_map(|c| (0..4u32).map(move |k| (c, (c + k * 3) % 10, ((c * k) % 3) as u8))).collect();
+        let cases = Cases::new(30, &observed, &[], true);
+        let p = MaskedParams { epochs: 2, seed: 1, ..params() }.check().unwrap();
+        let replica = p.with_seed(7);
+        assert_eq!(replica.seed, 7);
+        assert_eq!(MaskedParams { seed: 1, ..(*replica).clone() }, *p, "only the seed changes");
+        let fit = |p: &ValidMaskedParams| train(&cases, 10, 3, p, None, |_| ControlFlow::Continue(())).unwrap().0;
+        assert_ne!(fit(&p), fit(&replica));
+        assert_eq!(fit(&replica), fit(&p.with_seed(7)));
+    }
 }

@@ -241,3 +241,25 @@ fn file_header_reads_format_and_version_from_the_head() {
     assert_eq!(header.version, None, "the version is not the field after the format");
     assert_eq!(Model::load(&path).unwrap(), model);
 }
+
+#[test]
+fn the_model_and_its_baseline_add_the_same_histogram_marginals() {
+    // Both scores are the product of an RBM (or the baseline's visible terms) with the histogram
+    // experts: `-log p_j(v_j)` is added, with the same sign, to each.
+    let model = trained(VisibleKind::Gaussian);
+    let marginals = model.marginals.clone().expect("Gaussian models carry histogram marginals");
+    let mut without = model.clone();
+    without.marginals = None;
+    let raw = nalgebra::DMatrix::from_fn(6, 7, |i, s| ((i + s) % 3) as f32 * 0.5);
+    let visible = model.prepare(&raw).unwrap();
+    let baseline = model.baseline_free_energy_of_visible(&visible).unwrap().unwrap();
+    let baseline_without = without.baseline_free_energy_of_visible(&visible).unwrap().unwrap();
+    let energy = model.free_energy_of_visible(&visible).unwrap();
+    let energy_without = without.free_energy_of_visible(&visible).unwrap();
+    for s in 0..raw.ncols() {
+        let histogram = marginals.energy(visible.column(s).as_slice());
+        assert!(histogram.abs() > 1e-3, "row {s}: {histogram}");
+        assert!((baseline[s] - baseline_without[s] - histogram).abs() < 1e-9, "row {s}");
+        assert!((energy[s] - energy_without[s] - histogram).abs() < 1e-9, "row {s}");
+    }
+}

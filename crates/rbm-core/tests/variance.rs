@@ -111,3 +111,25 @@ fn learned_deviations_are_identical_on_one_two_and_three_threads() {
         assert_eq!(one.standardization, other.standardization);
     }
 }
+
+#[test]
+fn each_columns_learned_deviation_multiplies_its_own_scale() {
+    // Column 1 is spread four times wider within its clusters than columns 0 and 2, so after a
+    // short training it has learned a larger deviation (not yet the spread: these are far apart); `Model::fit` must fold each unit's deviation into its own column's scale
+    // (a walk over the columns that lost its unit index would give every column the first one's).
+    let (narrow, wide) = (clusters(600, 0.1, &[1.0, 1.0, 1.0], 5), clusters(600, 0.4, &[1.0], 6));
+    let data = DMatrix::from_fn(3, 600, |i, s| if i == 1 { wide[(0, s)] } else { narrow[(i, s)] });
+    let params = TrainingParams { compress_heavy_tails: false, ..params(true) };
+    let model = Model::fit(params.clone().check().unwrap(), &data, None, |_| ControlFlow::Continue(())).unwrap().0;
+    // The same training by hand: standardise, train, read the learned deviations.
+    let (standardization, _) = rbm_core::Standardization::fit(&data);
+    let mut standardised = data.clone();
+    standardization.apply(&mut standardised).unwrap();
+    let trainer = Trainer::initialise(params.check().unwrap(), &standardised).unwrap();
+    let learned = trainer.fit(&standardised, None, |_| ControlFlow::Continue(())).unwrap().visible_scale.unwrap();
+    assert!(learned[1] > 1.02 * learned[0] && learned[1] > 1.02 * learned[2], "{learned:?}");
+    let scale = &model.standardization.as_ref().unwrap().scale;
+    for column in 0..3 {
+        assert_eq!(scale[column], standardization.scale[column] * learned[column], "column {column}");
+    }
+}

@@ -746,3 +746,17 @@ impl Context {
         self.rated.get(user as usize).map_or(&[], Vec::as_slice)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_out_targets_are_oriented_and_sorted_by_case() {
+        let targets = [(2, 0, 4.0), (0, 3, 1.0), (1, 0, 5.0), (0, 1, 2.0)];
+        assert_eq!(oriented_targets(&targets, Side::User), [(0, 1, 2.0), (0, 3, 1.0), (1, 0, 5.0), (2, 0, 4.0)]);
+        // Item-based: items are the cases, users the inputs.
+        assert_eq!(oriented_targets(&targets, Side::Item), [(0, 1, 5.0), (0, 2, 4.0), (1, 0, 2.0), (3, 0, 1.0)]);
+        assert!(oriented_targets(&[], Side::Item).is_empty());
+    }
+}
