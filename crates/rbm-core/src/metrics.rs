@@ -1,5 +1,7 @@
 //! Anomaly-scoring metrics and the contamination threshold. Higher score = more anomalous.
 
+use rayon::slice::ParallelSliceMut;
+
 /// Area under the ROC curve of `scores` against binary `labels` (true = positive/anomaly), by the
 /// Mann-Whitney statistic with average ranks for ties (a tie between a positive and a negative
 /// counts one half). `None` when either class is absent, or when the lengths differ.
@@ -13,7 +15,8 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
         return None;
     }
     let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    // A stable sort: the order (ties by index) is the same on any number of threads.
+    order.par_sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
     let mut rank_sum_positive = 0.0f64;
     let mut start = 0;
     while start < order.len() {
@@ -36,7 +39,7 @@ fn descending_cuts(scores: &[f64], labels: &[bool]) -> Option<Vec<(usize, usize)
         return None;
     }
     let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    order.par_sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     let mut cuts = Vec::new();
     let (mut true_positives, mut false_positives) = (0usize, 0usize);
     let mut start = 0;
