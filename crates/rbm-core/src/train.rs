@@ -218,94 +218,28 @@ impl Offsets {
 
     /// Turns the ordinary step in `velocity_weights` (`momentum v + lr dW`, `n_hidden x
     /// n_visible`) and the ordinary bias gradients into their centred counterparts (see the
-    /// type's comment). `dW_c lambda` and `dW_c^T mu` are computed from the phases with
-    /// matrix-vector products, without forming `dW_c`.
+    /// type's comment), for models whose phases are not run in pieces: the same [`CentringPlan`]
+    /// and [`Offsets::centre_block`] as theirs, over blocks of every visible unit. `phases.mu_dots`
+    /// must hold `v.mu` of the batch's samples, then of the chains'.
+    #[allow(clippy::too_many_arguments)]
     fn centre(
         &self,
         phases: &Phases,
+        plan: &mut CentringPlan,
         cols: usize,
         lr: f32,
         velocity_weights: &mut [f32],
         db: &mut [f32],
         dc: &mut [f32],
     ) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F, checked just above.
-            return unsafe { self.centre_avx512(phases, cols, lr, velocity_weights, db, dc) };
-        }
-        self.centre_portable(phases, cols, lr, velocity_weights, db, dc);
-    }
-
-    /// [`Offsets::centre`] with 16-lane vectors instead of SSE2's 4 (the same operations in the
-    /// same order, so the same bits): its per-sample passes run on one thread.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn centre_avx512(
-        &self,
-        phases: &Phases,
-        cols: usize,
-        lr: f32,
-        velocity_weights: &mut [f32],
-        db: &mut [f32],
-        dc: &mut [f32],
-    ) {
-        self.centre_portable(phases, cols, lr, velocity_weights, db, dc);
-    }
-
-    #[inline(always)]
-    fn centre_portable(
-        &self,
-        phases: &Phases,
-        cols: usize,
-        lr: f32,
-        velocity_weights: &mut [f32],
-        db: &mut [f32],
-        dc: &mut [f32],
-    ) {
-        let (mu, lambda) = (&self.visible, &self.hidden);
-        let (nv, nh) = (mu.len(), lambda.len());
-        // dW_c lambda = sum_s w_s (v_s - mu) (h_s - lambda).lambda over both phases, with sample
-        // weights w_s = 1/B (data) and -1/C (model); likewise dW_c^T mu with the roles swapped.
-        // As products: a = H^T lambda - lambda.lambda per sample, then V (w a) - mu sum(w a).
-        let negative = &phases.negative;
-        let sets: [(&[f32], &[f32], usize, f32); 2] = [
-            (&phases.batch, &phases.positive_hidden, cols, 1.0 / cols as f32),
-            (&negative.visible, &negative.hidden_probabilities, negative.cols, -1.0 / negative.cols as f32),
-        ];
-        let lambda_lambda: f32 = lambda.iter().map(|l| l * l).sum();
-        let mu_mu: f32 = mu.iter().map(|m| m * m).sum();
-        let mut visible_term = vec![0f32; nv];
-        let mut hidden_term = vec![0f32; nh];
-        // Sample by sample (each sample's values are contiguous): dot products and scaled
-        // additions, rather than matrix-vector products that would pack the whole batch each.
-        for (visible, hidden, n, weight) in sets {
-            let (visible, hidden) = (visible[..nv * n].chunks_exact(nv), hidden[..nh * n].chunks_exact(nh));
-            let (mut total_lambda, mut total_mu) = (0f32, 0f32);
-            for (v, h) in visible.zip(hidden) {
-                // w_s ((h_s - lambda).lambda) into the visible term, w_s ((v_s - mu).mu) into the hidden.
-                let along_lambda = weight * (dot(h, lambda) - lambda_lambda);
-                let along_mu = weight * (dot(v, mu) - mu_mu);
-                visible_term.iter_mut().zip(v).for_each(|(t, &x)| *t += along_lambda * x);
-                hidden_term.iter_mut().zip(h).for_each(|(t, &x)| *t += along_mu * x);
-                total_lambda += along_lambda;
-                total_mu += along_mu;
-            }
-            // ... minus the offsets times the sums: V along - mu sum(along), H along - lambda sum(along).
-            visible_term.iter_mut().zip(mu).for_each(|(t, m)| *t -= m * total_lambda);
-            hidden_term.iter_mut().zip(lambda).for_each(|(t, l)| *t -= l * total_mu);
-        }
-        // dW_c = dW - mu dc^T - db lambda^T, on the step: velocity -= lr (mu_i dc_j + db_i lambda_j).
-        let rows_per_task = (ELEMENTWISE_MIN_TASK / nh.max(1)).max(1);
-        velocity_weights.par_chunks_mut(nh).zip(mu.par_iter().zip(db.par_iter())).with_min_len(rows_per_task).for_each(
-            |(row, (&m, &b))| {
-                for ((w, &c), &l) in row.iter_mut().zip(dc.iter()).zip(lambda) {
-                    *w -= lr * (m * c + b * l);
-                }
-            },
-        );
-        db.iter_mut().zip(&visible_term).for_each(|(b, &t)| *b -= t);
-        dc.iter_mut().zip(&hidden_term).for_each(|(c, &t)| *c -= t);
+        self.plan(phases, cols, lr, dc, plan);
+        let (nh, plan) = (self.hidden.len(), &*plan);
+        velocity_weights
+            .par_chunks_mut(nh * GRADIENT_BLOCK_UNITS)
+            .zip(db.par_chunks_mut(GRADIENT_BLOCK_UNITS))
+            .enumerate()
+            .for_each(|(i, (w, db))| self.centre_block(phases, plan, i * GRADIENT_BLOCK_UNITS, w, db));
+        dc.iter_mut().zip(&plan.hidden_term).for_each(|(c, &t)| *c -= t);
     }
 }
 
@@ -326,25 +260,10 @@ struct CentringPlan {
 }
 
 impl Offsets {
-    /// The per-sample scalars and the hidden term of [`Offsets::centre`], from the phases of a
-    /// batch of `cols` samples and the ordinary hidden bias gradient `dc`.
+    /// The per-sample scalars and the hidden term of the centring, from the phases of a batch of
+    /// `cols` samples (with `v.mu` of each in `phases.mu_dots`) and the ordinary hidden bias
+    /// gradient `dc`.
     fn plan(&self, phases: &Phases, cols: usize, lr: f32, dc: &[f32], plan: &mut CentringPlan) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F, checked just above.
-            return unsafe { self.plan_avx512(phases, cols, lr, dc, plan) };
-        }
-        self.plan_portable(phases, cols, lr, dc, plan);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn plan_avx512(&self, phases: &Phases, cols: usize, lr: f32, dc: &[f32], plan: &mut CentringPlan) {
-        self.plan_portable(phases, cols, lr, dc, plan);
-    }
-
-    #[inline(always)]
-    fn plan_portable(&self, phases: &Phases, cols: usize, lr: f32, dc: &[f32], plan: &mut CentringPlan) {
         let (mu, lambda) = (&self.visible, &self.hidden);
         let (nv, nh) = (mu.len(), lambda.len());
         let negative = &phases.negative;
@@ -398,7 +317,9 @@ impl Offsets {
                 *w -= lr * (m * c + b * l);
             }
         }
-        let mut term = vec![0f32; db.len()];
+        // Blocks are at most GRADIENT_BLOCK_UNITS wide: the term lives on the stack.
+        let mut term = [0f32; GRADIENT_BLOCK_UNITS];
+        let term = &mut term[..db.len()];
         let negative = &phases.negative;
         let sets: [(&[f32], usize); 2] =
             [(&phases.batch, plan.along_lambda[0].len()), (&negative.visible, negative.cols)];
@@ -408,7 +329,7 @@ impl Offsets {
             }
             term.iter_mut().zip(mu).for_each(|(t, m)| *t -= m * plan.total_lambda[phase]);
         }
-        db.iter_mut().zip(&term).for_each(|(b, &t)| *b -= t);
+        db.iter_mut().zip(term.iter()).for_each(|(b, &t)| *b -= t);
     }
 }
 
@@ -515,6 +436,16 @@ impl Phases {
         if let Some((_, plan)) = centring {
             hidden.iter_mut().zip(&plan.hidden_term).for_each(|(c, &t)| *c -= t);
         }
+    }
+
+    /// `v.mu` of each of the `cols` samples of the batch, then of each chain, into `mu_dots`, as
+    /// the pieces take them.
+    fn take_mu_dots(&mut self, cols: usize, mu: &[f32]) {
+        let (nv, chains) = (mu.len(), self.negative.cols);
+        let samples =
+            self.batch[..nv * cols].chunks_exact(nv).chain(self.negative.visible[..nv * chains].chunks_exact(nv));
+        self.mu_dots.clear();
+        self.mu_dots.extend(samples.map(|v| dot(v, mu)));
     }
 
     /// The bias gradients of the phases of a batch of `cols` samples.
@@ -821,7 +752,9 @@ impl Trainer {
             self.phases.accumulate_weight_gradient(cols, lr, momentum, self.velocity.weights.as_mut_slice());
             self.phases.bias_gradients(cols, db, dc);
             if let Some(offsets) = &self.offsets {
-                offsets.centre(&self.phases, cols, lr, self.velocity.weights.as_mut_slice(), db, dc);
+                self.phases.take_mu_dots(cols, &offsets.visible);
+                let (phases, plan) = (&self.phases, &mut self.centring_plan);
+                offsets.centre(phases, plan, cols, lr, self.velocity.weights.as_mut_slice(), db, dc);
             }
         }
         let nh = self.rbm.n_hidden();
@@ -1196,24 +1129,29 @@ fn column_mean_difference_rows_portable(
     first: usize,
     out: &mut [f32],
 ) {
-    let len = out.len();
-    let (sum_a, sum_b) = (row_sums(a, a_cols, rows, first, len), row_sums(b, b_cols, rows, first, len));
-    for ((o, sa), sb) in out.iter_mut().zip(sum_a).zip(sum_b) {
-        *o = (sa / a_cols as f64 - sb / b_cols as f64) as f32;
+    // In blocks of rows whose sums live on the stack; each row's sums are the same either way.
+    const BLOCK: usize = 64;
+    for (k, out) in out.chunks_mut(BLOCK).enumerate() {
+        let (mut sum_a, mut sum_b) = ([0f64; BLOCK], [0f64; BLOCK]);
+        let (sum_a, sum_b) = (&mut sum_a[..out.len()], &mut sum_b[..out.len()]);
+        row_sums(a, a_cols, rows, first + k * BLOCK, sum_a);
+        row_sums(b, b_cols, rows, first + k * BLOCK, sum_b);
+        for ((o, sa), sb) in out.iter_mut().zip(sum_a.iter()).zip(sum_b.iter()) {
+            *o = (sa / a_cols as f64 - sb / b_cols as f64) as f32;
+        }
     }
 }
 
-/// Sums over the `cols` columns of `m` (`rows x cols`) of rows `first..first + len`, in f64:
-/// column by column (contiguous), each row's sum still taken over the columns in order. A
-/// function rather than a closure, so that it is inlined into (and compiled with the features
-/// of) [`column_mean_difference_rows_avx512`].
+/// Adds to `sums` the sums over the `cols` columns of `m` (`rows x cols`) of rows
+/// `first..first + sums.len()`, in f64: column by column (contiguous), each row's sum still taken
+/// over the columns in order. A function rather than a closure, so that it is inlined into (and
+/// compiled with the features of) [`column_mean_difference_rows_avx512`].
 #[inline(always)]
-fn row_sums(m: &[f32], cols: usize, rows: usize, first: usize, len: usize) -> Vec<f64> {
-    let mut sums = vec![0f64; len];
+fn row_sums(m: &[f32], cols: usize, rows: usize, first: usize, sums: &mut [f64]) {
+    let len = sums.len();
     for column in m[..rows * cols].chunks_exact(rows) {
         sums.iter_mut().zip(&column[first..first + len]).for_each(|(s, &x)| *s += x as f64);
     }
-    sums
 }
 
 #[cfg(test)]
@@ -1386,9 +1324,7 @@ mod flip_tests {
         b.phases.negative.visible.iter_mut().for_each(|x| *x = 1.0 - *x);
         if let Some(offsets) = &b.offsets {
             // The pieces' `v.mu` of the flipped samples, under the flipped offsets.
-            let (nv, phases) = (offsets.visible.len(), &mut b.phases);
-            let samples = phases.batch.chunks_exact(nv).chain(phases.negative.visible.chunks_exact(nv));
-            phases.mu_dots = samples.map(|v| dot(v, &offsets.visible)).collect();
+            b.phases.take_mu_dots(cols, &offsets.visible);
         }
         let mut check = vec![0f32; nh * cols];
         b.rbm.hidden_probabilities_into(&b.phases.batch, cols, &mut check);
