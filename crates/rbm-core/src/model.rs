@@ -256,7 +256,7 @@ impl Rbm {
             let b = self.visible_bias.as_slice();
             out.par_iter_mut().zip(v.par_chunks(nv).zip(scratch.par_chunks(nh))).for_each(|(f, (v, a))| {
                 let visible = self.layer.energy(v, b);
-                let hidden: f64 = a.iter().map(|&a| softplus(a as f64)).sum();
+                let hidden = crate::linalg::softplus_sum(a);
                 *f = visible - hidden;
             });
         }

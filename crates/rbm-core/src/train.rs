@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use crate::error::{RbmError, Result};
 use crate::eval::{mean_free_energy_of, reconstruction_error_of};
 use crate::gibbs::{ChainBuffers, TemperedChains};
-use crate::linalg::{Operand, dot, gemm, softplus};
+use crate::linalg::{Operand, dot, gemm};
 use crate::model::Rbm;
 use crate::optim::Sgd;
 use crate::params::VisibleSpec;
@@ -915,7 +915,7 @@ impl Trainer {
                 let free_energies: Vec<f64> = piece
                     .chunks_exact(nv)
                     .zip(hidden.chunks_exact(nh))
-                    .map(|(v, a)| layer.energy(v, bias) - a.iter().map(|&a| softplus(a as f64)).sum::<f64>())
+                    .map(|(v, a)| layer.energy(v, bias) - crate::linalg::softplus_sum(a))
                     .collect();
                 crate::linalg::sigmoid_in_place(&mut hidden);
                 let mut means = vec![0f32; nv * cols];

@@ -3,7 +3,6 @@
 
 use rand::Rng;
 
-use crate::linalg::softplus;
 use crate::rng::uniform01;
 
 /// Whether each unit is independent of the others given `h`.
@@ -165,7 +164,7 @@ pub fn energy(values: &[f32], bias: &[f32]) -> f64 {
 
 /// `sum_i log sum_{v_i in {0,1}} exp(v_i a_i) = sum_i softplus(a_i)` for activations `a = b + W h`.
 pub fn log_partition(activations: &[f32], _bias: &[f32]) -> f64 {
-    activations.iter().map(|&a| softplus(a as f64)).sum()
+    crate::linalg::softplus_sum(activations)
 }
 
 /// The first unit whose value is not in [0, 1] (fractional values are probabilities, as for
