@@ -196,14 +196,8 @@ pub fn pseudo_log_likelihood_sums(
                             // Remove v_i's input to the hidden units, then
                             // logit = b_i + sum_j softplus(a_j^-i + W_ij) - softplus(a_j^-i).
                             let i = range.start;
-                            let row = |j: usize| w[j + i * nh] as f64;
-                            let logit = b[i] as f64
-                                + (0..nh)
-                                    .map(|j| {
-                                        let without = a[j] as f64 - v[i] as f64 * row(j);
-                                        softplus(without + row(j)) - softplus(without)
-                                    })
-                                    .sum::<f64>();
+                            let logit =
+                                b[i] as f64 + crate::linalg::softplus_switch_sum(a, &w[i * nh..(i + 1) * nh], v[i]);
                             let x = v[i] as f64;
                             return -(x * softplus(-logit) + (1.0 - x) * softplus(logit));
                         }
