@@ -388,12 +388,25 @@ impl RowFormat {
     fn parse_row(&self, record: &csv::StringRecord, line: u64, chunk: &mut Chunk) -> Result<()> {
         for f in 0..self.features.len() {
             let i = self.features[f];
+            let numeric = matches!(self.fields[f], Fields::Numeric);
+            // Binary data is most of what is read: its two values skip the trimming and the float
+            // parser.
+            match (numeric, &record[i]) {
+                (true, "0") => {
+                    chunk.values.push(0.0);
+                    continue;
+                }
+                (true, "1") => {
+                    chunk.values.push(1.0);
+                    continue;
+                }
+                _ => {}
+            }
             let field = record[i].trim();
             if field.is_empty() {
                 bail!("{}: line {line}, column {} ({}): empty field", self.path, i + 1, self.column_name(i));
             }
-            if let Fields::Numeric = self.fields[f] {
-                // Binary data is most of what is read: its two values skip the float parser.
+            if numeric {
                 match field {
                     "0" => {
                         chunk.values.push(0.0);
