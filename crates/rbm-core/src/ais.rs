@@ -33,7 +33,7 @@ use rayon::prelude::*;
 
 use crate::error::{RbmError, Result};
 use crate::gibbs::ChainBuffers;
-use crate::linalg::{Operand, gemm, log_sum_exp, sigmoid, softplus};
+use crate::linalg::{Operand, gemm, log_sum_exp, sigmoid};
 use crate::model::{Rbm, fill_columns};
 use crate::rng::{RandomStreams, shuffle};
 use crate::units::VisibleLayer;
@@ -352,7 +352,7 @@ impl<'a> Path<'a> {
             .zip(self.energy_difference.par_iter())
             .zip(self.hidden_input.par_chunks(nh))
             .for_each(|((w, &difference), x)| {
-                let hidden: f64 = x.iter().map(|&x| softplus(to * x as f64) - softplus(from * x as f64)).sum();
+                let hidden = crate::linalg::softplus_tempered_difference_sum(x, to, from);
                 *w += sign * (hidden - (to - from) * difference);
             });
     }
