@@ -1,7 +1,8 @@
 //! Binary visible units: `p(v_i = 1 | h) = sigmoid(b_i + W_i h)`, energy `-b_i v_i`. Each unit is
 //! independent of the others given `h`, so a group of these is a run of units of any length.
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::rng::uniform01;
 
@@ -65,12 +66,20 @@ fn sample_portable<R: Rng + ?Sized>(means: &[f32], out: &mut [f32], rng: &mut R)
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn draw_block_avx512(bits: &[u64; BLOCK / 2], means: &[f32], out: &mut [f32]) {
+    // SAFETY: only inlined into functions compiled with AVX-512F (whose callers check the CPU);
+    // the load covers the array.
+    draw_bits_avx512(unsafe { std::arch::x86_64::_mm512_loadu_si512(bits.as_ptr().cast()) }, means, out);
+}
+
+/// [`draw_block_avx512`] of the 8 generator outputs held in the 64-bit lanes of `v`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn draw_bits_avx512(v: std::arch::x86_64::__m512i, means: &[f32], out: &mut [f32]) {
     use std::arch::x86_64::*;
     assert!(means.len() >= BLOCK && out.len() >= BLOCK);
     // SAFETY: only inlined into functions compiled with AVX-512F (whose callers check the CPU);
     // the loads and the store cover BLOCK values of slices checked just above.
     unsafe {
-        let v = _mm512_loadu_si512(bits.as_ptr().cast());
         // Each pair of 32-bit lanes swapped: H_k in lane 2k, L_k in lane 2k + 1.
         let swapped = _mm512_shuffle_epi32::<0b10_11_00_01>(v);
         let first = _mm512_srli_epi32::<8>(swapped);
@@ -157,6 +166,104 @@ fn sample_two_portable<R: Rng + ?Sized>(means: [&[f32]; 2], out: [&mut [f32]; 2]
     sample_pairs(&m1[rest..], &mut o1[rest..], r1);
 }
 
+/// [`sample`] of eight runs of units of the same length, each with its own generator: the same
+/// draws as eight calls. The eight generators step together, one in each 64-bit lane of the
+/// AVX-512 registers (xoshiro256++ is shifts, rotations, additions and exclusive ors, all
+/// lane-wise), and each block's 8 x 8 outputs are transposed so that every run gets its own 8
+/// outputs in order; without AVX-512, eight calls.
+pub fn sample_eight(means: [&[f32]; 8], out: [&mut [f32]; 8], rngs: [&mut Xoshiro256PlusPlus; 8]) {
+    let len = means[0].len();
+    assert!(means.iter().all(|m| m.len() == len) && out.iter().all(|o| o.len() == len), "runs of different lengths");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        return unsafe { sample_eight_avx512(means, out, rngs) };
+    }
+    for ((m, o), r) in means.into_iter().zip(out).zip(rngs) {
+        sample(m, o, r);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn sample_eight_avx512(means: [&[f32]; 8], mut out: [&mut [f32]; 8], rngs: [&mut Xoshiro256PlusPlus; 8]) {
+    use std::arch::x86_64::*;
+    // state[k][c]: word k of run c's generator.
+    let mut state = [[0u64; 8]; 4];
+    for (c, rng) in rngs.iter().enumerate() {
+        let bytes = rng.state();
+        for (k, word) in bytes.chunks_exact(8).enumerate() {
+            state[k][c] = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        }
+    }
+    let blocks = means[0].len() / BLOCK;
+    // SAFETY: the loads and stores cover the four 8-word arrays of `state`.
+    let [mut s0, mut s1, mut s2, mut s3] = state.map(|words| unsafe { _mm512_loadu_si512(words.as_ptr().cast()) });
+    for k in 0..blocks {
+        // outputs[t]: every generator's t-th output of this block.
+        let outputs: [__m512i; 8] = std::array::from_fn(|_| {
+            let result = _mm512_add_epi64(_mm512_rol_epi64::<23>(_mm512_add_epi64(s0, s3)), s0);
+            let t = _mm512_slli_epi64::<17>(s1);
+            s2 = _mm512_xor_si512(s2, s0);
+            s3 = _mm512_xor_si512(s3, s1);
+            s1 = _mm512_xor_si512(s1, s2);
+            s0 = _mm512_xor_si512(s0, s3);
+            s2 = _mm512_xor_si512(s2, t);
+            s3 = _mm512_rol_epi64::<45>(s3);
+            result
+        });
+        let runs = transpose_8x8_avx512(outputs);
+        let units = k * BLOCK..(k + 1) * BLOCK;
+        for ((bits, m), o) in runs.into_iter().zip(means).zip(out.iter_mut()) {
+            draw_bits_avx512(bits, &m[units.clone()], &mut o[units.clone()]);
+        }
+    }
+    for (words, s) in state.iter_mut().zip([s0, s1, s2, s3]) {
+        // SAFETY: see the loads above.
+        unsafe { _mm512_storeu_si512(words.as_mut_ptr().cast(), s) };
+    }
+    let rest = blocks * BLOCK;
+    for (c, ((rng, m), o)) in rngs.into_iter().zip(means).zip(out).enumerate() {
+        let mut bytes = [0u8; 32];
+        for (k, word) in bytes.chunks_exact_mut(8).enumerate() {
+            word.copy_from_slice(&state[k][c].to_le_bytes());
+        }
+        // Not all zero (xoshiro never reaches that state), so the state round-trips exactly.
+        *rng = Xoshiro256PlusPlus::from_seed(bytes);
+        sample_pairs(&m[rest..], &mut o[rest..], rng);
+    }
+}
+
+/// The 8 x 8 transpose of 64-bit lanes: lane `c` of input `t` becomes lane `t` of output `c`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn transpose_8x8_avx512(rows: [std::arch::x86_64::__m512i; 8]) -> [std::arch::x86_64::__m512i; 8] {
+    use std::arch::x86_64::*;
+    // SAFETY: only inlined into functions compiled with AVX-512F; register operations only.
+    unsafe {
+        // Pairs: a[2i] = (r[2i][0], r[2i+1][0], r[2i][2], r[2i+1][2], ...), a[2i+1] the odd lanes.
+        let a: [__m512i; 8] = std::array::from_fn(|j| {
+            let (x, y) = (rows[j & !1], rows[j | 1]);
+            if j % 2 == 0 { _mm512_unpacklo_epi64(x, y) } else { _mm512_unpackhi_epi64(x, y) }
+        });
+        // Quads: b[4h + q] holds lanes {q, q + 4} (q = 0..3) of rows 4h..4h+3.
+        let low = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
+        let high = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+        let b: [__m512i; 8] = std::array::from_fn(|j| {
+            let (h, q) = (j / 4, j % 4);
+            let (x, y) = (a[4 * h + (q & 1)], a[4 * h + 2 + (q & 1)]);
+            _mm512_permutex2var_epi64(x, if q < 2 { low } else { high }, y)
+        });
+        // Columns: lane c of every row.
+        let first = _mm512_set_epi64(11, 10, 9, 8, 3, 2, 1, 0);
+        let second = _mm512_set_epi64(15, 14, 13, 12, 7, 6, 5, 4);
+        std::array::from_fn(|c| {
+            let (x, y) = (b[c % 4], b[4 + c % 4]);
+            _mm512_permutex2var_epi64(x, if c < 4 { first } else { second }, y)
+        })
+    }
+}
+
 /// The visible part of the energy, `-sum_i b_i v_i`, in f64.
 pub fn energy(values: &[f32], bias: &[f32]) -> f64 {
     values.iter().zip(bias).map(|(&v, &b)| -(b as f64) * v as f64).sum()
@@ -217,6 +324,34 @@ mod tests {
             let mut c0 = Xoshiro256PlusPlus::seed_from_u64(1);
             sample(m0, &mut vec![0.0; len], &mut c0);
             assert_eq!(r0.next_u64(), c0.next_u64());
+        }
+    }
+
+    #[test]
+    fn eight_runs_at_once_draw_what_eight_calls_draw() {
+        for len in [0, 1, 15, 16, 17, 33, 784, 785] {
+            let means: Vec<f32> = (0..8 * len).map(|i| (i % 19) as f32 / 18.0).collect();
+            let runs: Vec<&[f32]> = if len == 0 { vec![&[][..]; 8] } else { means.chunks(len).collect() };
+            let mut together = vec![vec![0.5f32; len]; 8];
+            let mut rngs: Vec<Xoshiro256PlusPlus> =
+                (0..8).map(|c| Xoshiro256PlusPlus::seed_from_u64(100 + c)).collect();
+            {
+                let mut out = together.iter_mut();
+                let mut r = rngs.iter_mut();
+                sample_eight(
+                    std::array::from_fn(|c| runs[c]),
+                    std::array::from_fn(|_| out.next().unwrap().as_mut_slice()),
+                    std::array::from_fn(|_| r.next().unwrap()),
+                );
+            }
+            for c in 0..8 {
+                let mut alone = vec![0.5f32; len];
+                let mut rng = Xoshiro256PlusPlus::seed_from_u64(100 + c as u64);
+                sample_pairs(runs[c], &mut alone, &mut rng);
+                assert_eq!(together[c], alone, "length {len}, run {c}");
+                // The generator is left where the single call leaves it.
+                assert_eq!(rngs[c].next_u64(), rng.next_u64(), "length {len}, run {c}");
+            }
         }
     }
 
