@@ -46,6 +46,7 @@ mod params;
 mod rng;
 mod skinny;
 mod standardize;
+mod team;
 mod train;
 pub mod units;
 

@@ -13,6 +13,7 @@
 //! estimate unbiased for the model expectation when the chains are at equilibrium.
 
 use std::ops::ControlFlow;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use nalgebra::{DMatrix, DVector};
@@ -29,6 +30,7 @@ use crate::params::VisibleSpec;
 use crate::params::{Sampler, ValidParams};
 use crate::rng::{RandomStreams, shuffle};
 use crate::skinny::{PhaseStatistics, SkinnyWeights};
+use crate::team::{Team, Workers};
 use crate::units::VisibleLayer;
 
 /// A log-likelihood gradient estimate (the ascent direction), shaped like the parameters.
@@ -399,6 +401,7 @@ impl Phases {
         visible: &mut [f32],
         hidden: &mut [f32],
         centring: Option<(&Offsets, &mut CentringPlan)>,
+        workers: Workers<'_>,
     ) {
         let (nv, nh) = (self.batch.len() / cols, self.positive_hidden.len() / cols);
         let chains = self.negative.cols;
@@ -424,17 +427,21 @@ impl Phases {
             (offsets, &*plan)
         });
         let phases = &*self;
-        out.par_chunks_mut(nh * GRADIENT_BLOCK_UNITS)
-            .zip(visible.par_chunks_mut(GRADIENT_BLOCK_UNITS))
-            .enumerate()
-            .for_each(|(i, (w, db))| {
-                let first = i * GRADIENT_BLOCK_UNITS;
-                crate::skinny::weight_gradient_columns(nv, nh, hp, positive, negative, beta, first, w);
-                column_mean_difference_rows(&phases.batch, cols, &phases.negative.visible, chains, nv, first, db);
-                if let Some((offsets, plan)) = centring {
-                    offsets.centre_block(phases, plan, first, w, db);
-                }
-            });
+        let blocks: Vec<Mutex<(&mut [f32], &mut [f32])>> = out
+            .chunks_mut(nh * GRADIENT_BLOCK_UNITS)
+            .zip(visible.chunks_mut(GRADIENT_BLOCK_UNITS))
+            .map(Mutex::new)
+            .collect();
+        workers.for_each(blocks.len(), &|i| {
+            let mut block = blocks[i].lock().unwrap_or_else(|e| e.into_inner());
+            let (w, db) = &mut *block;
+            let first = i * GRADIENT_BLOCK_UNITS;
+            crate::skinny::weight_gradient_columns(nv, nh, hp, positive, negative, beta, first, w);
+            column_mean_difference_rows(&phases.batch, cols, &phases.negative.visible, chains, nv, first, db);
+            if let Some((offsets, plan)) = centring {
+                offsets.centre_block(phases, plan, first, w, db);
+            }
+        });
         if let Some((_, plan)) = centring {
             hidden.iter_mut().zip(&plan.hidden_term).for_each(|(c, &t)| *c -= t);
         }
@@ -590,7 +597,7 @@ impl Trainer {
     /// Every sample's products and draws are the same whatever the pieces (boundaries on the
     /// product kernel's tiles, draws from per-chain generators), so the result does not depend on
     /// the number of threads.
-    fn run_phases_in_pieces(&mut self, cols: usize, rows: BatchRows<'_>) {
+    fn run_phases_in_pieces(&mut self, cols: usize, rows: BatchRows<'_>, workers: Workers<'_>) {
         let (nv, nh) = (self.rbm.n_visible(), self.rbm.n_hidden());
         let rows = match rows {
             // PCD chains not yet started begin at the batch, which is then needed first.
@@ -646,30 +653,35 @@ impl Trainer {
             .map(|(i, ((v, h), d))| (i * PIECE_SAMPLES, v, h, d))
             .collect();
         let gather = |first: usize, v: &mut [f32]| rows.copy_rows(first, v, nv);
-        let mut negative: Vec<_> =
+        let negative: Vec<_> =
             p.negative.pieces(nv, nh, PIECE_SAMPLES).into_iter().zip(negative_dots.chunks_mut(PIECE_SAMPLES)).collect();
         if persistent {
             // The chains' hidden probabilities are refreshed under the current parameters first.
-            rayon::join(
-                || {
-                    positive.into_par_iter().for_each(|(first, v, h, d)| {
-                        gather(first, v);
-                        hidden_probabilities(v, h);
-                        take_dots(v, d);
-                    })
-                },
-                || {
-                    negative.par_iter_mut().for_each(|(piece, d)| {
-                        hidden_probabilities(piece.visible, piece.hidden_probabilities);
-                        piece.run(rbm, kernels, steps, seed, first_stream);
-                        take_dots(piece.visible, d);
-                    })
-                },
-            );
+            // The chains' tasks (the longer ones) come first, so that the short ones fill in.
+            let (negative, positive): (Vec<_>, Vec<_>) =
+                (negative.into_iter().map(Mutex::new).collect(), positive.into_iter().map(Mutex::new).collect());
+            workers.for_each(negative.len() + positive.len(), &|i| {
+                if let Some(piece) = negative.get(i) {
+                    let mut piece = piece.lock().unwrap_or_else(|e| e.into_inner());
+                    let (piece, d) = &mut *piece;
+                    hidden_probabilities(piece.visible, piece.hidden_probabilities);
+                    piece.run(rbm, kernels, steps, seed, first_stream);
+                    take_dots(piece.visible, d);
+                } else {
+                    let mut piece = positive[i - negative.len()].lock().unwrap_or_else(|e| e.into_inner());
+                    let (first, v, h, d) = &mut *piece;
+                    gather(*first, v);
+                    hidden_probabilities(v, h);
+                    take_dots(v, d);
+                }
+            });
         } else {
             // CD: each piece's chains start at its own samples and their hidden probabilities.
-            positive.into_par_iter().zip(negative.par_iter_mut()).for_each(|((first, v, h, d), (piece, nd))| {
-                gather(first, v);
+            let pieces: Vec<_> = positive.into_iter().zip(negative).map(Mutex::new).collect();
+            workers.for_each(pieces.len(), &|i| {
+                let mut piece = pieces[i].lock().unwrap_or_else(|e| e.into_inner());
+                let ((first, v, h, d), (piece, nd)) = &mut *piece;
+                gather(*first, v);
                 hidden_probabilities(v, h);
                 take_dots(v, d);
                 piece.visible.copy_from_slice(v);
@@ -682,9 +694,9 @@ impl Trainer {
 
     /// Runs the positive phase on the batch in `phases.batch` (`cols` samples) and the negative
     /// phase (k Gibbs steps from the batch for CD, from the persistent chains for PCD).
-    fn run_phases(&mut self, cols: usize, rows: BatchRows<'_>) {
+    fn run_phases(&mut self, cols: usize, rows: BatchRows<'_>, workers: Workers<'_>) {
         if self.phases_in_pieces(cols) {
-            return self.run_phases_in_pieces(cols, rows);
+            return self.run_phases_in_pieces(cols, rows, workers);
         }
         rows.copy_into(&mut self.phases.batch, self.rbm.n_visible());
         let (nv, nh) = (self.rbm.n_visible(), self.rbm.n_hidden());
@@ -716,7 +728,7 @@ impl Trainer {
 
     /// Fills `self.gradient` from the batch in `phases.batch` (`cols` samples).
     fn compute_gradient(&mut self, cols: usize) {
-        self.run_phases(cols, BatchRows::Copied);
+        self.run_phases(cols, BatchRows::Copied, Workers::Pool);
         let g = &mut self.gradient;
         self.phases.accumulate_weight_gradient(cols, 1.0, 0.0, g.weights.as_mut_slice());
         self.phases.bias_gradients(cols, g.visible_bias.as_mut_slice(), g.hidden_bias.as_mut_slice());
@@ -726,14 +738,14 @@ impl Trainer {
     /// into the velocity (`velocity = momentum * velocity + lr * gradient` as the GEMMs' beta and
     /// alpha), which saves a pass over a weight-sized buffer per batch; the decay and the step
     /// follow [`Sgd`]'s rule.
-    fn update(&mut self, cols: usize, rows: BatchRows<'_>, momentum: f32, rate: f32) {
-        self.run_phases(cols, rows);
-        self.step(cols, momentum, rate);
+    fn update(&mut self, cols: usize, rows: BatchRows<'_>, momentum: f32, rate: f32, workers: Workers<'_>) {
+        self.run_phases(cols, rows, workers);
+        self.step(cols, momentum, rate, workers);
     }
 
     /// The parameter update from the phases already run on a batch of `cols` samples, with the
     /// learning rate multiplied by `rate` (the annealing factor).
-    fn step(&mut self, cols: usize, momentum: f32, rate: f32) {
+    fn step(&mut self, cols: usize, momentum: f32, rate: f32, workers: Workers<'_>) {
         let lr = self.params.learning_rate as f32 * rate;
         let decay = self.params.weight_decay as f32;
         // The variance's gradient from the parameters before this update, applied after it.
@@ -749,7 +761,7 @@ impl Trainer {
             // Centring inside the gradient's tasks, each on its visible units.
             let centring = self.offsets.as_ref().map(|offsets| (offsets, &mut self.centring_plan));
             let velocity = self.velocity.weights.as_mut_slice();
-            self.phases.gradients_in_blocks(cols, lr, momentum, velocity, db, dc, centring);
+            self.phases.gradients_in_blocks(cols, lr, momentum, velocity, db, dc, centring, workers);
         } else {
             self.phases.accumulate_weight_gradient(cols, lr, momentum, self.velocity.weights.as_mut_slice());
             self.phases.bias_gradients(cols, db, dc);
@@ -940,7 +952,7 @@ impl Trainer {
     }
 
     /// One epoch over `data` in a fresh random order.
-    fn run_epoch(&mut self, data: &DMatrix<f32>, epoch: usize) {
+    fn run_epoch(&mut self, data: &DMatrix<f32>, epoch: usize, workers: Workers<'_>) {
         let nv = self.rbm.n_visible();
         let mut order: Vec<usize> = (0..data.ncols()).collect();
         shuffle(&mut order, &mut self.streams.serial());
@@ -962,7 +974,7 @@ impl Trainer {
                 indices,
                 scale: self.log_scale.is_some().then_some(scale.as_slice()),
             };
-            self.update(indices.len(), rows, momentum, rate);
+            self.update(indices.len(), rows, momentum, rate, workers);
         }
     }
 
@@ -1020,8 +1032,13 @@ impl Trainer {
             let start = Instant::now();
             // The epoch runs on a worker of the pool: the many small parallel calls of a batch
             // are then forked and joined by workers, instead of each waking a worker and putting
-            // this thread to sleep until it is done.
-            rayon::scope(|_| self.run_epoch(data, epoch));
+            // this thread to sleep until it is done. A model run in pieces has the pool's other
+            // workers spin between its steps as a team (see `team`).
+            if self.phases_in_pieces(self.params.batch_size) {
+                Team::run(|team| self.run_epoch(data, epoch, Workers::Team(team)));
+            } else {
+                rayon::scope(|_| self.run_epoch(data, epoch, Workers::Pool));
+            }
             let seconds = start.elapsed().as_secs_f64();
             if self.rbm.check_finite().is_err() || self.rbm.largest_parameter() > MAX_PARAMETER_MAGNITUDE {
                 return Err(RbmError::Diverged { epoch: epoch + 1 });
@@ -1225,7 +1242,7 @@ mod tests {
         });
         let before = trainer.rbm.clone();
         trainer.phases.batch = data.as_slice().to_vec();
-        trainer.update(cols, BatchRows::Copied, 0.0, 1.0);
+        trainer.update(cols, BatchRows::Copied, 0.0, 1.0, Workers::Pool);
         let offsets = trainer.offsets.clone().unwrap();
         let (mu, lambda) = (&offsets.visible, &offsets.hidden);
         let p = &trainer.phases;
@@ -1272,7 +1289,7 @@ mod tests {
             Trainer::initialise(TrainingParams { centered: false, ..params }.check().unwrap(), &data).unwrap();
         plain.phases.batch = data.as_slice().to_vec();
         plain.rbm = before;
-        plain.update(cols, BatchRows::Copied, 0.0, 1.0);
+        plain.update(cols, BatchRows::Copied, 0.0, 1.0, Workers::Pool);
         assert!((plain.rbm.visible_bias() - trainer.rbm.visible_bias()).abs().max() > 1e-3);
     }
 }
@@ -1318,7 +1335,7 @@ mod flip_tests {
             b.offsets = Some(flipped_offsets);
         }
         a.phases.batch = data.as_slice().to_vec();
-        a.run_phases(cols, BatchRows::Copied);
+        a.run_phases(cols, BatchRows::Copied, Workers::Pool);
         // The flipped trainer sees the same samples flipped; its hidden probabilities are the same
         // numbers because the models are equivalent (checked).
         b.phases = a.phases.clone();
@@ -1332,8 +1349,8 @@ mod flip_tests {
         b.rbm.hidden_probabilities_into(&b.phases.batch, cols, &mut check);
         let worst = check.iter().zip(&a.phases.positive_hidden).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
         assert!(worst < 1e-5, "the flipped model is not equivalent: {worst}");
-        a.step(cols, 0.0, 1.0);
-        b.step(cols, 0.0, 1.0);
+        a.step(cols, 0.0, 1.0, Workers::Pool);
+        b.step(cols, 0.0, 1.0, Workers::Pool);
         (a.rbm, flip(&b.rbm))
     }
 
