@@ -7,6 +7,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use nalgebra::{DMatrix, DVector};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::columns::{self, ColumnEncoding, check_raw};
@@ -184,8 +185,12 @@ impl Model {
     /// [`Model::free_energy`] of data already mapped to visible vectors by [`Model::prepare`].
     pub fn free_energy_of_visible(&self, visible: &DMatrix<f32>) -> Result<Vec<f64>> {
         let mut energies = self.rbm.free_energy(visible)?;
-        if let Some(m) = &self.marginals {
-            energies.iter_mut().zip(visible.column_iter()).for_each(|(f, v)| *f += m.energy(v.as_slice()));
+        if let (Some(m), n_visible @ 1..) = (&self.marginals, visible.nrows()) {
+            // Each row's own sum, on every core.
+            energies
+                .par_iter_mut()
+                .zip(visible.as_slice().par_chunks_exact(n_visible))
+                .for_each(|(f, v)| *f += m.energy(v));
         }
         Ok(energies)
     }
@@ -450,8 +455,16 @@ fn baseline(layer: &crate::VisibleLayer, visible: &DMatrix<f32>) -> (Vec<f32>, O
         if !kind.is_standardised() {
             continue;
         }
-        for unit in range {
-            let spread = (visible.row(unit).iter().map(|&x| (x as f64 - means[unit]).powi(2)).sum::<f64>() / n).sqrt();
+        // Each unit's squared deviations summed over the samples in order, walking the samples
+        // (contiguous) rather than each unit's strided row over a file-sized matrix.
+        let mut squares = vec![-0.0f64; range.len()];
+        for sample in visible.as_slice().chunks_exact(visible.nrows()) {
+            for ((sum, &x), &mean) in squares.iter_mut().zip(&sample[range.clone()]).zip(&means[range.clone()]) {
+                *sum += (x as f64 - mean).powi(2);
+            }
+        }
+        for (unit, sum) in range.zip(squares) {
+            let spread = (sum / n).sqrt();
             // A constant column keeps scale 1, as the standardisation keeps it.
             if spread.is_finite() && spread > 1e-12 {
                 scale[unit] = spread as f32;

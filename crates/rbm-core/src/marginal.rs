@@ -18,12 +18,16 @@
 //! log-likelihood (exact or AIS) stay the RBM's alone.
 
 use nalgebra::DMatrix;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::units::VisibleLayer;
 
 /// The most bins one histogram may have in a model file.
 pub const MAX_BINS: usize = 1 << 16;
+
+/// Units per task of [`Marginals::fit`].
+const MARGINAL_BLOCK_UNITS: usize = 32;
 
 /// The number of bins for `rows` training rows: `max(5, floor(sqrt(rows)) / 2)`.
 pub fn bins_for(rows: usize) -> usize {
@@ -140,15 +144,34 @@ impl Marginals {
     pub fn fit(layer: &VisibleLayer, visible: &DMatrix<f32>) -> Marginals {
         let rows = visible.ncols();
         let bins = bins_for(rows);
-        let mut histograms = vec![None; visible.nrows()];
+        let units = visible.nrows();
+        let mut histograms = vec![None; units];
+        let mut standardised = vec![false; units];
         for (kind, range) in layer.ranges() {
-            if !kind.is_standardised() {
-                continue;
-            }
-            for unit in range {
-                histograms[unit] = Histogram::fit(visible.row(unit).iter().copied(), rows, bins);
-            }
+            standardised[range].fill(kind.is_standardised());
         }
+        if units == 0 || !standardised.contains(&true) {
+            return Marginals { histograms };
+        }
+        // Blocks of units on every core. Each block first copies its units' values out of the
+        // samples (contiguous reads) into one row per unit, then fits each row: a unit's row read
+        // in place is strided over a file-sized matrix (1.6 s for 60,000 x 784 values, twice per
+        // unit). Each histogram sees its values in sample order, as before.
+        histograms.par_chunks_mut(MARGINAL_BLOCK_UNITS).enumerate().for_each(|(block, out)| {
+            let first = block * MARGINAL_BLOCK_UNITS;
+            let width = out.len();
+            let mut rows_of_block = vec![0f32; width * rows];
+            for (s, sample) in visible.as_slice().chunks_exact(units).enumerate() {
+                for (u, &x) in sample[first..first + width].iter().enumerate() {
+                    rows_of_block[u * rows + s] = x;
+                }
+            }
+            for (u, (histogram, row)) in out.iter_mut().zip(rows_of_block.chunks_exact(rows.max(1))).enumerate() {
+                if standardised[first + u] {
+                    *histogram = Histogram::fit(row.iter().copied(), rows, bins);
+                }
+            }
+        });
         Marginals { histograms }
     }
 

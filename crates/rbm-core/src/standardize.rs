@@ -7,6 +7,7 @@
 //! Gaussian units; the result is then standardised as usual.
 
 use nalgebra::DMatrix;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RbmError, Result};
@@ -30,12 +31,52 @@ pub struct Standardization {
     pub compress: Vec<Option<[f32; 2]>>,
 }
 
-/// Mean and standard deviation of `values` in f64; `None` for the deviation of a constant.
-fn moments(values: impl Iterator<Item = f64> + Clone, n: f64) -> (f64, Option<f64>) {
-    let m = values.clone().sum::<f64>() / n;
-    let sd = (values.map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt();
-    let usable = sd > 1e-12 * m.abs().max(1.0) && (sd as f32) > 0.0 && (sd as f32).is_finite();
-    (m, usable.then_some(sd))
+/// Each feature's sum of `term(i, x)` over its values `x`, in sample order (`None` leaves a
+/// value out). The pass walks the samples (contiguous columns of the column-major data) and adds
+/// each term to its feature's accumulator: every feature's sum is over its samples in the same
+/// order as a pass over its row, without a strided pass per feature over a file-sized matrix
+/// (5.5 s to standardise 60,000 x 784 values that way).
+fn feature_sums(data: &DMatrix<f32>, term: impl Fn(usize, f32) -> Option<f64> + Sync) -> Vec<f64> {
+    let features = data.nrows();
+    let mut acc = vec![-0.0f64; features];
+    if features == 0 {
+        return acc;
+    }
+    // Blocks of features on every core; a feature's sum is its block's alone.
+    acc.par_chunks_mut(FEATURE_BLOCK).enumerate().for_each(|(block, acc)| {
+        let (first, width) = (block * FEATURE_BLOCK, acc.len());
+        for column in data.as_slice().chunks_exact(features) {
+            for (k, (a, &x)) in acc.iter_mut().zip(&column[first..first + width]).enumerate() {
+                if let Some(t) = term(first + k, x) {
+                    *a += t;
+                }
+            }
+        }
+    });
+    acc
+}
+
+/// Features per task of [`feature_sums`].
+const FEATURE_BLOCK: usize = 128;
+
+/// Mean and standard deviation of each feature's values `value(i, x)` in f64 (two passes: the
+/// mean, then the squared deviations); `None` for the deviation of a constant.
+fn moments_by_feature(
+    data: &DMatrix<f32>,
+    value: impl Fn(usize, f32) -> Option<f64> + Copy + Sync,
+    n: f64,
+) -> Vec<(f64, Option<f64>)> {
+    let means: Vec<f64> = feature_sums(data, value).into_iter().map(|s| s / n).collect();
+    let squares = feature_sums(data, |i, x| value(i, x).map(|v| (v - means[i]).powi(2)));
+    means
+        .iter()
+        .zip(squares)
+        .map(|(&m, sq)| {
+            let sd = (sq / n).sqrt();
+            let usable = sd > 1e-12 * m.abs().max(1.0) && (sd as f32) > 0.0 && (sd as f32).is_finite();
+            (m, usable.then_some(sd))
+        })
+        .collect()
 }
 
 #[inline]
@@ -66,35 +107,50 @@ impl Standardization {
     /// tails) and leaves the others as they are (mean 0, scale 1): the Gaussian columns of a
     /// mixed layer. Constant features are reported among the selected ones only.
     pub fn fit_columns(data: &DMatrix<f32>, selected: &[bool], compress_heavy: bool) -> (Self, Vec<usize>) {
+        let features = data.nrows();
         let n = data.ncols().max(1) as f64;
+        let selected: Vec<bool> = (0..features).map(|i| selected.get(i).copied().unwrap_or(false)).collect();
+        let chosen = |i: usize| selected[i];
+        let plain = moments_by_feature(data, |i, x| chosen(i).then_some(x as f64), n);
+        let mut compress: Vec<Option<[f32; 2]>> = vec![None; features];
+        if compress_heavy {
+            let standard = |i: usize, x: f32| match plain[i] {
+                (m, Some(sd)) if chosen(i) => Some((x as f64 - m) / sd),
+                _ => None,
+            };
+            let skew = feature_sums(data, |i, x| standard(i, x).map(|z| z.powi(3)));
+            let kurt = feature_sums(data, |i, x| standard(i, x).map(|z| z.powi(4)));
+            for (i, tail) in compress.iter_mut().enumerate() {
+                if let (m, Some(sd)) = plain[i]
+                    && chosen(i)
+                    && ((skew[i] / n).abs() > HEAVY_SKEWNESS || kurt[i] / n - 3.0 > HEAVY_KURTOSIS)
+                {
+                    *tail = Some([m as f32, sd as f32]);
+                }
+            }
+        }
+        let compressed = if compress.iter().any(Option::is_some) {
+            let compress = &compress;
+            moments_by_feature(data, |i, x| compress[i].map(|t| signed_log(x, t) as f64), n)
+        } else {
+            Vec::new()
+        };
         let mut s = Standardization { mean: Vec::new(), scale: Vec::new(), compress: Vec::new() };
         let mut constant = Vec::new();
-        for (i, row) in data.row_iter().enumerate() {
-            if !selected.get(i).copied().unwrap_or(false) {
+        for i in 0..features {
+            if !chosen(i) {
                 s.mean.push(0.0);
                 s.scale.push(1.0);
                 s.compress.push(None);
                 continue;
             }
-            let values = row.iter().map(|&x| x as f64);
-            let mut tail = None;
-            if let (true, (m, Some(sd))) = (compress_heavy, moments(values.clone(), n)) {
-                let skew = values.clone().map(|x| ((x - m) / sd).powi(3)).sum::<f64>() / n;
-                let kurt = values.clone().map(|x| ((x - m) / sd).powi(4)).sum::<f64>() / n - 3.0;
-                if skew.abs() > HEAVY_SKEWNESS || kurt > HEAVY_KURTOSIS {
-                    tail = Some([m as f32, sd as f32]);
-                }
-            }
-            let (m, sd) = match tail {
-                Some(t) => moments(row.iter().map(|&x| signed_log(x, t) as f64), n),
-                None => moments(values, n),
-            };
+            let (m, sd) = if compress[i].is_some() { compressed[i] } else { plain[i] };
             s.mean.push(m as f32);
             s.scale.push(sd.map_or(1.0, |sd| sd as f32));
             if sd.is_none() {
                 constant.push(i);
             }
-            s.compress.push(tail);
+            s.compress.push(compress[i]);
         }
         if s.compress.iter().all(Option::is_none) {
             s.compress.clear();
@@ -132,12 +188,17 @@ impl Standardization {
     /// Standardises `data` (one row per feature) in place.
     pub fn apply(&self, data: &mut DMatrix<f32>) -> Result<()> {
         self.check_rows(data)?;
-        for mut column in data.column_iter_mut() {
+        let features = self.len();
+        if features == 0 {
+            return Ok(());
+        }
+        // Samples on every core: each value's arithmetic is its own.
+        data.as_mut_slice().par_chunks_mut(features).for_each(|column| {
             for (i, x) in column.iter_mut().enumerate() {
                 let t = self.tail(i).map_or(*x, |tail| signed_log(*x, tail));
                 *x = (t - self.mean[i]) / self.scale[i];
             }
-        }
+        });
         Ok(())
     }
 
@@ -173,6 +234,88 @@ impl Standardization {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The statistics as they were computed before the single-pass version, row by row: the
+    /// definition the fit must reproduce bit for bit.
+    fn fit_columns_by_rows(
+        data: &DMatrix<f32>,
+        selected: &[bool],
+        compress_heavy: bool,
+    ) -> (Standardization, Vec<usize>) {
+        let n = data.ncols().max(1) as f64;
+        let mut s = Standardization { mean: Vec::new(), scale: Vec::new(), compress: Vec::new() };
+        let mut constant = Vec::new();
+        for (i, row) in data.row_iter().enumerate() {
+            if !selected.get(i).copied().unwrap_or(false) {
+                s.mean.push(0.0);
+                s.scale.push(1.0);
+                s.compress.push(None);
+                continue;
+            }
+            let values = row.iter().map(|&x| x as f64);
+            let mut tail = None;
+            if let (true, (m, Some(sd))) = (compress_heavy, moments(values.clone(), n)) {
+                let skew = values.clone().map(|x| ((x - m) / sd).powi(3)).sum::<f64>() / n;
+                let kurt = values.clone().map(|x| ((x - m) / sd).powi(4)).sum::<f64>() / n - 3.0;
+                if skew.abs() > HEAVY_SKEWNESS || kurt > HEAVY_KURTOSIS {
+                    tail = Some([m as f32, sd as f32]);
+                }
+            }
+            let (m, sd) = match tail {
+                Some(t) => moments(row.iter().map(|&x| signed_log(x, t) as f64), n),
+                None => moments(values, n),
+            };
+            s.mean.push(m as f32);
+            s.scale.push(sd.map_or(1.0, |sd| sd as f32));
+            if sd.is_none() {
+                constant.push(i);
+            }
+            s.compress.push(tail);
+        }
+        if s.compress.iter().all(Option::is_none) {
+            s.compress.clear();
+        }
+        (s, constant)
+    }
+
+    /// Mean and standard deviation of `values` in f64; `None` for the deviation of a constant.
+    fn moments(values: impl Iterator<Item = f64> + Clone, n: f64) -> (f64, Option<f64>) {
+        let m = values.clone().sum::<f64>() / n;
+        let sd = (values.map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt();
+        let usable = sd > 1e-12 * m.abs().max(1.0) && (sd as f32) > 0.0 && (sd as f32).is_finite();
+        (m, usable.then_some(sd))
+    }
+
+    #[test]
+    fn the_fit_has_the_bits_of_the_row_by_row_definition() {
+        // Heavy-tailed, light, constant, negative-zero and unselected features, 2,001 samples.
+        let data = DMatrix::from_fn(6, 2001, |i, s| {
+            let x = s as f32;
+            match i {
+                0 => (x / 150.0).exp(),
+                1 => (x * 0.37).sin() * 3.0 + 1.0,
+                2 => 4.25,
+                3 => -0.0,
+                4 => {
+                    if s % 97 == 0 {
+                        1e4
+                    } else {
+                        (s % 5) as f32
+                    }
+                }
+                _ => x,
+            }
+        });
+        let selected = [true, true, true, true, true, false];
+        for compress in [false, true] {
+            let fast = Standardization::fit_columns(&data, &selected, compress);
+            let reference = fit_columns_by_rows(&data, &selected, compress);
+            assert_eq!(format!("{fast:?}"), format!("{reference:?}"), "compress {compress}");
+            let bits = |s: &Standardization| s.mean.iter().chain(&s.scale).map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast.0), bits(&reference.0), "compress {compress}");
+        }
+        assert!(Standardization::fit_columns(&data, &selected, true).0.compress[0].is_some());
+    }
 
     #[test]
     fn standardises_and_inverts_and_keeps_constant_columns() {
