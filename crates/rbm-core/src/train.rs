@@ -115,6 +115,8 @@ pub struct Trainer {
     /// Learned variance: `log sigma` of each visible unit (0 and never updated for units that are
     /// not Gaussian).
     log_scale: Option<Vec<f32>>,
+    /// Learned variance: `W^T h` of a phase's samples, reused by every batch.
+    variance_input: Vec<f32>,
 }
 
 /// Batches with less work than this (hidden x visible units x samples or chains) run their phases
@@ -538,6 +540,7 @@ impl Trainer {
             offsets: None,
             centring_plan: CentringPlan::default(),
             log_scale: params.learn_variance.then(|| vec![0.0; nv]),
+            variance_input: Vec::new(),
             params,
             rbm,
         })
@@ -775,7 +778,10 @@ impl Trainer {
         let lr = self.params.learning_rate as f32 * rate;
         let decay = self.params.weight_decay as f32;
         // The variance's gradient from the parameters before this update, applied after it.
-        let scale_gradient = self.log_scale.is_some().then(|| self.log_variance_gradient(cols));
+        let scale_gradient = match self.log_scale.is_some() {
+            true => Some(self.log_variance_gradient(cols)),
+            false => None,
+        };
         let in_blocks = self.phases_in_pieces(cols);
         let g = &mut self.gradient;
         let (db, dc) = (g.visible_bias.as_mut_slice(), g.hidden_bias.as_mut_slice());
@@ -838,33 +844,43 @@ impl Trainer {
     /// `W' = W / sigma` (what the model holds) it is
     /// `<(u - b')^2 / 2 - u (W'^T h)>_data - <...>_model`, from the phases already run (`h` by
     /// its probabilities); 0 for other units.
-    fn log_variance_gradient(&self, cols: usize) -> Vec<f32> {
+    fn log_variance_gradient(&mut self, cols: usize) -> Vec<f32> {
         let (nv, nh) = (self.rbm.n_visible(), self.rbm.n_hidden());
         let b = self.rbm.visible_bias().as_slice();
         let w = Operand::new(self.rbm.weights().as_slice(), nh, nv);
         let negative = &self.phases.negative;
         let mut gradient = vec![0f32; nv];
+        let gaussian: Vec<std::ops::Range<usize>> = self
+            .rbm
+            .layer()
+            .ranges()
+            .filter(|(kind, _)| *kind == crate::units::VisibleKind::Gaussian)
+            .map(|(_, range)| range)
+            .collect();
         let sets: [(&[f32], &[f32], usize, f64); 2] = [
             (&self.phases.batch, &self.phases.positive_hidden, cols, 1.0),
             (&negative.visible, &negative.hidden_probabilities, negative.cols, -1.0),
         ];
+        let input = &mut self.variance_input;
+        let mut moments = vec![-0.0f64; nv];
         for (visible, hidden, n, sign) in sets {
-            let mut input = vec![0f32; nv * n];
-            gemm(1.0, w.t(), Operand::new(&hidden[..nh * n], nh, n), 0.0, &mut input);
-            for (kind, range) in self.rbm.layer().ranges() {
-                if kind != crate::units::VisibleKind::Gaussian {
-                    continue;
+            input.resize(nv * n, 0.0);
+            gemm(1.0, w.t(), Operand::new(&hidden[..nh * n], nh, n), 0.0, input);
+            // Each unit's terms summed over the samples in order, walking the samples
+            // (contiguous) rather than each unit's strided run through the batch.
+            moments.fill(-0.0);
+            for (v, a) in visible[..nv * n].chunks_exact(nv).zip(input.chunks_exact(nv)) {
+                for range in &gaussian {
+                    for i in range.clone() {
+                        let u = v[i] as f64;
+                        let centred = u - b[i] as f64;
+                        moments[i] += 0.5 * centred * centred - u * a[i] as f64;
+                    }
                 }
-                for i in range {
-                    let moment: f64 = (0..n)
-                        .map(|s| {
-                            let u = visible[s * nv + i] as f64;
-                            let centred = u - b[i] as f64;
-                            0.5 * centred * centred - u * input[s * nv + i] as f64
-                        })
-                        .sum::<f64>()
-                        / n as f64;
-                    gradient[i] += (sign * moment) as f32;
+            }
+            for range in &gaussian {
+                for i in range.clone() {
+                    gradient[i] += (sign * (moments[i] / n as f64)) as f32;
                 }
             }
         }
