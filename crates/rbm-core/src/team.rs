@@ -98,14 +98,13 @@ impl Team {
     /// more than the machine has cores (a spinning helper without a core of its own only takes
     /// time from the others: `--threads 3` on two cores ran 20% slower with two helpers); the
     /// helpers leave when `work` returns. With one thread or one core there are no helpers and
-    /// every step runs on this thread.
+    /// every step runs on the thread that runs `work`.
     pub(crate) fn run<R: Send>(work: impl FnOnce(&Team) -> R + Send) -> R {
         let team = Team::new();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let helpers = rayon::current_num_threads().min(cores).saturating_sub(1);
-        if helpers == 0 {
-            return work(&team);
-        }
+        // Inside a scope either way: `work` then runs on a worker of the pool, whose own parallel
+        // calls (if any) are forked and joined there rather than sent to the pool from outside.
         rayon::scope(|scope| {
             for _ in 0..helpers {
                 scope.spawn(|_| team.help());

@@ -476,8 +476,8 @@ impl Phases {
 /// 32 units in each sample lies 784 values from the next, too far apart for the hardware's
 /// prefetchers: without the hint, each line was a demand miss, half of them to the other core's
 /// cache, and the gradient's tasks did not get faster on two threads (16-hidden MNIST job, 10,000
-/// rows, 30 epochs, two threads, three alternating pairs: updates 1.25/1.15/1.18 s without,
-/// 1.07/0.94/1.02 s with). A hint changes no value.
+/// rows, 30 epochs, two threads, four alternating rounds: updates 1.22 s without, 1.16 s with,
+/// medians). A hint changes no value.
 fn prefetch_units(visible: &[f32], n_visible: usize, samples: usize, first: usize, units: usize) {
     #[cfg(target_arch = "x86_64")]
     if units > 0 {
