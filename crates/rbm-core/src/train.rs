@@ -814,15 +814,21 @@ impl Trainer {
             }
         }
         let (weights, visible_bias, hidden_bias) = self.rbm.parameters_mut();
-        weights
+        // In tasks of the batch's workers (a spinning team's helpers take no other work).
+        let chunks: Vec<Mutex<(&mut [f32], &mut [f32])>> = weights
             .as_mut_slice()
-            .par_iter_mut()
-            .zip(self.velocity.weights.as_mut_slice().par_iter_mut())
-            .with_min_len(ELEMENTWISE_MIN_TASK)
-            .for_each(|(w, v)| {
+            .chunks_mut(ELEMENTWISE_MIN_TASK)
+            .zip(self.velocity.weights.as_mut_slice().chunks_mut(ELEMENTWISE_MIN_TASK))
+            .map(Mutex::new)
+            .collect();
+        workers.for_each(chunks.len(), &|i| {
+            let mut chunk = chunks[i].lock().unwrap_or_else(|e| e.into_inner());
+            let (weights, velocity) = &mut *chunk;
+            for (w, v) in weights.iter_mut().zip(velocity.iter_mut()) {
                 *v -= lr * decay * *w;
                 *w += *v;
-            });
+            }
+        });
         // Biases: no decay, and the gradients are already batch means.
         let biases = Sgd { rate: lr, momentum, decay: 0.0 };
         let (g, v) = (&self.gradient, &mut self.velocity);
