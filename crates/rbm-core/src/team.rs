@@ -11,7 +11,8 @@
 //!
 //! The helpers are rayon workers (the pool's size is the `--threads` the user chose), and tasks
 //! are claimed one at a time, so which thread runs a task never changes what it computes: every
-//! task writes its own outputs.
+//! task writes its own outputs. A spinning helper takes no other work, so the parallel steps of a
+//! team's work go through [`Workers`]; a rayon fork made there runs on the calling thread alone.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
