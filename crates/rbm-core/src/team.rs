@@ -3,9 +3,8 @@
 //! A batch of a small model (16 hidden units, 100 samples) is a few hundred microseconds of work,
 //! split at two points (the phases, then the gradient). Between them the calling thread runs a
 //! few microseconds of serial work, and rayon's idle workers go to sleep after a few dozen
-//! yields; waking a sleeping worker on this virtual machine costs tens of microseconds, about as
-//! much as the half batch it was woken for (two threads gave 1.0-1.4x on the 16-hidden MNIST
-//! job, with 2.5 sleeps per batch). A [`Team`] keeps its helpers spinning between the steps of
+//! yields; waking one again costs a system call and a trip through the scheduler, twice per
+//! batch (two threads gave 1.0-1.4x on the 16-hidden MNIST job, with 2.5 sleeps per batch). A [`Team`] keeps its helpers spinning between the steps of
 //! an epoch instead, so that each split costs an atomic operation; they only back off (yield,
 //! then short sleeps) after about a millisecond without work, and leave when the epoch ends.
 //!
