@@ -450,25 +450,20 @@ impl Model {
 fn baseline(layer: &crate::VisibleLayer, visible: &DMatrix<f32>) -> (Vec<f32>, Option<Vec<f32>>) {
     let means = crate::model::row_means(visible);
     let n = visible.ncols().max(1) as f64;
-    let mut scale = vec![1.0f32; visible.nrows()];
+    let mut standardised = vec![false; visible.nrows()];
     for (kind, range) in layer.ranges() {
-        if !kind.is_standardised() {
-            continue;
-        }
-        // Each unit's squared deviations summed over the samples in order, walking the samples
-        // (contiguous) rather than each unit's strided row over a file-sized matrix.
-        let mut squares = vec![-0.0f64; range.len()];
-        for sample in visible.as_slice().chunks_exact(visible.nrows()) {
-            for ((sum, &x), &mean) in squares.iter_mut().zip(&sample[range.clone()]).zip(&means[range.clone()]) {
-                *sum += (x as f64 - mean).powi(2);
-            }
-        }
-        for (unit, sum) in range.zip(squares) {
-            let spread = (sum / n).sqrt();
-            // A constant column keeps scale 1, as the standardisation keeps it.
-            if spread.is_finite() && spread > 1e-12 {
-                scale[unit] = spread as f32;
-            }
+        standardised[range].fill(kind.is_standardised());
+    }
+    // Each standardised unit's squared deviations, summed over the samples in order.
+    let squares = crate::standardize::feature_sums(visible, |unit, x| {
+        standardised[unit].then(|| (x as f64 - means[unit]).powi(2))
+    });
+    let mut scale = vec![1.0f32; visible.nrows()];
+    for ((s, sum), &chosen) in scale.iter_mut().zip(squares).zip(&standardised) {
+        let spread = (sum / n).sqrt();
+        // A constant column keeps scale 1, as the standardisation keeps it.
+        if chosen && spread.is_finite() && spread > 1e-12 {
+            *s = spread as f32;
         }
     }
     // Scales within rounding of 1 (plain standardisation) are left out.

@@ -36,7 +36,7 @@ pub struct Standardization {
 /// each term to its feature's accumulator: every feature's sum is over its samples in the same
 /// order as a pass over its row, without a strided pass per feature over a file-sized matrix
 /// (5.5 s to standardise 60,000 x 784 values that way).
-fn feature_sums(data: &DMatrix<f32>, term: impl Fn(usize, f32) -> Option<f64> + Sync) -> Vec<f64> {
+pub(crate) fn feature_sums(data: &DMatrix<f32>, term: impl Fn(usize, f32) -> Option<f64> + Sync) -> Vec<f64> {
     let features = data.nrows();
     let mut acc = vec![-0.0f64; features];
     if features == 0 {

@@ -673,22 +673,21 @@ impl Trainer {
                 dots.iter_mut().zip(v.chunks_exact(nv)).for_each(|(d, v)| *d = dot(v, mu));
             }
         };
-        type Piece<'a> = (usize, &'a mut [f32], &'a mut [f32], &'a mut [f32]);
-        let positive: Vec<Piece<'_>> = p.batch[..nv * cols]
+        // Each task takes its piece once; the locks are never contended.
+        let positive = p.batch[..nv * cols]
             .chunks_mut(nv * PIECE_SAMPLES)
             .zip(p.positive_hidden.chunks_mut(nh * PIECE_SAMPLES))
             .zip(positive_dots.chunks_mut(PIECE_SAMPLES))
             .enumerate()
-            .map(|(i, ((v, h), d))| (i * PIECE_SAMPLES, v, h, d))
-            .collect();
+            .map(|(i, ((v, h), d))| (i * PIECE_SAMPLES, v, h, d));
         let gather = |first: usize, v: &mut [f32]| rows.copy_rows(first, v, nv);
-        let negative: Vec<_> =
-            p.negative.pieces(nv, nh, PIECE_SAMPLES).into_iter().zip(negative_dots.chunks_mut(PIECE_SAMPLES)).collect();
+        let negative =
+            p.negative.pieces(nv, nh, PIECE_SAMPLES).into_iter().zip(negative_dots.chunks_mut(PIECE_SAMPLES));
         if persistent {
             // The chains' hidden probabilities are refreshed under the current parameters first.
             // The chains' tasks (the longer ones) come first, so that the short ones fill in.
             let (negative, positive): (Vec<_>, Vec<_>) =
-                (negative.into_iter().map(Mutex::new).collect(), positive.into_iter().map(Mutex::new).collect());
+                (negative.map(Mutex::new).collect(), positive.map(Mutex::new).collect());
             workers.for_each(negative.len() + positive.len(), &|i| {
                 if let Some(piece) = negative.get(i) {
                     let mut piece = piece.lock().unwrap_or_else(|e| e.into_inner());
@@ -706,7 +705,7 @@ impl Trainer {
             });
         } else {
             // CD: each piece's chains start at its own samples and their hidden probabilities.
-            let pieces: Vec<_> = positive.into_iter().zip(negative).map(Mutex::new).collect();
+            let pieces: Vec<_> = positive.zip(negative).map(Mutex::new).collect();
             workers.for_each(pieces.len(), &|i| {
                 let mut piece = pieces[i].lock().unwrap_or_else(|e| e.into_inner());
                 let ((first, v, h, d), (piece, nd)) = &mut *piece;
