@@ -2,10 +2,11 @@
 //! column-major slices, and the numerically stable scalar functions.
 //!
 //! Why not nalgebra's products: `gemm_tr`/`tr_mul` bypass the fast kernel (about 10x slower here),
-//! and nalgebra runs matrixmultiply on one thread. Measured on the 2-core development machine for
-//! the CD-1 shapes (100x784 batch, 500 hidden): one `sgemm` call 68 GFLOP/s, matrixmultiply's own
-//! threading 115 GFLOP/s, the same `sgemm` split into two column blocks under rayon 153 GFLOP/s;
-//! more, smaller blocks were slower (each block packs the whole shared operand again).
+//! and nalgebra runs matrixmultiply on one thread. The products here call the `gemm` crate's
+//! kernels (AVX-512 where the CPU has it) on one thread per block, and split the output into
+//! one block per rayon thread. Measured on the 2-core development machine, the five products of
+//! a CD-1 batch (100 x 784 batch, 500 hidden), 600 batches: matrixmultiply 92-113 GFLOP/s on one
+//! thread and 105-113 split in two; `gemm` 100-113 and 144-154 (docs/performance.md).
 
 use rayon::prelude::*;
 
@@ -60,11 +61,15 @@ impl OutPtr {
     }
 }
 
-/// Block boundaries fall on multiples of this: the largest register tile of matrixmultiply's f32
-/// kernels (16 x 16 with AVX-512; 8 x 8 with AVX/FMA). The kernel computes an edge tile through a
-/// masked buffer, rounding `alpha AB + beta C` differently from a full tile; with boundaries on
-/// tile multiples every element is in the same kind of tile whatever the number of blocks.
+/// Block boundaries fall on multiples of this, and no block is narrower than [`MIN_BLOCK`]: every
+/// element then goes through the same kind of kernel call (the `gemm` crate chooses its depth
+/// blocking by shape only for products of at most 64 x 64, and a dot-product path for at most
+/// 16 x 16 elements; blocks of at least 64 by more than 64 reach neither), so that an element's
+/// bits do not depend on the blocks.
 pub(crate) const KERNEL_TILE: usize = 16;
+
+/// The narrowest block of a split product, and the least the other side must exceed.
+const MIN_BLOCK: usize = 64;
 
 /// Products smaller than this many multiply-adds run as one call: rayon's overhead would dominate.
 const PARALLEL_MIN_WORK: usize = 1 << 22;
@@ -85,13 +90,17 @@ pub(crate) fn gemm(alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mu
         gemm_serial(alpha, a, b, beta, c);
         return;
     }
-    // One block per thread, each at least 64 rows or columns, boundaries on kernel tiles. The split
-    // changes nothing in the result: the kernel sums each element over the inner dimension in the
-    // same order (fixed kc blocking, register accumulation), and every element stays in the same
-    // kind of tile (full or edge); the tests below check one against two and three threads.
-    let (split_rows, len) = if m >= n { (true, m) } else { (false, n) };
-    let blocks = rayon::current_num_threads().min(len / 64).max(1);
-    if blocks == 1 {
+    // One block per thread, each at least MIN_BLOCK rows or columns (the last one too), with
+    // boundaries on kernel tiles and the other side wider than MIN_BLOCK. The split changes
+    // nothing in the result: each element is summed over the inner dimension in the same order
+    // (the depth blocking depends on the inner dimension only, at these shapes) and scaled in the
+    // same way; the tests below check one against two and three threads.
+    let (split_rows, len, other) = if m >= n { (true, m, n) } else { (false, n, m) };
+    let mut blocks = rayon::current_num_threads().min(len / MIN_BLOCK).max(1);
+    while blocks > 1 && len - (blocks - 1) * len.div_ceil(blocks).next_multiple_of(KERNEL_TILE) < MIN_BLOCK {
+        blocks -= 1;
+    }
+    if blocks == 1 || other <= MIN_BLOCK {
         gemm_serial(alpha, a, b, beta, c);
         return;
     }
@@ -105,21 +114,13 @@ pub(crate) fn gemm(alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mu
         // SAFETY: pointers and strides describe the slices checked above, the block bounds stay
         // inside them, and the blocks write disjoint rows.
         let run_rows = |r0: usize, r1: usize| unsafe {
-            matrixmultiply::sgemm(
-                r1 - r0,
-                k,
-                n,
+            sgemm(
+                (r1 - r0, k, n),
                 alpha,
-                a.data.as_ptr().offset(r0 as isize * rsa),
-                rsa,
-                csa,
-                b.data.as_ptr(),
-                rsb,
-                csb,
+                (a.data.as_ptr().offset(r0 as isize * rsa), rsa, csa),
+                (b.data.as_ptr(), rsb, csb),
                 beta,
-                out.get().add(r0),
-                1,
-                m as isize,
+                (out.get().add(r0), 1, m as isize),
             );
         };
         (0..len.div_ceil(block)).into_par_iter().for_each(|i| run_rows(i * block, ((i + 1) * block).min(len)));
@@ -162,21 +163,56 @@ pub(crate) fn gemm_serial_columns(
     // SAFETY: the operands' strides describe their checked slices, and columns
     // `first..first + n_block` of op(b) lie inside b (checked above).
     unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n_block,
+        sgemm(
+            (m, k, n_block),
             alpha,
-            a.data.as_ptr(),
-            rsa,
-            csa,
-            b.data.as_ptr().offset(first as isize * csb),
-            rsb,
-            csb,
+            (a.data.as_ptr(), rsa, csa),
+            (b.data.as_ptr().offset(first as isize * csb), rsb, csb),
             beta,
-            block.as_mut_ptr(),
-            1,
-            m as isize,
+            (block.as_mut_ptr(), 1, m as isize),
+        );
+    }
+}
+
+/// A matrix in memory: its first element, row stride and column stride (in elements).
+type Strided<P> = (P, isize, isize);
+
+/// `c = alpha * a * b + beta * c` for an `m x k` matrix `a` and a `k x n` matrix `b`, on this
+/// thread; `c` is not read when `beta` is 0.
+///
+/// # Safety
+/// Each pointer with its strides describes a readable (`c`: writable) matrix of its shape.
+unsafe fn sgemm(
+    (m, k, n): (usize, usize, usize),
+    alpha: f32,
+    a: Strided<*const f32>,
+    b: Strided<*const f32>,
+    beta: f32,
+    c: Strided<*mut f32>,
+) {
+    // The crate's convention: dst = alpha * dst + beta * lhs * rhs, dst read only if asked.
+    // SAFETY: the caller's contract.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.0,
+            c.2,
+            c.1,
+            beta != 0.0,
+            a.0,
+            a.2,
+            a.1,
+            b.0,
+            b.2,
+            b.1,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
         );
     }
 }
@@ -559,6 +595,29 @@ mod tests {
         let one = run(1);
         assert_eq!(one, run(2));
         assert_eq!(one, run(3));
+    }
+
+    /// The `gemm` crate blocks the inner dimension by shape for products of at most 64 x 64 (512
+    /// deep, against 392 + 392 for the larger ones at 784 deep): a split leaving such a block
+    /// (130 rows against 64 columns, cut 80 + 50) would change its elements' bits.
+    #[test]
+    fn deep_products_are_identical_on_one_two_and_three_threads_at_the_block_limits() {
+        let fill = |n: usize, s: u32| {
+            (0..n).map(|i| (((i as u32).wrapping_mul(2654435761) ^ s) % 1000) as f32 / 500.0 - 1.0).collect::<Vec<_>>()
+        };
+        for &(m, k, n) in &[(130, 784, 64), (64, 784, 130), (130, 784, 65), (200, 600, 66), (300, 1100, 70)] {
+            let (a, b, start) = (fill(m * k, 1), fill(k * n, 2), fill(m * n, 3));
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| {
+                    let mut c = start.clone();
+                    gemm(0.01, Operand::new(&a, m, k), Operand::new(&b, k, n), 0.9, &mut c);
+                    c
+                })
+            };
+            let one = run(1);
+            assert!(one == run(2) && one == run(3), "{m}x{k}x{n}");
+        }
     }
 
     /// Units in the last place between `got` and the exact `want`, at `got`'s magnitude.

@@ -1,7 +1,7 @@
 //! Products for batches too small to split across threads: a piece of a few samples against a
 //! model with few hidden units (tens), run on one thread.
 //!
-//! A general GEMM (matrixmultiply) packs both operands on every call; for the shapes of a small
+//! A general GEMM (matrixmultiply, measured here; the `gemm` crate too) packs both operands on every call; for the shapes of a small
 //! model (16 hidden x 784 visible x 16 samples) the packing cost more than the multiply-adds
 //! (a profile of the 16-hidden MNIST job: packing 19% of the time, the kernel 17%). These
 //! kernels read the weights in place instead, with the unit dimension of each product in SIMD
