@@ -80,15 +80,51 @@ const PARALLEL_MIN_WORK: usize = 1 << 22;
 /// summed over the inner dimension by one kernel call in one order, so the result is
 /// bit-identical whatever the number of threads.
 pub(crate) fn gemm(alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mut [f32]) {
+    gemm_blocks(alpha, a, b, beta, c, None, None);
+}
+
+/// `c = bias + op(a) * op(b)` (`bias` added to every column), then `then` applied to `c`'s
+/// elements: [`gemm`] with the bias set and an elementwise function (a sigmoid, a unit kind's
+/// means) applied by each block to its own part of the output, in the same fork and while that
+/// part is in its core's cache. The bits are those of filling `c` with the bias, calling
+/// [`gemm`] with `alpha = beta = 1`, then applying `then` to all of `c`.
+pub(crate) fn gemm_biased_then(a: Operand<'_>, b: Operand<'_>, bias: &[f32], c: &mut [f32], then: &Elementwise<'_>) {
+    assert_eq!(bias.len(), a.op_rows(), "one bias per row of the product");
+    gemm_blocks(1.0, a, b, 1.0, c, Some(bias), Some(then));
+}
+
+/// An elementwise function applied to parts of a product's output.
+pub(crate) type Elementwise<'f> = dyn Fn(&mut [f32]) + Sync + 'f;
+
+/// [`gemm`], with each block first setting its part of every column to `bias` (when given) and
+/// then applying `then` to it (when given).
+fn gemm_blocks(
+    alpha: f32,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    beta: f32,
+    c: &mut [f32],
+    bias: Option<&[f32]>,
+    then: Option<&Elementwise<'_>>,
+) {
     let (m, k, n) = (a.op_rows(), a.op_cols(), b.op_cols());
     assert_eq!(k, b.op_rows(), "inner dimensions of a product differ");
     assert_eq!(c.len(), m * n, "output length does not match the product's shape");
     if m == 0 || n == 0 {
         return;
     }
-    if m * n * k.max(1) < PARALLEL_MIN_WORK {
+    // The whole product on this thread; the elementwise steps still on every core.
+    let serial = |c: &mut [f32]| {
+        if let Some(bias) = bias {
+            c.par_chunks_mut(m).for_each(|column| column.copy_from_slice(bias));
+        }
         gemm_serial(alpha, a, b, beta, c);
-        return;
+        if let Some(then) = then {
+            c.par_chunks_mut(4096).for_each(then);
+        }
+    };
+    if m * n * k.max(1) < PARALLEL_MIN_WORK {
+        return serial(c);
     }
     // One block per thread, each at least MIN_BLOCK rows or columns (the last one too), with
     // boundaries on kernel tiles and the other side wider than MIN_BLOCK. The split changes
@@ -96,24 +132,26 @@ pub(crate) fn gemm(alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mu
     // (the depth blocking depends on the inner dimension only, at these shapes) and scaled in the
     // same way; the tests below check one against two and three threads.
     let (split_rows, len, other) = if m >= n { (true, m, n) } else { (false, n, m) };
-    let mut blocks = rayon::current_num_threads().min(len / MIN_BLOCK).max(1);
-    while blocks > 1 && len - (blocks - 1) * len.div_ceil(blocks).next_multiple_of(KERNEL_TILE) < MIN_BLOCK {
-        blocks -= 1;
-    }
-    if blocks == 1 || other <= MIN_BLOCK {
-        gemm_serial(alpha, a, b, beta, c);
-        return;
-    }
-    let block = len.div_ceil(blocks).next_multiple_of(KERNEL_TILE);
+    let Some(block) = block_width(len, other) else {
+        return serial(c);
+    };
     if split_rows {
         // Row blocks interleave in the column-major output: each writes its rows through a shared
         // pointer.
         let (rsa, csa) = a.strides();
         let (rsb, csb) = b.strides();
         let out = OutPtr(c.as_mut_ptr());
+        // Rows `r0..r1` of column `j`, of a block that owns those rows.
+        // SAFETY (its callers): the run lies inside `c`, and no other block touches those rows.
+        let rows_of = |j: usize, r0: usize, r1: usize| unsafe {
+            std::slice::from_raw_parts_mut(out.get().add(j * m + r0), r1 - r0)
+        };
         // SAFETY: pointers and strides describe the slices checked above, the block bounds stay
         // inside them, and the blocks write disjoint rows.
         let run_rows = |r0: usize, r1: usize| unsafe {
+            if let Some(bias) = bias {
+                (0..n).for_each(|j| rows_of(j, r0, r1).copy_from_slice(&bias[r0..r1]));
+            }
             sgemm(
                 (r1 - r0, k, n),
                 alpha,
@@ -122,14 +160,37 @@ pub(crate) fn gemm(alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mu
                 beta,
                 (out.get().add(r0), 1, m as isize),
             );
+            if let Some(then) = then {
+                (0..n).for_each(|j| then(rows_of(j, r0, r1)));
+            }
         };
         (0..len.div_ceil(block)).into_par_iter().for_each(|i| run_rows(i * block, ((i + 1) * block).min(len)));
     } else {
         // Column blocks are contiguous in the column-major output.
-        c.par_chunks_mut(block * m)
-            .enumerate()
-            .for_each(|(i, out)| gemm_serial_columns(alpha, a, b, beta, out, i * block));
+        c.par_chunks_mut(block * m).enumerate().for_each(|(i, out)| {
+            if let Some(bias) = bias {
+                out.chunks_mut(m).for_each(|column| column.copy_from_slice(bias));
+            }
+            gemm_serial_columns(alpha, a, b, beta, out, i * block);
+            if let Some(then) = then {
+                then(out);
+            }
+        });
     }
+}
+
+/// The width of the blocks [`gemm`] cuts a side of `len` elements into on this pool, the other
+/// side having `other`: one block per thread, each at least [`MIN_BLOCK`] wide (the last one too),
+/// boundaries on [`KERNEL_TILE`]; `None` for one block. With `len` the columns of an `m x n`
+/// product (`other` = `m`), [`gemm_serial_columns`] on blocks of this width gives each element
+/// the bits of the whole product.
+pub(crate) fn block_width(len: usize, other: usize) -> Option<usize> {
+    let width = |blocks: usize| len.div_ceil(blocks).next_multiple_of(KERNEL_TILE);
+    let mut blocks = rayon::current_num_threads().min(len / MIN_BLOCK).max(1);
+    while blocks > 1 && len - (blocks - 1) * width(blocks) < MIN_BLOCK {
+        blocks -= 1;
+    }
+    (blocks > 1 && other > MIN_BLOCK).then(|| width(blocks))
 }
 
 /// [`gemm`] as one kernel call on this thread: the same bits as the split product (the split
@@ -617,6 +678,34 @@ mod tests {
             };
             let one = run(1);
             assert!(one == run(2) && one == run(3), "{m}x{k}x{n}");
+        }
+    }
+
+    /// The bias and the elementwise step done by each block give the bits of doing them apart,
+    /// for row and column splits, on one, two and three threads.
+    #[test]
+    fn biased_products_with_a_step_match_the_steps_done_apart() {
+        let fill = |n: usize, s: u32| {
+            (0..n).map(|i| (((i as u32).wrapping_mul(2654435761) ^ s) % 1000) as f32 / 500.0 - 1.0).collect::<Vec<_>>()
+        };
+        for &(m, k, n) in &[(500, 784, 100), (100, 500, 784), (784, 16, 3), (300, 200, 129)] {
+            let (a, b, bias) = (fill(m * k, 1), fill(k * n, 2), fill(m, 3));
+            let (a, b) = (Operand::new(&a, m, k), Operand::new(&b, k, n));
+            let mut want = vec![0f32; m * n];
+            for column in want.chunks_mut(m) {
+                column.copy_from_slice(&bias);
+            }
+            gemm(1.0, a, b, 1.0, &mut want);
+            sigmoid_in_place(&mut want);
+            for threads in 1..=3 {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let got = pool.install(|| {
+                    let mut c = vec![f32::NAN; m * n];
+                    gemm_biased_then(a, b, &bias, &mut c, &sigmoid_in_place);
+                    c
+                });
+                assert!(got == want, "{m}x{k}x{n} on {threads} threads");
+            }
         }
     }
 

@@ -222,16 +222,30 @@ impl Rbm {
         product(1.0, Operand::new(self.weights.as_slice(), nh, nv).t(), Operand::new(h, nh, cols), 1.0, out);
     }
 
-    /// `out = sigmoid(c + W^T v)`, `n_hidden x cols`.
+    /// `out = sigmoid(c + W^T v)`, `n_hidden x cols`: the activations of
+    /// [`Rbm::hidden_activations_into`], with the sigmoid applied by the product's blocks.
     pub(crate) fn hidden_probabilities_into(&self, v: &[f32], cols: usize, out: &mut [f32]) {
-        self.hidden_activations_into(v, cols, out);
-        out.par_chunks_mut(4096).for_each(crate::linalg::sigmoid_in_place);
+        let (nh, nv) = self.weights.shape();
+        let product = (Operand::new(self.weights.as_slice(), nh, nv), Operand::new(v, nv, cols));
+        let sigmoid: &crate::linalg::Elementwise<'_> = &crate::linalg::sigmoid_in_place;
+        crate::linalg::gemm_biased_then(product.0, product.1, self.hidden_bias.as_slice(), out, sigmoid);
     }
 
-    /// `out = mean(b + W h)`, `n_visible x cols`.
+    /// `out = mean(b + W h)`, `n_visible x cols`: a layer of one elementwise kind has its means
+    /// taken by the product's blocks, others after the product.
     pub(crate) fn visible_means_into(&self, h: &[f32], cols: usize, out: &mut [f32]) {
-        self.visible_activations_by(gemm, h, cols, out);
-        self.layer.means_columns(out);
+        match self.layer.single_kind() {
+            Some(kind) if kind.is_elementwise() => {
+                let (nh, nv) = self.weights.shape();
+                let product = (Operand::new(self.weights.as_slice(), nh, nv).t(), Operand::new(h, nh, cols));
+                let means: &crate::linalg::Elementwise<'_> = &|values: &mut [f32]| kind.means(values);
+                crate::linalg::gemm_biased_then(product.0, product.1, self.visible_bias.as_slice(), out, means);
+            }
+            _ => {
+                self.visible_activations_by(gemm, h, cols, out);
+                self.layer.means_columns(out);
+            }
+        }
     }
 
     /// Free energy `F(v) = -log sum_h exp(-E(v, h)) = sum_i e_i(v_i) - sum_j softplus(c_j + W_j^T v)`

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use crate::error::{RbmError, Result};
 use crate::eval::{mean_free_energy_of, reconstruction_error_of};
 use crate::gibbs::{ChainBuffers, TemperedChains};
-use crate::linalg::{Operand, dot, gemm};
+use crate::linalg::{Operand, dot, gemm, gemm_serial_columns};
 use crate::model::Rbm;
 use crate::optim::Sgd;
 use crate::params::VisibleSpec;
@@ -388,6 +388,21 @@ impl Phases {
         );
     }
 
+    /// [`Phases::accumulate_weight_gradient`] on visible units `first .. first + out.len() /
+    /// n_hidden` only (`out` holds their columns), with the bits the whole product gives them
+    /// when the columns are a block of [`crate::linalg::block_width`].
+    fn accumulate_weight_gradient_columns(&self, cols: usize, scale: f32, beta: f32, out: &mut [f32], first: usize) {
+        let (nv, nh) = (self.batch.len() / cols, self.positive_hidden.len() / cols);
+        let chains = self.negative.cols;
+        let positive = (Operand::new(&self.positive_hidden, nh, cols), Operand::new(&self.batch, nv, cols).t());
+        gemm_serial_columns(scale / cols as f32, positive.0, positive.1, beta, out, first);
+        let negative = (
+            Operand::new(&self.negative.hidden_probabilities, nh, chains),
+            Operand::new(&self.negative.visible, nv, chains).t(),
+        );
+        gemm_serial_columns(-scale / chains as f32, negative.0, negative.1, 1.0, out, first);
+    }
+
     /// [`Phases::accumulate_weight_gradient`] and the visible bias gradient together, in tasks of
     /// [`GRADIENT_BLOCK_UNITS`] visible units (serial kernels on each task's columns), and the
     /// hidden bias gradient: one fork for what would otherwise be two split products and a serial
@@ -490,6 +505,15 @@ fn prefetch_units(visible: &[f32], n_visible: usize, samples: usize, first: usiz
                 unsafe { _mm_prefetch::<_MM_HINT_T0>(run[i..].as_ptr().cast()) };
             }
         }
+    }
+}
+
+/// The weights' step from their velocity (the momentum and the gradient already in it): the decay
+/// joins the velocity, which the weights then take.
+fn step_weights(weights: &mut [f32], velocity: &mut [f32], lr: f32, decay: f32) {
+    for (w, v) in weights.iter_mut().zip(velocity.iter_mut()) {
+        *v -= lr * decay * *w;
+        *w += *v;
     }
 }
 
@@ -748,7 +772,11 @@ impl Trainer {
             p.negative.refresh_hidden(&self.rbm);
         } else {
             p.negative.resize(nv, nh, cols);
-            p.negative.visible.copy_from_slice(&p.batch);
+            // The first Gibbs step draws the chains' visible values afresh: their start at the
+            // batch is only read when there is no step.
+            if self.params.gibbs_steps == 0 {
+                p.negative.visible.copy_from_slice(&p.batch);
+            }
             p.negative.hidden_probabilities.copy_from_slice(&p.positive_hidden);
         }
         p.negative.run(&self.rbm, self.params.gibbs_steps, &mut self.streams);
@@ -788,11 +816,51 @@ impl Trainer {
         if let Some(offsets) = &mut self.offsets {
             offsets.follow(&self.phases.positive_hidden, cols);
         }
+        let (nv, nh) = (self.rbm.n_visible(), self.rbm.n_hidden());
+        let weight_blocks = if in_blocks { None } else { crate::linalg::block_width(nv, nh) };
+        let mut weights_stepped = false;
         if in_blocks {
             // Centring inside the gradient's tasks, each on its visible units.
             let centring = self.offsets.as_ref().map(|offsets| (offsets, &mut self.centring_plan));
             let velocity = self.velocity.weights.as_mut_slice();
             self.phases.gradients_in_blocks(cols, lr, momentum, velocity, db, dc, centring, workers);
+        } else if let Some(width) = weight_blocks {
+            // One task per block of visible units (the blocks `gemm` would cut the gradient
+            // into): its columns of the gradient's two products, their centring and the weight
+            // step, while they are in this core's cache, in one fork. The same arithmetic, element
+            // by element, as the products, `Offsets::centre` and the step below.
+            self.phases.bias_gradients(cols, db, dc);
+            let centring = self.offsets.as_ref().map(|offsets| {
+                self.phases.take_mu_dots(cols, &offsets.visible);
+                offsets.plan(&self.phases, cols, lr, dc, &mut self.centring_plan);
+                (offsets, &self.centring_plan)
+            });
+            let phases = &self.phases;
+            let weights = self.rbm.parameters_mut().0.as_mut_slice();
+            let velocity = self.velocity.weights.as_mut_slice();
+            weights
+                .par_chunks_mut(nh * width)
+                .zip(velocity.par_chunks_mut(nh * width))
+                .zip(db.par_chunks_mut(width))
+                .enumerate()
+                .for_each(|(i, ((weights, velocity), db))| {
+                    let first = i * width;
+                    phases.accumulate_weight_gradient_columns(cols, lr, momentum, velocity, first);
+                    if let Some((offsets, plan)) = centring {
+                        for (k, (velocity, db)) in velocity
+                            .chunks_mut(nh * GRADIENT_BLOCK_UNITS)
+                            .zip(db.chunks_mut(GRADIENT_BLOCK_UNITS))
+                            .enumerate()
+                        {
+                            offsets.centre_block(phases, plan, first + k * GRADIENT_BLOCK_UNITS, velocity, db);
+                        }
+                    }
+                    step_weights(weights, velocity, lr, decay);
+                });
+            if let Some((_, plan)) = centring {
+                dc.iter_mut().zip(&plan.hidden_term).for_each(|(c, &t)| *c -= t);
+            }
+            weights_stepped = true;
         } else {
             self.phases.accumulate_weight_gradient(cols, lr, momentum, self.velocity.weights.as_mut_slice());
             self.phases.bias_gradients(cols, db, dc);
@@ -802,7 +870,6 @@ impl Trainer {
                 offsets.centre(phases, plan, cols, lr, self.velocity.weights.as_mut_slice(), db, dc);
             }
         }
-        let nh = self.rbm.n_hidden();
         if let Some(sparsity) = self.params.sparsity {
             let (target, cost) = (sparsity.target as f32, sparsity.cost as f32);
             let positive = &self.phases.positive_hidden;
@@ -813,21 +880,20 @@ impl Trainer {
             }
         }
         let (weights, visible_bias, hidden_bias) = self.rbm.parameters_mut();
-        // In tasks of the batch's workers (a spinning team's helpers take no other work).
-        let chunks: Vec<Mutex<(&mut [f32], &mut [f32])>> = weights
-            .as_mut_slice()
-            .chunks_mut(ELEMENTWISE_MIN_TASK)
-            .zip(self.velocity.weights.as_mut_slice().chunks_mut(ELEMENTWISE_MIN_TASK))
-            .map(Mutex::new)
-            .collect();
-        workers.for_each(chunks.len(), &|i| {
-            let mut chunk = chunks[i].lock().unwrap_or_else(|e| e.into_inner());
-            let (weights, velocity) = &mut *chunk;
-            for (w, v) in weights.iter_mut().zip(velocity.iter_mut()) {
-                *v -= lr * decay * *w;
-                *w += *v;
-            }
-        });
+        if !weights_stepped {
+            // In tasks of the batch's workers (a spinning team's helpers take no other work).
+            let chunks: Vec<Mutex<(&mut [f32], &mut [f32])>> = weights
+                .as_mut_slice()
+                .chunks_mut(ELEMENTWISE_MIN_TASK)
+                .zip(self.velocity.weights.as_mut_slice().chunks_mut(ELEMENTWISE_MIN_TASK))
+                .map(Mutex::new)
+                .collect();
+            workers.for_each(chunks.len(), &|i| {
+                let mut chunk = chunks[i].lock().unwrap_or_else(|e| e.into_inner());
+                let (weights, velocity) = &mut *chunk;
+                step_weights(weights, velocity, lr, decay);
+            });
+        }
         // Biases: no decay, and the gradients are already batch means.
         let biases = Sgd { rate: lr, momentum, decay: 0.0 };
         let (g, v) = (&self.gradient, &mut self.velocity);
