@@ -398,13 +398,11 @@ fn check_rows(what: &'static str, found: usize, expected: usize, unit: &str) -> 
 /// Sets every column of the `rows x n` slice `out` to `column`.
 /// The mean of each row of `data` (each unit's mean over the samples), summed in f64.
 pub(crate) fn row_means(data: &DMatrix<f32>) -> Vec<f64> {
-    let mut sums = vec![0f64; data.nrows()];
-    // Column slices rather than nalgebra's column iterators, which do not vectorise (this pass
-    // over the whole training set took 0.1-0.2 s on MNIST).
-    for column in data.as_slice().chunks_exact(data.nrows().max(1)) {
-        sums.iter_mut().zip(column).for_each(|(s, &x)| *s += x as f64);
-    }
-    sums.iter().map(|s| s / data.ncols().max(1) as f64).collect()
+    // Blocks of units on every core, each unit summed over the samples in order. Adding +0.0
+    // gives each sum the bits of a sum started at +0.0 rather than feature_sums' -0.0 (they
+    // differ only for a unit whose values are all -0.0).
+    let sums = crate::standardize::feature_sums(data, |_, x| Some(x as f64));
+    sums.iter().map(|s| (s + 0.0) / data.ncols().max(1) as f64).collect()
 }
 
 /// Each group's initial visible biases from the units' means over the columns of `data` (checked).
@@ -433,4 +431,29 @@ pub fn check_values(layer: &VisibleLayer, data: &DMatrix<f32>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `row_means` (blocks of units on every core) against a serial pass over the samples with
+    /// sums started at +0.0, bit for bit, with units of all -0.0, of mixed zeros, and more units
+    /// than one block holds.
+    #[test]
+    fn row_means_have_the_bits_of_a_serial_pass() {
+        let (units, samples) = (300, 7);
+        let data = DMatrix::from_fn(units, samples, |i, s| match i {
+            0 => -0.0,
+            1 => [0.0, -0.0][s % 2],
+            _ => ((i * 31 + s * 17) % 97) as f32 * 0.013 - 0.5,
+        });
+        let mut sums = vec![0f64; units];
+        for column in data.as_slice().chunks_exact(units) {
+            sums.iter_mut().zip(column).for_each(|(s, &x)| *s += x as f64);
+        }
+        let want: Vec<u64> = sums.iter().map(|s| (s / samples as f64).to_bits()).collect();
+        let got: Vec<u64> = row_means(&data).iter().map(|m| m.to_bits()).collect();
+        assert_eq!(got, want);
+    }
 }
