@@ -454,6 +454,9 @@ fn baseline(layer: &crate::VisibleLayer, visible: &DMatrix<f32>) -> (Vec<f32>, O
     for (kind, range) in layer.ranges() {
         standardised[range].fill(kind.is_standardised());
     }
+    if !standardised.contains(&true) {
+        return (crate::model::initial_biases_from(layer, &means, visible.ncols()), None);
+    }
     // Each standardised unit's squared deviations, summed over the samples in order.
     let squares = crate::standardize::feature_sums(visible, |unit, x| {
         standardised[unit].then(|| (x as f64 - means[unit]).powi(2))
@@ -468,7 +471,7 @@ fn baseline(layer: &crate::VisibleLayer, visible: &DMatrix<f32>) -> (Vec<f32>, O
     }
     // Scales within rounding of 1 (plain standardisation) are left out.
     if scale.iter().all(|&s| (s - 1.0).abs() <= 1e-3) {
-        return (crate::model::initial_biases(layer, visible), None);
+        return (crate::model::initial_biases_from(layer, &means, visible.ncols()), None);
     }
     let scaled = DMatrix::from_fn(visible.nrows(), visible.ncols(), |u, s| visible[(u, s)] / scale[u]);
     (crate::model::initial_biases(layer, &scaled), Some(scale))

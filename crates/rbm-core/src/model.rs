@@ -398,17 +398,29 @@ fn check_rows(what: &'static str, found: usize, expected: usize, unit: &str) -> 
 /// Sets every column of the `rows x n` slice `out` to `column`.
 /// The mean of each row of `data` (each unit's mean over the samples), summed in f64.
 pub(crate) fn row_means(data: &DMatrix<f32>) -> Vec<f64> {
-    // Blocks of units on every core, each unit summed over the samples in order. Adding +0.0
-    // gives each sum the bits of a sum started at +0.0 rather than feature_sums' -0.0 (they
-    // differ only for a unit whose values are all -0.0).
-    let sums = crate::standardize::feature_sums(data, |_, x| Some(x as f64));
-    sums.iter().map(|s| (s + 0.0) / data.ncols().max(1) as f64).collect()
+    let units = data.nrows();
+    let mut sums = vec![0f64; units];
+    // Blocks of units on every core, each unit summed over the samples in order. Column slices
+    // rather than nalgebra's column iterators, and no per-value branch: the loop vectorises.
+    const BLOCK: usize = 256;
+    sums.par_chunks_mut(BLOCK).enumerate().for_each(|(block, sums)| {
+        let (first, width) = (block * BLOCK, sums.len());
+        for column in data.as_slice().chunks_exact(units) {
+            sums.iter_mut().zip(&column[first..first + width]).for_each(|(s, &x)| *s += x as f64);
+        }
+    });
+    sums.iter().map(|s| s / data.ncols().max(1) as f64).collect()
 }
 
 /// Each group's initial visible biases from the units' means over the columns of `data` (checked).
 pub(crate) fn initial_biases(layer: &VisibleLayer, data: &DMatrix<f32>) -> Vec<f32> {
-    let mut bias = vec![0f32; data.nrows()];
-    layer.initial_bias(&row_means(data), data.ncols(), &mut bias);
+    initial_biases_from(layer, &row_means(data), data.ncols())
+}
+
+/// [`initial_biases`] from the [`row_means`] of `samples` samples, already computed.
+pub(crate) fn initial_biases_from(layer: &VisibleLayer, means: &[f64], samples: usize) -> Vec<f32> {
+    let mut bias = vec![0f32; means.len()];
+    layer.initial_bias(means, samples, &mut bias);
     bias
 }
 

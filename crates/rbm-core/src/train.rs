@@ -584,7 +584,7 @@ impl Trainer {
     pub(crate) fn initialise_checked(params: ValidParams, layer: VisibleLayer, data: &DMatrix<f32>) -> Result<Self> {
         let (nv, nh) = (data.nrows(), params.n_hidden);
         let means = crate::model::row_means(data);
-        let initial_bias = crate::model::initial_biases(&layer, data);
+        let initial_bias = crate::model::initial_biases_from(&layer, &means, data.ncols());
         let mut rbm = Rbm::zeros(layer, nh)?;
         let mut streams = RandomStreams::new(params.seed);
         {
