@@ -5,8 +5,8 @@
 //! and nalgebra runs matrixmultiply on one thread. The products here call the `gemm` crate's
 //! kernels (AVX-512 where the CPU has it) on one thread per block, and split the output into
 //! one block per rayon thread. Measured on the 2-core development machine, the five products of
-//! a CD-1 batch (100 x 784 batch, 500 hidden), 600 batches: matrixmultiply 92-113 GFLOP/s on one
-//! thread and 105-113 split in two; `gemm` 100-113 and 144-154 (docs/performance.md).
+//! a CD-1 batch (100 x 784 batch, 500 hidden), 600 batches, three rounds: matrixmultiply 71-92
+//! GFLOP/s on one thread and 105-113 split in two blocks, `gemm` 100-113 and 144-154.
 
 use rayon::prelude::*;
 
@@ -61,24 +61,28 @@ impl OutPtr {
     }
 }
 
-/// Block boundaries fall on multiples of this, and no block is narrower than [`MIN_BLOCK`]: every
-/// element then goes through the same kind of kernel call (the `gemm` crate chooses its depth
-/// blocking by shape only for products of at most 64 x 64, and a dot-product path for at most
-/// 16 x 16 elements; blocks of at least 64 by more than 64 reach neither), so that an element's
-/// bits do not depend on the blocks.
+/// Block boundaries fall on multiples of this (the `gemm` crate's AVX-512 tiles are 16 lanes
+/// wide; its full and edge tiles do the same arithmetic, so this only keeps blocks aligned).
 pub(crate) const KERNEL_TILE: usize = 16;
 
-/// The narrowest block of a split product, and the least the other side must exceed.
-const MIN_BLOCK: usize = 64;
+/// The `gemm` crate chooses its depth blocking by shape for products whose sides are both at most
+/// this (512 deep there, against 392 + 392 at 784 deep for larger ones on the development
+/// machine), so a split must not leave a block there that the whole product is not in.
+const SMALL_SIDE: usize = 64;
+
+/// The crate's dot-product path takes products of at most this many elements (and its
+/// matrix-vector path products one wide): no block of a split comes near either.
+const SMALL_ELEMENTS: usize = 256;
 
 /// Products smaller than this many multiply-adds run as one call: rayon's overhead would dominate.
 const PARALLEL_MIN_WORK: usize = 1 << 22;
 
 /// `c = alpha * op(a) * op(b) + beta * c`, with `c` an `m x n` column-major slice.
 ///
-/// The output is cut into one block per rayon thread along its longer side; every element is
-/// summed over the inner dimension by one kernel call in one order, so the result is
-/// bit-identical whatever the number of threads.
+/// Large products are cut into one block per rayon thread along the output's longer side (see
+/// [`block_width`]); every block takes the same path through the `gemm` crate as the whole
+/// product, so each element is summed over the inner dimension in the same chunks and order, and
+/// the result is bit-identical whatever the number of threads.
 pub(crate) fn gemm(alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mut [f32]) {
     gemm_blocks(alpha, a, b, beta, c, None, None);
 }
@@ -126,11 +130,11 @@ fn gemm_blocks(
     if m * n * k.max(1) < PARALLEL_MIN_WORK {
         return serial(c);
     }
-    // One block per thread, each at least MIN_BLOCK rows or columns (the last one too), with
-    // boundaries on kernel tiles and the other side wider than MIN_BLOCK. The split changes
-    // nothing in the result: each element is summed over the inner dimension in the same order
-    // (the depth blocking depends on the inner dimension only, at these shapes) and scaled in the
-    // same way; the tests below check one against two and three threads.
+    // One block per thread along the longer side, each in the crate's ordinary path as the whole
+    // product is (see block_width_on). The split changes nothing in the result: each element is
+    // summed over the inner dimension in the same chunks and order (the depth blocking of that
+    // path depends on the inner dimension only) and scaled in the same way; the tests below
+    // check one against two and three threads.
     let (split_rows, len, other) = if m >= n { (true, m, n) } else { (false, n, m) };
     let Some(block) = block_width(len, other) else {
         return serial(c);
@@ -141,16 +145,21 @@ fn gemm_blocks(
         let (rsa, csa) = a.strides();
         let (rsb, csb) = b.strides();
         let out = OutPtr(c.as_mut_ptr());
-        // Rows `r0..r1` of column `j`, of a block that owns those rows.
-        // SAFETY (its callers): the run lies inside `c`, and no other block touches those rows.
-        let rows_of = |j: usize, r0: usize, r1: usize| unsafe {
-            std::slice::from_raw_parts_mut(out.get().add(j * m + r0), r1 - r0)
-        };
+        /// Rows `r0..r1` of column `j` of the `m`-row output at `out`.
+        ///
+        /// # Safety
+        /// The run lies inside the output, the caller's block owns those rows, and nothing else
+        /// reads or writes them while the slice lives.
+        unsafe fn rows_of<'o>(out: OutPtr, m: usize, j: usize, r0: usize, r1: usize) -> &'o mut [f32] {
+            // SAFETY: the function's contract.
+            unsafe { std::slice::from_raw_parts_mut(out.get().add(j * m + r0), r1 - r0) }
+        }
         // SAFETY: pointers and strides describe the slices checked above, the block bounds stay
-        // inside them, and the blocks write disjoint rows.
+        // inside them, and the blocks write disjoint rows (each row slice lives for one statement,
+        // outside the product's call).
         let run_rows = |r0: usize, r1: usize| unsafe {
             if let Some(bias) = bias {
-                (0..n).for_each(|j| rows_of(j, r0, r1).copy_from_slice(&bias[r0..r1]));
+                (0..n).for_each(|j| rows_of(out, m, j, r0, r1).copy_from_slice(&bias[r0..r1]));
             }
             sgemm(
                 (r1 - r0, k, n),
@@ -161,7 +170,7 @@ fn gemm_blocks(
                 (out.get().add(r0), 1, m as isize),
             );
             if let Some(then) = then {
-                (0..n).for_each(|j| then(rows_of(j, r0, r1)));
+                (0..n).for_each(|j| then(rows_of(out, m, j, r0, r1)));
             }
         };
         (0..len.div_ceil(block)).into_par_iter().for_each(|i| run_rows(i * block, ((i + 1) * block).min(len)));
@@ -180,17 +189,28 @@ fn gemm_blocks(
 }
 
 /// The width of the blocks [`gemm`] cuts a side of `len` elements into on this pool, the other
-/// side having `other`: one block per thread, each at least [`MIN_BLOCK`] wide (the last one too),
-/// boundaries on [`KERNEL_TILE`]; `None` for one block. With `len` the columns of an `m x n`
-/// product (`other` = `m`), [`gemm_serial_columns`] on blocks of this width gives each element
-/// the bits of the whole product.
+/// side having `other`; `None` for one block. With `len` the columns of an `m x n` product
+/// (`other` = `m`), [`gemm_serial_columns`] on blocks of this width gives each element the bits
+/// of the whole product.
 pub(crate) fn block_width(len: usize, other: usize) -> Option<usize> {
+    block_width_on(len, other, rayon::current_num_threads())
+}
+
+/// [`block_width`] for `threads` threads: one block per thread, boundaries on [`KERNEL_TILE`],
+/// each block (the last one too) in the crate's ordinary path as the whole product is: more than
+/// [`SMALL_SIDE`] wide unless the other side is, and more than [`SMALL_ELEMENTS`] elements.
+fn block_width_on(len: usize, other: usize, threads: usize) -> Option<usize> {
+    let narrowest = if other > SMALL_SIDE { SMALL_SIDE } else { SMALL_SIDE + 1 };
+    if narrowest * other <= SMALL_ELEMENTS {
+        return None;
+    }
     let width = |blocks: usize| len.div_ceil(blocks).next_multiple_of(KERNEL_TILE);
-    let mut blocks = rayon::current_num_threads().min(len / MIN_BLOCK).max(1);
-    while blocks > 1 && len - (blocks - 1) * width(blocks) < MIN_BLOCK {
+    let mut blocks = threads.min(len / narrowest).max(1);
+    // The last block is what the others leave (rounding up can leave it narrow, or nothing).
+    while blocks > 1 && (blocks - 1) * width(blocks) + narrowest > len {
         blocks -= 1;
     }
-    (blocks > 1 && other > MIN_BLOCK).then(|| width(blocks))
+    (blocks > 1).then(|| width(blocks))
 }
 
 /// [`gemm`] as one kernel call on this thread: the same bits as the split product (the split
@@ -201,8 +221,8 @@ pub(crate) fn gemm_serial(alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32,
 }
 
 /// Columns `first..first + n_block` of `alpha * op(a) * op(b) + beta * c`, on this thread, into
-/// `block` (those columns of the column-major `c`, `m * n_block` values). With `first` on a
-/// multiple of [`KERNEL_TILE`], each element has the bits the whole product gives it.
+/// `block` (those columns of the column-major `c`, `m * n_block` values). On the blocks of
+/// [`block_width`], each element has the bits the whole product gives it.
 pub(crate) fn gemm_serial_columns(
     alpha: f32,
     a: Operand<'_>,
@@ -666,7 +686,9 @@ mod tests {
         let fill = |n: usize, s: u32| {
             (0..n).map(|i| (((i as u32).wrapping_mul(2654435761) ^ s) % 1000) as f32 / 500.0 - 1.0).collect::<Vec<_>>()
         };
-        for &(m, k, n) in &[(130, 784, 64), (64, 784, 130), (130, 784, 65), (200, 600, 66), (300, 1100, 70)] {
+        for &(m, k, n) in
+            &[(130, 784, 64), (64, 784, 130), (200, 784, 64), (130, 784, 65), (200, 600, 66), (300, 1100, 70)]
+        {
             let (a, b, start) = (fill(m * k, 1), fill(k * n, 2), fill(m * n, 3));
             let run = |threads: usize| {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
@@ -707,6 +729,26 @@ mod tests {
                 assert!(got == want, "{m}x{k}x{n} on {threads} threads");
             }
         }
+    }
+
+    /// Every split keeps its blocks (the last one too) in the crate's ordinary path, on any
+    /// number of threads (rounding block widths up must not leave a narrow or empty last block).
+    #[test]
+    fn block_widths_leave_no_narrow_block_on_any_number_of_threads() {
+        for threads in 1..=64 {
+            for len in (1..=5000).step_by(7) {
+                for other in [1, 4, 5, 63, 64, 65, 100, 500] {
+                    let Some(width) = block_width_on(len, other, threads) else { continue };
+                    let narrowest = if other > SMALL_SIDE { SMALL_SIDE } else { SMALL_SIDE + 1 };
+                    let blocks = len.div_ceil(width);
+                    let last = len - (blocks - 1) * width;
+                    assert!(width % KERNEL_TILE == 0 && blocks > 1 && blocks <= threads, "{len} {other} {threads}");
+                    assert!(last >= narrowest && narrowest * other > SMALL_ELEMENTS, "{len} {other} {threads}");
+                }
+            }
+        }
+        // Two threads split the large job's products.
+        assert!(block_width_on(784, 500, 2).is_some() && block_width_on(500, 64, 2).is_some());
     }
 
     /// Units in the last place between `got` and the exact `want`, at `got`'s magnitude.

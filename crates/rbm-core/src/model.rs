@@ -395,7 +395,6 @@ fn check_rows(what: &'static str, found: usize, expected: usize, unit: &str) -> 
     })
 }
 
-/// Sets every column of the `rows x n` slice `out` to `column`.
 /// The mean of each row of `data` (each unit's mean over the samples), summed in f64.
 pub(crate) fn row_means(data: &DMatrix<f32>) -> Vec<f64> {
     let units = data.nrows();
@@ -424,6 +423,7 @@ pub(crate) fn initial_biases_from(layer: &VisibleLayer, means: &[f64], samples: 
     bias
 }
 
+/// Sets every column of the `rows x n` slice `out` to `column`.
 pub(crate) fn fill_columns(out: &mut [f32], column: &[f32]) {
     for chunk in out.chunks_mut(column.len()) {
         chunk.copy_from_slice(column);

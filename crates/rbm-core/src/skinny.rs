@@ -1,14 +1,14 @@
 //! Products for batches too small to split across threads: a piece of a few samples against a
 //! model with few hidden units (tens), run on one thread.
 //!
-//! A general GEMM (matrixmultiply, measured here; the `gemm` crate too) packs both operands on every call; for the shapes of a small
-//! model (16 hidden x 784 visible x 16 samples) the packing cost more than the multiply-adds
-//! (a profile of the 16-hidden MNIST job: packing 19% of the time, the kernel 17%). These
-//! kernels read the weights in place instead, with the unit dimension of each product in SIMD
-//! lanes and several samples sharing every load of a weight vector, and keep the accumulators in
-//! registers. Each output element is one fused multiply-add chain in a fixed order (the inner
-//! dimension ascending), whatever the pieces and on every instruction set (a fused multiply-add
-//! is exactly rounded), so results do not depend on the number of threads.
+//! A general GEMM (matrixmultiply, measured here) packs its operands on every call; for the
+//! shapes of a small model (16 hidden x 784 visible x 16 samples) the packing cost more than the
+//! multiply-adds (a profile of the 16-hidden MNIST job: packing 19% of the time, the kernel 17%).
+//! These kernels read the weights in place instead, with the unit dimension of each product in
+//! SIMD lanes and several samples sharing every load of a weight vector, and keep the
+//! accumulators in registers. Each output element is one fused multiply-add chain in a fixed
+//! order (the inner dimension ascending), whatever the pieces and on every instruction set (a
+//! fused multiply-add is exactly rounded), so results do not depend on the number of threads.
 
 /// SIMD lanes of one accumulator vector (one AVX-512 register of f32).
 const LANES: usize = 16;

@@ -825,10 +825,12 @@ impl Trainer {
             let velocity = self.velocity.weights.as_mut_slice();
             self.phases.gradients_in_blocks(cols, lr, momentum, velocity, db, dc, centring, workers);
         } else if let Some(width) = weight_blocks {
-            // One task per block of visible units (the blocks `gemm` would cut the gradient
-            // into): its columns of the gradient's two products, their centring and the weight
-            // step, while they are in this core's cache, in one fork. The same arithmetic, element
-            // by element, as the products, `Offsets::centre` and the step below.
+            // One task per block of visible units (blocks of `linalg::block_width`, on which the
+            // columns of a product have the whole product's bits): its columns of the gradient's
+            // two products, their centring and the weight step, while they are in this core's
+            // cache, in one fork. The same arithmetic, element by element, as the products,
+            // `Offsets::centre` and the step of the branch below. (Models in this branch run on
+            // the pool, not a spinning team: rayon directly.)
             self.phases.bias_gradients(cols, db, dc);
             let centring = self.offsets.as_ref().map(|offsets| {
                 self.phases.take_mu_dots(cols, &offsets.visible);
@@ -1585,6 +1587,35 @@ mod flip_tests {
 
     /// A small model (trained in pieces of samples) and a larger one (products split across
     /// threads) train to the same bits on 1, 2 and 3 threads, with CD and with centred PCD.
+    /// Large models step their weights in column blocks on two or more threads (products,
+    /// centring and step in one task) and in separate passes on one: with centring, weight decay,
+    /// momentum and sparsity, the models are identical.
+    #[test]
+    fn large_models_step_in_blocks_as_in_separate_passes() {
+        let data = DMatrix::from_fn(200, 120, |i, s| u8::from((i * 7 + s * 13) % 11 < 4) as f32);
+        let params = TrainingParams {
+            epochs: 2,
+            batch_size: 40,
+            persistent_chains: Some(40),
+            centered: true,
+            weight_decay: 0.01,
+            sparsity: Some(crate::Sparsity { target: 0.1, cost: 0.5 }),
+            ..TrainingParams::new(VisibleKind::Bernoulli, 1200)
+        };
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let trainer = Trainer::initialise(params.clone().check().unwrap(), &data).unwrap();
+                assert!(!trainer.phases_in_pieces(40));
+                assert_eq!(crate::linalg::block_width(200, 1200).is_some(), threads > 1);
+                trainer.fit(&data, None, |_| ControlFlow::Continue(())).unwrap().rbm
+            })
+        };
+        let one = run(1);
+        assert_eq!(one, run(2), "2 threads");
+        assert_eq!(one, run(3), "3 threads");
+    }
+
     #[test]
     fn small_and_large_models_train_identically_on_one_two_and_three_threads() {
         let data = DMatrix::from_fn(60, 150, |i, s| u8::from((i * 7 + s * 13) % 11 < 4) as f32);
