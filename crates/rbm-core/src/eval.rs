@@ -41,11 +41,6 @@ pub fn reconstruction_squared_error(rbm: &Rbm, data: &DMatrix<f32>) -> Result<f6
     Ok(reconstruction_squared_error_of(rbm, data))
 }
 
-/// [`reconstruction_error`] of data of the right shape.
-pub(crate) fn reconstruction_error_of(rbm: &Rbm, data: &DMatrix<f32>) -> f64 {
-    reconstruction_squared_error_of(rbm, data) / data.len().max(1) as f64
-}
-
 fn reconstruction_squared_error_of(rbm: &Rbm, data: &DMatrix<f32>) -> f64 {
     let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
     let mut hidden = Vec::new();
@@ -67,6 +62,38 @@ fn reconstruction_squared_error_of(rbm: &Rbm, data: &DMatrix<f32>) -> f64 {
         total += per_sample.iter().sum::<f64>();
     }
     total
+}
+
+/// [`reconstruction_error`] and [`mean_free_energy_of`] of `data` (of the right shape) together, with the same bits:
+/// each chunk's hidden activations serve both (the free energies take them, then the
+/// reconstruction their sigmoid), one product fewer per chunk.
+pub(crate) fn reconstruction_error_and_mean_free_energy_of(rbm: &Rbm, data: &DMatrix<f32>) -> (f64, f64) {
+    let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
+    let bias = rbm.visible_bias().as_slice();
+    let mut hidden = Vec::new();
+    let mut recon = Vec::new();
+    let mut free_energies = vec![0.0f64; data.ncols()];
+    let mut total = 0.0f64;
+    // The chunks of `Rbm::free_energy_into` and of the reconstruction (the same size).
+    for (v, f) in data.as_slice().chunks(CHUNK * nv).zip(free_energies.chunks_mut(CHUNK)) {
+        let cols = v.len() / nv;
+        hidden.resize(nh * cols, 0.0);
+        recon.resize(nv * cols, 0.0);
+        rbm.hidden_activations_into(v, cols, &mut hidden);
+        f.par_iter_mut().zip(v.par_chunks(nv).zip(hidden.par_chunks(nh))).for_each(|(f, (v, a))| {
+            *f = rbm.layer().energy(v, bias) - crate::linalg::softplus_sum(a);
+        });
+        hidden.par_chunks_mut(4096).for_each(crate::linalg::sigmoid_in_place);
+        rbm.visible_means_into(&hidden, cols, &mut recon);
+        let per_sample: Vec<f64> = v
+            .par_chunks(nv)
+            .zip(recon.par_chunks(nv))
+            .map(|(v, r)| v.iter().zip(r).map(|(&a, &b)| ((a - b) as f64).powi(2)).sum::<f64>())
+            .collect();
+        total += per_sample.iter().sum::<f64>();
+    }
+    let mean_free_energy = free_energies.iter().sum::<f64>() / free_energies.len().max(1) as f64;
+    (total / data.len().max(1) as f64, mean_free_energy)
 }
 
 /// Which variables the pseudo-log-likelihood conditions on. A *variable* is one Bernoulli unit
@@ -295,6 +322,31 @@ pub fn transform(rbm: &Rbm, data: &DMatrix<f32>) -> Result<DMatrix<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The monitoring's shared pass gives the bits of the two statistics taken apart, over
+    /// several chunks (the last one short), for Bernoulli and Gaussian units.
+    #[test]
+    fn shared_monitoring_pass_has_the_bits_of_the_two_statistics() {
+        use crate::units::VisibleKind;
+        let samples = 2 * CHUNK + 77;
+        for (kind, nv, nh) in [(VisibleKind::Bernoulli, 30, 70), (VisibleKind::Gaussian, 12, 5)] {
+            let layer = crate::units::VisibleLayer::uniform(kind, nv).unwrap();
+            let mut rbm = Rbm::zeros(layer, nh).unwrap();
+            {
+                let (w, b, c) = rbm.parameters_mut();
+                w.iter_mut().enumerate().for_each(|(i, x)| *x = ((i * 37 % 101) as f32 - 50.0) * 0.01);
+                b.iter_mut().enumerate().for_each(|(i, x)| *x = (i % 7) as f32 * 0.1 - 0.3);
+                c.iter_mut().enumerate().for_each(|(i, x)| *x = (i % 5) as f32 * 0.2 - 0.4);
+            }
+            let data = DMatrix::from_fn(nv, samples, |i, s| match kind {
+                VisibleKind::Bernoulli => u8::from((i * 7 + s * 13) % 11 < 4) as f32,
+                _ => ((i * 7 + s * 13) % 23) as f32 * 0.1 - 1.1,
+            });
+            let (error, free_energy) = reconstruction_error_and_mean_free_energy_of(&rbm, &data);
+            assert_eq!(error.to_bits(), reconstruction_error(&rbm, &data).unwrap().to_bits(), "{kind:?}");
+            assert_eq!(free_energy.to_bits(), mean_free_energy_of(&rbm, &data).to_bits(), "{kind:?}");
+        }
+    }
 
     #[test]
     fn pseudo_likelihood_methods_describe_themselves() {

@@ -21,7 +21,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::error::{RbmError, Result};
-use crate::eval::{mean_free_energy_of, reconstruction_error_of};
+use crate::eval::{mean_free_energy_of, reconstruction_error_and_mean_free_energy_of};
 use crate::gibbs::{ChainBuffers, TemperedChains};
 use crate::linalg::{Operand, dot, gemm, gemm_serial_columns};
 use crate::model::Rbm;
@@ -1170,7 +1170,8 @@ impl Trainer {
                 (error, free_energy + jacobian)
             } else {
                 let scaled = self.scaled(&monitor);
-                (reconstruction_error_of(&self.rbm, &scaled), mean_free_energy_of(&self.rbm, &scaled) + jacobian)
+                let (error, free_energy) = reconstruction_error_and_mean_free_energy_of(&self.rbm, &scaled);
+                (error, free_energy + jacobian)
             };
             let free_energy = |data: &DMatrix<f32>| mean_free_energy_of(&self.rbm, &self.scaled(data)) + jacobian;
             let stats = EpochStats {
