@@ -52,21 +52,27 @@ fn reconstruction_squared_error_of(rbm: &Rbm, data: &DMatrix<f32>) -> f64 {
         recon.resize(nv * cols, 0.0);
         rbm.hidden_probabilities_into(v, cols, &mut hidden);
         rbm.visible_means_into(&hidden, cols, &mut recon);
-        // Per-sample terms are collected and then added in order: rayon's parallel `sum` groups
-        // floats by its work-stealing splits, so its last bits vary from run to run.
-        let per_sample: Vec<f64> = v
-            .par_chunks(nv)
-            .zip(recon.par_chunks(nv))
-            .map(|(v, r)| v.iter().zip(r).map(|(&a, &b)| ((a - b) as f64).powi(2)).sum::<f64>())
-            .collect();
-        total += per_sample.iter().sum::<f64>();
+        total += squared_error_sum(v, &recon, nv);
     }
     total
 }
 
-/// [`reconstruction_error`] and [`mean_free_energy_of`] of `data` (of the right shape) together, with the same bits:
-/// each chunk's hidden activations serve both (the free energies take them, then the
-/// reconstruction their sigmoid), one product fewer per chunk.
+/// The squared differences between the samples in `v` and their reconstructions in `recon`
+/// (`n_visible` values each), summed per sample on every core and then over the samples in
+/// order: rayon's parallel `sum` groups floats by its work-stealing splits, so its last bits
+/// would vary from run to run.
+fn squared_error_sum(v: &[f32], recon: &[f32], nv: usize) -> f64 {
+    let per_sample: Vec<f64> = v
+        .par_chunks(nv)
+        .zip(recon.par_chunks(nv))
+        .map(|(v, r)| v.iter().zip(r).map(|(&a, &b)| ((a - b) as f64).powi(2)).sum::<f64>())
+        .collect();
+    per_sample.iter().sum::<f64>()
+}
+
+/// [`reconstruction_error`] and [`mean_free_energy_of`] of `data` (of the right shape) together,
+/// with the same bits: each chunk's hidden activations serve both (the free energies take them,
+/// then the reconstruction their sigmoid), one product fewer per chunk.
 pub(crate) fn reconstruction_error_and_mean_free_energy_of(rbm: &Rbm, data: &DMatrix<f32>) -> (f64, f64) {
     let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
     let bias = rbm.visible_bias().as_slice();
@@ -85,12 +91,7 @@ pub(crate) fn reconstruction_error_and_mean_free_energy_of(rbm: &Rbm, data: &DMa
         });
         hidden.par_chunks_mut(4096).for_each(crate::linalg::sigmoid_in_place);
         rbm.visible_means_into(&hidden, cols, &mut recon);
-        let per_sample: Vec<f64> = v
-            .par_chunks(nv)
-            .zip(recon.par_chunks(nv))
-            .map(|(v, r)| v.iter().zip(r).map(|(&a, &b)| ((a - b) as f64).powi(2)).sum::<f64>())
-            .collect();
-        total += per_sample.iter().sum::<f64>();
+        total += squared_error_sum(v, &recon, nv);
     }
     let mean_free_energy = free_energies.iter().sum::<f64>() / free_energies.len().max(1) as f64;
     (total / data.len().max(1) as f64, mean_free_energy)
