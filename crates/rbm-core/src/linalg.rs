@@ -197,8 +197,9 @@ pub(crate) fn block_width(len: usize, other: usize) -> Option<usize> {
 }
 
 /// [`block_width`] for `threads` threads: one block per thread, boundaries on [`KERNEL_TILE`],
-/// each block (the last one too) in the crate's ordinary path as the whole product is: more than
-/// [`SMALL_SIDE`] wide unless the other side is, and more than [`SMALL_ELEMENTS`] elements.
+/// each block (the last one too) in the crate's ordinary path as the whole product is: at least
+/// [`SMALL_SIDE`] wide, more than that where the other side is not, and more than
+/// [`SMALL_ELEMENTS`] elements.
 fn block_width_on(len: usize, other: usize, threads: usize) -> Option<usize> {
     let narrowest = if other > SMALL_SIDE { SMALL_SIDE } else { SMALL_SIDE + 1 };
     if narrowest * other <= SMALL_ELEMENTS {
