@@ -75,7 +75,6 @@ fn squared_error_sum(v: &[f32], recon: &[f32], nv: usize) -> f64 {
 /// then the reconstruction their sigmoid), one product fewer per chunk.
 pub(crate) fn reconstruction_error_and_mean_free_energy_of(rbm: &Rbm, data: &DMatrix<f32>) -> (f64, f64) {
     let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
-    let bias = rbm.visible_bias().as_slice();
     let mut hidden = Vec::new();
     let mut recon = Vec::new();
     let mut free_energies = vec![0.0f64; data.ncols()];
@@ -86,9 +85,9 @@ pub(crate) fn reconstruction_error_and_mean_free_energy_of(rbm: &Rbm, data: &DMa
         hidden.resize(nh * cols, 0.0);
         recon.resize(nv * cols, 0.0);
         rbm.hidden_activations_into(v, cols, &mut hidden);
-        f.par_iter_mut().zip(v.par_chunks(nv).zip(hidden.par_chunks(nh))).for_each(|(f, (v, a))| {
-            *f = rbm.layer().energy(v, bias) - crate::linalg::softplus_sum(a);
-        });
+        f.par_iter_mut()
+            .zip(v.par_chunks(nv).zip(hidden.par_chunks(nh)))
+            .for_each(|(f, (v, a))| *f = rbm.free_energy_from_activations(v, a));
         hidden.par_chunks_mut(4096).for_each(crate::linalg::sigmoid_in_place);
         rbm.visible_means_into(&hidden, cols, &mut recon);
         total += squared_error_sum(v, &recon, nv);

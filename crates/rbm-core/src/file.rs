@@ -450,10 +450,7 @@ impl Model {
 fn baseline(layer: &crate::VisibleLayer, visible: &DMatrix<f32>) -> (Vec<f32>, Option<Vec<f32>>) {
     let means = crate::model::row_means(visible);
     let n = visible.ncols().max(1) as f64;
-    let mut standardised = vec![false; visible.nrows()];
-    for (kind, range) in layer.ranges() {
-        standardised[range].fill(kind.is_standardised());
-    }
+    let standardised = layer.standardised_units();
     if !standardised.contains(&true) {
         return (crate::model::initial_biases_from(layer, &means, visible.ncols()), None);
     }

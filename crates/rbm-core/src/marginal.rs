@@ -158,10 +158,7 @@ impl Marginals {
         let bins = bins_for(rows);
         let units = visible.nrows();
         let mut histograms = vec![None; units];
-        let mut standardised = vec![false; units];
-        for (kind, range) in layer.ranges() {
-            standardised[range].fill(kind.is_standardised());
-        }
+        let standardised = layer.standardised_units();
         if units == 0 || !standardised.contains(&true) {
             return Marginals { histograms };
         }

@@ -208,27 +208,43 @@ impl Rbm {
 
     /// [`Rbm::hidden_activations_into`] with `product` (split across threads, or serial).
     fn hidden_activations_by(&self, product: Product, v: &[f32], cols: usize, out: &mut [f32]) {
-        let (nh, nv) = self.weights.shape();
         fill_columns(out, self.hidden_bias.as_slice());
-        // (n_hidden x cols) += W^T (n_hidden x n_visible) * v (n_visible x cols)
-        product(1.0, Operand::new(self.weights.as_slice(), nh, nv), Operand::new(v, nv, cols), 1.0, out);
+        let (w, v) = self.hidden_product(v, cols);
+        product(1.0, w, v, 1.0, out);
+    }
+
+    /// The operands of the hidden activations' product, `W^T (n_hidden x n_visible, as the
+    /// weights are stored) * v (n_visible x cols)`.
+    fn hidden_product<'a>(&'a self, v: &'a [f32], cols: usize) -> (Operand<'a>, Operand<'a>) {
+        let (nh, nv) = self.weights.shape();
+        (Operand::new(self.weights.as_slice(), nh, nv), Operand::new(v, nv, cols))
     }
 
     /// `b + W h` for `cols` hidden vectors in `h`, `n_visible x cols`, with `product`.
     fn visible_activations_by(&self, product: Product, h: &[f32], cols: usize, out: &mut [f32]) {
-        let (nh, nv) = self.weights.shape();
         fill_columns(out, self.visible_bias.as_slice());
-        // (n_visible x cols) += W (n_visible x n_hidden) * h (n_hidden x cols)
-        product(1.0, Operand::new(self.weights.as_slice(), nh, nv).t(), Operand::new(h, nh, cols), 1.0, out);
+        let (w, h) = self.visible_product(h, cols);
+        product(1.0, w, h, 1.0, out);
+    }
+
+    /// The operands of the visible activations' product, `W (n_visible x n_hidden) * h (n_hidden
+    /// x cols)`.
+    fn visible_product<'a>(&'a self, h: &'a [f32], cols: usize) -> (Operand<'a>, Operand<'a>) {
+        let (nh, nv) = self.weights.shape();
+        (Operand::new(self.weights.as_slice(), nh, nv).t(), Operand::new(h, nh, cols))
+    }
+
+    /// The free energy of one visible vector `v` from its hidden activations `a = c + W^T v`.
+    pub(crate) fn free_energy_from_activations(&self, v: &[f32], a: &[f32]) -> f64 {
+        self.layer.energy(v, self.visible_bias.as_slice()) - crate::linalg::softplus_sum(a)
     }
 
     /// `out = sigmoid(c + W^T v)`, `n_hidden x cols`: the activations of
     /// [`Rbm::hidden_activations_into`], with the sigmoid applied by the product's blocks.
     pub(crate) fn hidden_probabilities_into(&self, v: &[f32], cols: usize, out: &mut [f32]) {
-        let (nh, nv) = self.weights.shape();
-        let product = (Operand::new(self.weights.as_slice(), nh, nv), Operand::new(v, nv, cols));
+        let (w, v) = self.hidden_product(v, cols);
         let sigmoid: &crate::linalg::Elementwise<'_> = &crate::linalg::sigmoid_in_place;
-        crate::linalg::gemm_biased_then(product.0, product.1, self.hidden_bias.as_slice(), out, sigmoid);
+        crate::linalg::gemm_biased_then(w, v, self.hidden_bias.as_slice(), out, sigmoid);
     }
 
     /// `out = mean(b + W h)`, `n_visible x cols`: a layer of one elementwise kind has its means
@@ -236,10 +252,9 @@ impl Rbm {
     pub(crate) fn visible_means_into(&self, h: &[f32], cols: usize, out: &mut [f32]) {
         match self.layer.single_kind() {
             Some(kind) if kind.is_elementwise() => {
-                let (nh, nv) = self.weights.shape();
-                let product = (Operand::new(self.weights.as_slice(), nh, nv).t(), Operand::new(h, nh, cols));
+                let (w, h) = self.visible_product(h, cols);
                 let means: &crate::linalg::Elementwise<'_> = &|values: &mut [f32]| kind.means(values);
-                crate::linalg::gemm_biased_then(product.0, product.1, self.visible_bias.as_slice(), out, means);
+                crate::linalg::gemm_biased_then(w, h, self.visible_bias.as_slice(), out, means);
             }
             _ => {
                 self.visible_activations_by(gemm, h, cols, out);
@@ -267,12 +282,9 @@ impl Rbm {
             let cols = out.len();
             scratch.resize(nh * cols, 0.0);
             self.hidden_activations_into(v, cols, scratch);
-            let b = self.visible_bias.as_slice();
-            out.par_iter_mut().zip(v.par_chunks(nv).zip(scratch.par_chunks(nh))).for_each(|(f, (v, a))| {
-                let visible = self.layer.energy(v, b);
-                let hidden = crate::linalg::softplus_sum(a);
-                *f = visible - hidden;
-            });
+            out.par_iter_mut()
+                .zip(v.par_chunks(nv).zip(scratch.par_chunks(nh)))
+                .for_each(|(f, (v, a))| *f = self.free_energy_from_activations(v, a));
         }
     }
 

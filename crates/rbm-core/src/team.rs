@@ -4,9 +4,10 @@
 //! split at two points (the phases, then the gradient). Between them the calling thread runs a
 //! few microseconds of serial work, and rayon's idle workers go to sleep after a few dozen
 //! yields; waking one again costs a system call and a trip through the scheduler, twice per
-//! batch (two threads gave 1.0-1.4x on the 16-hidden MNIST job, with 2.5 sleeps per batch). A [`Team`] keeps its helpers spinning between the steps of
-//! an epoch instead, so that each split costs an atomic operation; they only back off (yield,
-//! then short sleeps) after about a millisecond without work, and leave when the epoch ends.
+//! batch (two threads gave 1.0-1.4x on the 16-hidden MNIST job, with 2.5 sleeps per batch). A
+//! [`Team`] keeps its helpers spinning between the steps of an epoch instead, so that each split
+//! costs an atomic operation; they only back off (yield, then short sleeps) after about a
+//! millisecond without work, and leave when the epoch ends.
 //!
 //! The helpers are rayon workers (the pool's size is the `--threads` the user chose), and tasks
 //! are claimed one at a time, so which thread runs a task never changes what it computes: every

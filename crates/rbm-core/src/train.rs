@@ -805,10 +805,7 @@ impl Trainer {
         let lr = self.params.learning_rate as f32 * rate;
         let decay = self.params.weight_decay as f32;
         // The variance's gradient from the parameters before this update, applied after it.
-        let scale_gradient = match self.log_scale.is_some() {
-            true => Some(self.log_variance_gradient(cols)),
-            false => None,
-        };
+        let scale_gradient = if self.log_scale.is_some() { Some(self.log_variance_gradient(cols)) } else { None };
         let in_blocks = self.phases_in_pieces(cols);
         let g = &mut self.gradient;
         let (db, dc) = (g.visible_bias.as_mut_slice(), g.hidden_bias.as_mut_slice());
@@ -817,8 +814,8 @@ impl Trainer {
             offsets.follow(&self.phases.positive_hidden, cols);
         }
         let (nv, nh) = (self.rbm.n_visible(), self.rbm.n_hidden());
+        // Large models whose gradient splits into column blocks step their weights in its tasks.
         let weight_blocks = if in_blocks { None } else { crate::linalg::block_width(nv, nh) };
-        let mut weights_stepped = false;
         if in_blocks {
             // Centring inside the gradient's tasks, each on its visible units.
             let centring = self.offsets.as_ref().map(|offsets| (offsets, &mut self.centring_plan));
@@ -862,7 +859,6 @@ impl Trainer {
             if let Some((_, plan)) = centring {
                 dc.iter_mut().zip(&plan.hidden_term).for_each(|(c, &t)| *c -= t);
             }
-            weights_stepped = true;
         } else {
             self.phases.accumulate_weight_gradient(cols, lr, momentum, self.velocity.weights.as_mut_slice());
             self.phases.bias_gradients(cols, db, dc);
@@ -882,7 +878,7 @@ impl Trainer {
             }
         }
         let (weights, visible_bias, hidden_bias) = self.rbm.parameters_mut();
-        if !weights_stepped {
+        if weight_blocks.is_none() {
             // In tasks of the batch's workers (a spinning team's helpers take no other work).
             let chunks: Vec<Mutex<(&mut [f32], &mut [f32])>> = weights
                 .as_mut_slice()
@@ -1033,7 +1029,6 @@ impl Trainer {
         kernels.refresh(rbm.weights().as_slice(), rbm.visible_bias().as_slice(), rbm.hidden_bias().as_slice());
         let kernels = &*kernels;
         let (nv, nh, layer) = (rbm.n_visible(), rbm.n_hidden(), rbm.layer());
-        let bias = rbm.visible_bias().as_slice();
         let per_sample: Vec<(f64, f64)> = data
             .as_slice()
             .par_chunks(nv * MONITOR_PIECE_SAMPLES)
@@ -1044,7 +1039,7 @@ impl Trainer {
                 let free_energies: Vec<f64> = piece
                     .chunks_exact(nv)
                     .zip(hidden.chunks_exact(nh))
-                    .map(|(v, a)| layer.energy(v, bias) - crate::linalg::softplus_sum(a))
+                    .map(|(v, a)| rbm.free_energy_from_activations(v, a))
                     .collect();
                 crate::linalg::sigmoid_in_place(&mut hidden);
                 let mut means = vec![0f32; nv * cols];
@@ -1586,8 +1581,6 @@ mod flip_tests {
         assert!(separation > 15.0, "a stale p(h | v0) is only {separation:.1} standard errors away");
     }
 
-    /// A small model (trained in pieces of samples) and a larger one (products split across
-    /// threads) train to the same bits on 1, 2 and 3 threads, with CD and with centred PCD.
     /// Large models step their weights in column blocks on two or more threads (products,
     /// centring and step in one task) and in separate passes on one: with centring, weight decay,
     /// momentum and sparsity, the models are identical.
@@ -1617,6 +1610,8 @@ mod flip_tests {
         assert_eq!(one, run(3), "3 threads");
     }
 
+    /// A small model (trained in pieces of samples) and a larger one (products split across
+    /// threads) train to the same bits on 1, 2 and 3 threads, with CD and with centred PCD.
     #[test]
     fn small_and_large_models_train_identically_on_one_two_and_three_threads() {
         let data = DMatrix::from_fn(60, 150, |i, s| u8::from((i * 7 + s * 13) % 11 < 4) as f32);

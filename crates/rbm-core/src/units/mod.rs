@@ -272,6 +272,16 @@ impl VisibleLayer {
         self.groups.iter().zip(self.starts.windows(2)).map(|(g, s)| (g.kind, s[0]..s[1]))
     }
 
+    /// For each visible unit, whether its kind is standardised (see
+    /// [`VisibleKind::is_standardised`]).
+    pub(crate) fn standardised_units(&self) -> Vec<bool> {
+        let mut standardised = vec![false; self.n_visible()];
+        for (kind, range) in self.ranges() {
+            standardised[range].fill(kind.is_standardised());
+        }
+        standardised
+    }
+
     /// `E[v | h]` in place for `out`, column-major with one column (sample) of `n_visible` per chunk.
     pub(crate) fn means_columns(&self, out: &mut [f32]) {
         use rayon::prelude::*;
