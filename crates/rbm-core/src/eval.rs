@@ -62,12 +62,31 @@ fn reconstruction_squared_error_of(rbm: &Rbm, data: &DMatrix<f32>) -> f64 {
 /// order: rayon's parallel `sum` groups floats by its work-stealing splits, so its last bits
 /// would vary from run to run.
 fn squared_error_sum(v: &[f32], recon: &[f32], nv: usize) -> f64 {
-    let per_sample: Vec<f64> = v
-        .par_chunks(nv)
-        .zip(recon.par_chunks(nv))
-        .map(|(v, r)| v.iter().zip(r).map(|(&a, &b)| ((a - b) as f64).powi(2)).sum::<f64>())
-        .collect();
+    let mut per_sample = vec![0f64; v.len() / nv.max(1)];
+    let block = Rbm::FREE_ENERGY_BLOCK;
+    per_sample
+        .par_chunks_mut(block)
+        .zip(v.par_chunks(block * nv).zip(recon.par_chunks(block * nv)))
+        .for_each(|(out, (v, r))| squared_errors_into(v, r, nv, out));
     per_sample.iter().sum::<f64>()
+}
+
+/// The squared differences between each sample in `v` and its reconstruction in `recon`
+/// (`n_visible` values each), summed per sample in unit order into `out`: eight samples' sums
+/// at a time (see [`crate::linalg::interleaved_sums`]), each with the bits it has alone.
+pub(crate) fn squared_errors_into(v: &[f32], recon: &[f32], nv: usize, out: &mut [f64]) {
+    const G: usize = crate::linalg::INTERLEAVED_SUMS;
+    let term = |a: f32, b: f32| ((a - b) as f64).powi(2);
+    let (whole, rest) = out.split_at_mut(out.len() / G * G);
+    let blocks = v.chunks_exact(G * nv).zip(recon.chunks_exact(G * nv));
+    for (out, (v, r)) in whole.chunks_exact_mut(G).zip(blocks) {
+        let (v, r) = (crate::linalg::columns::<G>(v, nv), crate::linalg::columns::<G>(r, nv));
+        out.copy_from_slice(&crate::linalg::interleaved_sums(v, r, term));
+    }
+    let first = whole.len() * nv;
+    for (out, (v, r)) in rest.iter_mut().zip(v[first..].chunks_exact(nv).zip(recon[first..].chunks_exact(nv))) {
+        *out = crate::linalg::interleaved_sums([v], [r], term)[0];
+    }
 }
 
 /// [`reconstruction_error`] and [`mean_free_energy_of`] of `data` (of the right shape) together,
@@ -85,9 +104,10 @@ pub(crate) fn reconstruction_error_and_mean_free_energy_of(rbm: &Rbm, data: &DMa
         hidden.resize(nh * cols, 0.0);
         recon.resize(nv * cols, 0.0);
         rbm.hidden_activations_into(v, cols, &mut hidden);
-        f.par_iter_mut()
-            .zip(v.par_chunks(nv).zip(hidden.par_chunks(nh)))
-            .for_each(|(f, (v, a))| *f = rbm.free_energy_from_activations(v, a));
+        let block = Rbm::FREE_ENERGY_BLOCK;
+        f.par_chunks_mut(block)
+            .zip(v.par_chunks(block * nv).zip(hidden.par_chunks(block * nh)))
+            .for_each(|(f, (v, a))| rbm.free_energies_from_activations(v, a, f));
         hidden.par_chunks_mut(4096).for_each(crate::linalg::sigmoid_in_place);
         rbm.visible_means_into(&hidden, cols, &mut recon);
         total += squared_error_sum(v, &recon, nv);
@@ -322,6 +342,26 @@ pub fn transform(rbm: &Rbm, data: &DMatrix<f32>) -> Result<DMatrix<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Squared errors eight samples at a time have the bits of each sample's own ordered sum,
+    /// with a remainder of samples and values of many magnitudes (so another order would round
+    /// differently).
+    #[test]
+    fn squared_errors_have_the_bits_of_each_samples_ordered_sum() {
+        let nv = 29;
+        let value = |i: usize| ((i * 7919 % 1009) as f32 - 500.0) * 10f32.powi((i % 5) as i32 - 2);
+        for samples in [0, 3, 8, 19] {
+            let v: Vec<f32> = (0..nv * samples).map(value).collect();
+            let recon: Vec<f32> = (0..nv * samples).map(|i| value(i + 13) * 0.5).collect();
+            let mut got = vec![f64::NAN; samples];
+            squared_errors_into(&v, &recon, nv, &mut got);
+            for (s, got) in got.iter().enumerate() {
+                let (v, r) = (&v[s * nv..(s + 1) * nv], &recon[s * nv..(s + 1) * nv]);
+                let want: f64 = v.iter().zip(r).map(|(&a, &b)| ((a - b) as f64).powi(2)).sum();
+                assert_eq!(got.to_bits(), want.to_bits(), "sample {s} of {samples}");
+            }
+        }
+    }
 
     /// The monitoring's shared pass gives the bits of the two statistics taken apart, over
     /// several chunks (the last one short), for Bernoulli and Gaussian units.

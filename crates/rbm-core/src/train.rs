@@ -306,7 +306,9 @@ impl Offsets {
     }
 
     /// [`Offsets::centre`] on visible units `first .. first + db.len()`: their columns of the
-    /// step `velocity_weights` and their (ordinary, then centred) bias gradients `db`.
+    /// step `velocity_weights` and their (ordinary, then centred) bias gradients `db`. With
+    /// AVX-512 where the CPU has it (16 lanes instead of SSE2's 4; the same operations, so the
+    /// same bits).
     fn centre_block(
         &self,
         phases: &Phases,
@@ -315,27 +317,79 @@ impl Offsets {
         velocity_weights: &mut [f32],
         db: &mut [f32],
     ) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { self.centre_block_avx512(phases, plan, first, velocity_weights, db) };
+        }
+        self.centre_block_portable(phases, plan, first, velocity_weights, db);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn centre_block_avx512(
+        &self,
+        phases: &Phases,
+        plan: &CentringPlan,
+        first: usize,
+        velocity_weights: &mut [f32],
+        db: &mut [f32],
+    ) {
+        self.centre_block_portable(phases, plan, first, velocity_weights, db);
+    }
+
+    #[inline(always)]
+    fn centre_block_portable(
+        &self,
+        phases: &Phases,
+        plan: &CentringPlan,
+        first: usize,
+        velocity_weights: &mut [f32],
+        db: &mut [f32],
+    ) {
         let (mu, lambda) = (&self.visible[first..first + db.len()], &self.hidden);
-        let (nv, nh) = (self.visible.len(), lambda.len());
+        let nh = lambda.len();
         let (lr, dc) = (plan.lr, &plan.hidden_gradient);
         for ((row, &m), &b) in velocity_weights.chunks_mut(nh).zip(mu).zip(db.iter()) {
             for ((w, &c), &l) in row.iter_mut().zip(dc.iter()).zip(lambda) {
                 *w -= lr * (m * c + b * l);
             }
         }
-        // Blocks are at most GRADIENT_BLOCK_UNITS wide: the term lives on the stack.
-        let mut term = [0f32; GRADIENT_BLOCK_UNITS];
-        let term = &mut term[..db.len()];
+        // Blocks are at most GRADIENT_BLOCK_UNITS wide: the term lives on the stack, and a whole
+        // block's in registers (see `column_mean_difference_rows`).
+        let term = if db.len() == GRADIENT_BLOCK_UNITS {
+            self.visible_term::<GRADIENT_BLOCK_UNITS>(phases, plan, first)
+        } else {
+            let mut term = [0f32; GRADIENT_BLOCK_UNITS];
+            self.add_visible_term(phases, plan, first, &mut term[..db.len()]);
+            term
+        };
+        db.iter_mut().zip(term.iter()).for_each(|(b, &t)| *b -= t);
+    }
+
+    /// [`Offsets::add_visible_term`] of `N` units from `first`, from 0, on a fixed-size array.
+    #[inline(always)]
+    fn visible_term<const N: usize>(&self, phases: &Phases, plan: &CentringPlan, first: usize) -> [f32; N] {
+        let mut term = [0f32; N];
+        self.add_visible_term(phases, plan, first, &mut term);
+        term
+    }
+
+    /// Adds `dW_c mu`'s visible term of units `first .. first + term.len()` to `term`: each
+    /// phase's samples weighted by their `along_lambda`, less `mu` times their total.
+    #[inline(always)]
+    fn add_visible_term(&self, phases: &Phases, plan: &CentringPlan, first: usize, term: &mut [f32]) {
+        let (nv, units) = (self.visible.len(), term.len());
+        let mu = &self.visible[first..first + units];
         let negative = &phases.negative;
         let sets: [(&[f32], usize); 2] =
             [(&phases.batch, plan.along_lambda[0].len()), (&negative.visible, negative.cols)];
         for (phase, (visible, n)) in sets.into_iter().enumerate() {
             for (v, &along) in visible[..nv * n].chunks_exact(nv).zip(&plan.along_lambda[phase]) {
-                term.iter_mut().zip(&v[first..first + db.len()]).for_each(|(t, &x)| *t += along * x);
+                term.iter_mut().zip(&v[first..first + units]).for_each(|(t, &x)| *t += along * x);
             }
             term.iter_mut().zip(mu).for_each(|(t, m)| *t -= m * plan.total_lambda[phase]);
         }
-        db.iter_mut().zip(term.iter()).for_each(|(b, &t)| *b -= t);
     }
 }
 
@@ -1036,25 +1090,15 @@ impl Trainer {
                 let cols = piece.len() / nv;
                 let mut hidden = vec![0f32; nh * cols];
                 kernels.hidden_activations(piece, cols, &mut hidden);
-                let free_energies: Vec<f64> = piece
-                    .chunks_exact(nv)
-                    .zip(hidden.chunks_exact(nh))
-                    .map(|(v, a)| rbm.free_energy_from_activations(v, a))
-                    .collect();
+                let mut free_energies = vec![0f64; cols];
+                rbm.free_energies_from_activations(piece, &hidden, &mut free_energies);
                 crate::linalg::sigmoid_in_place(&mut hidden);
                 let mut means = vec![0f32; nv * cols];
                 kernels.visible_activations(&hidden, cols, &mut means);
-                let out: Vec<(f64, f64)> = piece
-                    .chunks_exact(nv)
-                    .zip(means.chunks_exact_mut(nv))
-                    .zip(free_energies)
-                    .map(|((v, m), f)| {
-                        layer.means_of(m);
-                        let error: f64 = v.iter().zip(m.iter()).map(|(&a, &b)| ((a - b) as f64).powi(2)).sum();
-                        (error, f)
-                    })
-                    .collect();
-                out
+                means.chunks_exact_mut(nv).for_each(|m| layer.means_of(m));
+                let mut errors = vec![0f64; cols];
+                crate::eval::squared_errors_into(piece, &means, nv, &mut errors);
+                errors.into_iter().zip(free_energies)
             })
             .collect();
         let (errors, free_energies) = per_sample.iter().fold((0f64, 0f64), |(e, f), &(a, b)| (e + a, f + b));
@@ -1260,16 +1304,34 @@ fn column_mean_difference_rows_portable(
     out: &mut [f32],
 ) {
     // In blocks of rows whose sums live on the stack; each row's sums are the same either way.
-    const BLOCK: usize = 64;
+    // A whole block's sums are a fixed-size array, which the compiler keeps in registers (4 x 8
+    // lanes): summed through memory, each sample's additions waited on the last sample's store.
+    const BLOCK: usize = GRADIENT_BLOCK_UNITS;
     for (k, out) in out.chunks_mut(BLOCK).enumerate() {
+        let start = first + k * BLOCK;
         let (mut sum_a, mut sum_b) = ([0f64; BLOCK], [0f64; BLOCK]);
-        let (sum_a, sum_b) = (&mut sum_a[..out.len()], &mut sum_b[..out.len()]);
-        row_sums(a, a_cols, rows, first + k * BLOCK, sum_a);
-        row_sums(b, b_cols, rows, first + k * BLOCK, sum_b);
+        if out.len() == BLOCK {
+            (sum_a, sum_b) = (block_row_sums(a, a_cols, rows, start), block_row_sums(b, b_cols, rows, start));
+        } else {
+            row_sums(a, a_cols, rows, start, &mut sum_a[..out.len()]);
+            row_sums(b, b_cols, rows, start, &mut sum_b[..out.len()]);
+        }
         for ((o, sa), sb) in out.iter_mut().zip(sum_a.iter()).zip(sum_b.iter()) {
             *o = (sa / a_cols as f64 - sb / b_cols as f64) as f32;
         }
     }
+}
+
+/// [`row_sums`] of `N` rows from `first`, from 0, returned: the same additions in the same
+/// order, on an array of fixed size.
+#[inline(always)]
+fn block_row_sums<const N: usize>(m: &[f32], cols: usize, rows: usize, first: usize) -> [f64; N] {
+    let mut sums = [0f64; N];
+    for column in m[..rows * cols].chunks_exact(rows) {
+        let run: &[f32; N] = column[first..first + N].try_into().expect("N rows from first");
+        sums.iter_mut().zip(run).for_each(|(s, &x)| *s += x as f64);
+    }
+    sums
 }
 
 /// Adds to `sums` the sums over the `cols` columns of `m` (`rows x cols`) of rows

@@ -264,9 +264,15 @@ fn transpose_8x8_avx512(rows: [std::arch::x86_64::__m512i; 8]) -> [std::arch::x8
     }
 }
 
-/// The visible part of the energy, `-sum_i b_i v_i`, in f64.
+/// The visible part of the energy, `-sum_i b_i v_i`, in f64: [`energy_term`]s summed in order.
 pub fn energy(values: &[f32], bias: &[f32]) -> f64 {
-    values.iter().zip(bias).map(|(&v, &b)| -(b as f64) * v as f64).sum()
+    values.iter().zip(bias).map(|(&v, &b)| energy_term(v, b)).sum()
+}
+
+/// One unit's term of [`energy`], `-b v`, in f64.
+#[inline(always)]
+pub fn energy_term(v: f32, b: f32) -> f64 {
+    -(b as f64) * v as f64
 }
 
 /// `sum_i log sum_{v_i in {0,1}} exp(v_i a_i) = sum_i softplus(a_i)` for activations `a = b + W h`.

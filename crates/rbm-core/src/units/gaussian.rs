@@ -27,16 +27,17 @@ pub fn sample<R: Rng + ?Sized>(means: &[f32], out: &mut [f32], rng: &mut R) {
     }
 }
 
-/// The visible part of the energy, `sum_i (v_i - b_i)^2 / 2`, in f64.
+/// The visible part of the energy, `sum_i (v_i - b_i)^2 / 2`, in f64: [`energy_term`]s summed
+/// in order.
 pub fn energy(values: &[f32], bias: &[f32]) -> f64 {
-    values
-        .iter()
-        .zip(bias)
-        .map(|(&v, &b)| {
-            let (v, b) = (v as f64, b as f64);
-            0.5 * (v - b) * (v - b)
-        })
-        .sum()
+    values.iter().zip(bias).map(|(&v, &b)| energy_term(v, b)).sum()
+}
+
+/// One unit's term of [`energy`], `(v - b)^2 / 2`, in f64.
+#[inline(always)]
+pub fn energy_term(v: f32, b: f32) -> f64 {
+    let (v, b) = (v as f64, b as f64);
+    0.5 * (v - b) * (v - b)
 }
 
 /// `sum_i log integral exp(-(v - b_i)^2 / 2 + v (a_i - b_i)) dv = sum_i (a_i^2 - b_i^2) / 2 +

@@ -80,6 +80,15 @@ macro_rules! visible_kinds {
                 match self { $(VisibleKind::$kind => $module::energy(values, bias),)+ }
             }
 
+            /// [`VisibleKind::energy`] of `G` samples' values of one group at once, each with
+            /// the bits it has alone (see [`crate::linalg::interleaved_sums`]).
+            #[inline]
+            pub fn energies<const G: usize>(self, values: [&[f32]; G], bias: &[f32]) -> [f64; G] {
+                match self {
+                    $(VisibleKind::$kind => crate::linalg::interleaved_sums(values, [bias; G], $module::energy_term),)+
+                }
+            }
+
             /// `log` of the sum (or integral) over the group's values of
             /// `exp(-energy(v, b) + v.(a - b))` given its activations `a = b + W h`. Summed over
             /// groups, then log-sum-exp'd over hidden states, it gives the exact log partition
@@ -321,6 +330,32 @@ impl VisibleLayer {
         self.ranges().map(|(kind, r)| kind.energy(&values[r.clone()], &bias[r])).sum()
     }
 
+    /// [`VisibleLayer::energy`] of every sample in `values` (column-major, `n_visible` values
+    /// each) into `out`, one per sample, with the bits each has alone: eight samples at a time,
+    /// their sums interleaved (one sample's sum is a chain of dependent additions).
+    pub(crate) fn energies_into(&self, values: &[f32], bias: &[f32], out: &mut [f64]) {
+        const G: usize = crate::linalg::INTERLEAVED_SUMS;
+        let nv = self.n_visible();
+        let (whole, rest) = out.split_at_mut(out.len() / G * G);
+        for (out, block) in whole.chunks_exact_mut(G).zip(values.chunks_exact(G * nv)) {
+            out.copy_from_slice(&self.energies::<G>(crate::linalg::columns(block, nv), bias));
+        }
+        for (out, v) in rest.iter_mut().zip(values[whole.len() * nv..].chunks_exact(nv)) {
+            *out = self.energy(v, bias);
+        }
+    }
+
+    /// [`VisibleLayer::energy`] of `G` samples at once: each group's energies interleaved, then
+    /// summed over the groups in order, as `energy` sums them.
+    fn energies<const G: usize>(&self, samples: [&[f32]; G], bias: &[f32]) -> [f64; G] {
+        let mut totals = [crate::linalg::SUM_START; G];
+        for (kind, r) in self.ranges() {
+            let group = kind.energies::<G>(std::array::from_fn(|g| &samples[g][r.clone()]), &bias[r]);
+            totals.iter_mut().zip(group).for_each(|(total, e)| *total += e);
+        }
+        totals
+    }
+
     /// The visible groups' `log Z` terms of one hidden state's activations, summed in order.
     pub(crate) fn log_partition(&self, activations: &[f32], bias: &[f32]) -> f64 {
         self.ranges().map(|(kind, r)| kind.log_partition(&activations[r.clone()], &bias[r])).sum()
@@ -362,6 +397,59 @@ impl VisibleLayer {
                         }
                     }
                 });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values of magnitudes from 1e-3 to 1e3 (so that sums in another order would
+    /// round differently), with some zeros of either sign.
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..n)
+            .map(|i| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let uniform = (state >> 40) as f32 / (1u64 << 24) as f32;
+                match i % 7 {
+                    0 => 0.0,
+                    3 => -0.0,
+                    _ => (uniform - 0.5) * 10f32.powi((state % 7) as i32 - 3),
+                }
+            })
+            .collect()
+    }
+
+    /// The energies taken eight samples at a time have the bits of each sample's `energy`, for
+    /// every kind, a mixed layer, and sample counts that leave a remainder.
+    #[test]
+    fn energies_of_many_samples_have_the_bits_of_one_sample_at_a_time() {
+        let group = |kind, units| VisibleGroup { kind, units };
+        let layers = [
+            VisibleLayer::uniform(VisibleKind::Bernoulli, 37).unwrap(),
+            VisibleLayer::uniform(VisibleKind::Gaussian, 5).unwrap(),
+            VisibleLayer::new([
+                group(VisibleKind::Gaussian, 3),
+                group(VisibleKind::Softmax, 4),
+                group(VisibleKind::Bernoulli, 6),
+                group(VisibleKind::Softmax, 2),
+            ])
+            .unwrap(),
+        ];
+        for layer in &layers {
+            let nv = layer.n_visible();
+            let bias = values(nv, 1);
+            for samples in [0, 1, 7, 8, 9, 16, 23] {
+                let v = values(nv * samples, 2 + samples as u64);
+                let mut got = vec![f64::NAN; samples];
+                layer.energies_into(&v, &bias, &mut got);
+                for (s, (got, v)) in got.iter().zip(v.chunks_exact(nv)).enumerate() {
+                    let want = layer.energy(v, &bias);
+                    assert_eq!(got.to_bits(), want.to_bits(), "{} sample {s} of {samples}", layer.describe());
+                }
             }
         }
     }
