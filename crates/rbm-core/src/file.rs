@@ -108,8 +108,10 @@ impl Model {
         };
         let train = to_visible(&columns, standardization.as_ref(), data)?;
         let validation = validation.map(|v| to_visible(&columns, standardization.as_ref(), v)).transpose()?;
-        let trainer = Trainer::initialise_checked(params.clone(), columns::layer_of(&columns)?, &train)?;
-        let outcome = trainer.fit_checked(&train, validation.as_deref(), on_epoch)?;
+        // The units' means, taken once: initialisation, centring and the baseline use them.
+        let mut means = crate::model::row_means(&train);
+        let trainer = Trainer::initialise_checked(params.clone(), columns::layer_of(&columns)?, &train, &means)?;
+        let outcome = trainer.fit_checked(&train, Some(&means), validation.as_deref(), on_epoch)?;
         let mut standardization = standardization;
         let mut train = train;
         if let (Some(scale), Some(s)) = (&outcome.visible_scale, standardization.as_mut()) {
@@ -123,8 +125,9 @@ impl Model {
                 unit += encoding.group().units;
             }
             train = to_visible(&columns, Some(&*s), data)?;
+            means = crate::model::row_means(&train);
         }
-        let (baseline_bias, baseline_scale) = baseline(outcome.rbm.layer(), &train);
+        let (baseline_bias, baseline_scale) = baseline(outcome.rbm.layer(), &train, &means);
         // Only Gaussian units with spread get a histogram: none, no marginals at all.
         let marginals = params
             .marginal_histograms
@@ -446,13 +449,13 @@ impl Model {
 /// The model without hidden units fitted to `visible` (training rows in model units): its
 /// visible biases from each unit's data mean, as the trained model's are initialised, and, when
 /// a standardised unit's spread is not 1 (learned variances), the scale that brings each such
-/// unit to unit variance first (`None` when every scale is 1).
-fn baseline(layer: &crate::VisibleLayer, visible: &DMatrix<f32>) -> (Vec<f32>, Option<Vec<f32>>) {
-    let means = crate::model::row_means(visible);
+/// unit to unit variance first (`None` when every scale is 1). `means` are the units' means
+/// ([`crate::model::row_means`] of `visible`).
+fn baseline(layer: &crate::VisibleLayer, visible: &DMatrix<f32>, means: &[f64]) -> (Vec<f32>, Option<Vec<f32>>) {
     let n = visible.ncols().max(1) as f64;
     let standardised = layer.standardised_units();
     if !standardised.contains(&true) {
-        return (crate::model::initial_biases_from(layer, &means, visible.ncols()), None);
+        return (crate::model::initial_biases_from(layer, means, visible.ncols()), None);
     }
     // Each standardised unit's squared deviations, summed over the samples in order.
     let squares = crate::standardize::feature_sums(visible, |unit, x| {
@@ -468,7 +471,7 @@ fn baseline(layer: &crate::VisibleLayer, visible: &DMatrix<f32>) -> (Vec<f32>, O
     }
     // Scales within rounding of 1 (plain standardisation) are left out.
     if scale.iter().all(|&s| (s - 1.0).abs() <= 1e-3) {
-        return (crate::model::initial_biases_from(layer, &means, visible.ncols()), None);
+        return (crate::model::initial_biases_from(layer, means, visible.ncols()), None);
     }
     let scaled = DMatrix::from_fn(visible.nrows(), visible.ncols(), |u, s| visible[(u, s)] / scale[u]);
     (crate::model::initial_biases(layer, &scaled), Some(scale))

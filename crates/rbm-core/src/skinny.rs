@@ -16,18 +16,24 @@ const LANES: usize = 16;
 /// One vector of lanes.
 type Lanes = [f32; LANES];
 
+/// Visible units per block of the visible kernel and per tile of [`SkinnyWeights`]' layouts.
+pub(crate) const TILE: usize = 2 * LANES;
+
 /// A model's weights laid out for these kernels, refreshed after each parameter update.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct SkinnyWeights {
     n_hidden: usize,
     n_visible: usize,
     /// `n_hidden` rounded up to a multiple of [`LANES`].
     hidden_pad: usize,
-    /// `n_visible` rounded up to a multiple of `2 * LANES` (the visible kernel's block).
+    /// `n_visible` rounded up to a multiple of [`TILE`] (the visible kernel's block).
     visible_pad: usize,
     /// `W` by visible unit: unit `i`'s `n_hidden` weights at `i * hidden_pad`, zero-padded.
     by_visible: Vec<f32>,
-    /// `W` by hidden unit: unit `j`'s `n_visible` weights at `j * visible_pad`, zero-padded.
+    /// `W` by hidden unit, in tiles of [`TILE`] visible units: tile `t` holds, for each hidden
+    /// unit `j` in turn, the weights of visible units `t * TILE ..` (zero-padded), at
+    /// `t * TILE * n_hidden + j * TILE`. A tile is what the visible kernel reads for one block of
+    /// units, in order, and what a gradient task of those units refreshes (see [`KernelTile`]).
     by_hidden: Vec<f32>,
     /// Hidden biases, zero-padded to `hidden_pad`.
     hidden_bias: Vec<f32>,
@@ -41,7 +47,7 @@ impl SkinnyWeights {
     pub(crate) fn refresh(&mut self, weights: &[f32], visible_bias: &[f32], hidden_bias: &[f32]) {
         let (nv, nh) = (visible_bias.len(), hidden_bias.len());
         assert_eq!(weights.len(), nv * nh, "weights do not match the biases");
-        let (hp, vp) = (nh.next_multiple_of(LANES), nv.next_multiple_of(2 * LANES));
+        let (hp, vp) = (nh.next_multiple_of(LANES), nv.next_multiple_of(TILE));
         if (self.n_hidden, self.n_visible) != (nh, nv) {
             *self = SkinnyWeights {
                 n_hidden: nh,
@@ -54,25 +60,38 @@ impl SkinnyWeights {
                 visible_bias: vec![0.0; vp],
             };
         }
-        self.hidden_bias[..nh].copy_from_slice(hidden_bias);
-        self.visible_bias[..nv].copy_from_slice(visible_bias);
-        if hp == nh {
-            self.by_visible.copy_from_slice(weights);
-        } else {
-            for (padded, column) in self.by_visible.chunks_exact_mut(hp).zip(weights.chunks_exact(nh)) {
-                padded[..nh].copy_from_slice(column);
-            }
+        self.refresh_hidden_bias(hidden_bias);
+        let tiles = weights.chunks(TILE * nh).zip(visible_bias.chunks(TILE));
+        for (mut tile, (weights, visible_bias)) in self.tiles_mut().zip(tiles) {
+            tile.refresh(weights, visible_bias);
         }
-        // The transpose in tiles of 16 visible units, so that both sides stay in cache lines.
-        for i0 in (0..nv).step_by(LANES) {
-            let i1 = (i0 + LANES).min(nv);
-            for j in 0..nh {
-                let row = &mut self.by_hidden[j * vp + i0..j * vp + i1];
-                for (i, w) in (i0..i1).zip(row) {
-                    *w = weights[i * nh + j];
-                }
-            }
-        }
+    }
+
+    /// Copies the hidden biases (the rest of [`SkinnyWeights::refresh`] being done tile by tile).
+    pub(crate) fn refresh_hidden_bias(&mut self, hidden_bias: &[f32]) {
+        self.hidden_bias[..self.n_hidden].copy_from_slice(hidden_bias);
+    }
+
+    /// The layouts' parts for each tile of [`TILE`] visible units, in order: disjoint, so that
+    /// tasks may refresh them side by side.
+    pub(crate) fn tiles_mut(&mut self) -> impl Iterator<Item = KernelTile<'_>> {
+        let (nh, hp) = (self.n_hidden, self.hidden_pad);
+        self.by_visible
+            .chunks_mut(TILE * hp)
+            .zip(self.by_hidden.chunks_mut(TILE * nh.max(1)))
+            .zip(self.visible_bias.chunks_mut(TILE))
+            .map(move |((by_visible, by_hidden), visible_bias)| KernelTile {
+                n_hidden: nh,
+                hidden_pad: hp,
+                by_visible,
+                by_hidden,
+                visible_bias,
+            })
+    }
+
+    /// Whether the layouts are those of a model of these sizes (they are after a refresh).
+    pub(crate) fn has_shape(&self, n_visible: usize, n_hidden: usize) -> bool {
+        (self.n_visible, self.n_hidden) == (n_visible, n_hidden) && !self.by_visible.is_empty()
     }
 
     /// `out = c + W^T v` for `cols` visible vectors `v` (`n_visible x cols`), `n_hidden x cols`.
@@ -112,6 +131,36 @@ impl SkinnyWeights {
     /// `n_hidden` rounded up to the kernels' lanes: the row length of [`pad_hidden`]'s output.
     pub(crate) fn hidden_pad(&self) -> usize {
         self.hidden_pad
+    }
+}
+
+/// The part of [`SkinnyWeights`]' layouts that holds one tile of [`TILE`] visible units (fewer
+/// for the last tile): their rows of `by_visible`, their tile of `by_hidden` and their biases.
+#[derive(Debug)]
+pub(crate) struct KernelTile<'a> {
+    n_hidden: usize,
+    hidden_pad: usize,
+    by_visible: &'a mut [f32],
+    by_hidden: &'a mut [f32],
+    visible_bias: &'a mut [f32],
+}
+
+impl KernelTile<'_> {
+    /// Copies the tile's units' weights (`n_hidden` per unit, unit by unit, as the model holds
+    /// them) and visible biases into the layouts.
+    pub(crate) fn refresh(&mut self, weights: &[f32], visible_bias: &[f32]) {
+        let (nh, hp, units) = (self.n_hidden, self.hidden_pad, visible_bias.len());
+        assert!(units <= TILE && weights.len() == units * nh, "one tile's weights and biases");
+        self.visible_bias[..units].copy_from_slice(visible_bias);
+        for (padded, column) in self.by_visible.chunks_exact_mut(hp).zip(weights.chunks_exact(nh)) {
+            padded[..nh].copy_from_slice(column);
+        }
+        // The transpose: hidden unit j's row of the tile takes each unit's j-th weight.
+        for (j, row) in self.by_hidden.chunks_exact_mut(TILE).enumerate() {
+            for (w, column) in row.iter_mut().zip(weights.chunks_exact(nh)) {
+                *w = column[j];
+            }
+        }
     }
 }
 
@@ -487,15 +536,16 @@ fn visible_activations_generic<S: Vector>(k: &SkinnyWeights, h: &[f32], cols: us
 #[inline(always)]
 fn visible_block<S: Vector, const G: usize>(k: &SkinnyWeights, h: &[f32], s: usize, out: &mut [f32]) -> usize {
     let (nv, nh, vp) = (k.n_visible, k.n_hidden, k.visible_pad);
-    assert!((s + G) * nh <= h.len() && (s + G) * nv <= out.len() && vp.is_multiple_of(2 * LANES));
+    assert!((s + G) * nh <= h.len() && (s + G) * nv <= out.len() && vp.is_multiple_of(TILE));
     assert!(k.by_hidden.len() == nh * vp && k.visible_bias.len() == vp);
     // SAFETY: every offset is inside the slices, by the assertions above.
     unsafe {
         let hidden: [*const f32; G] = std::array::from_fn(|g| h.as_ptr().add((s + g) * nh));
-        for unit in (0..vp).step_by(2 * LANES) {
+        for unit in (0..vp).step_by(TILE) {
             let bias = k.visible_bias.as_ptr().add(unit);
             let mut acc = [[S::load(bias), S::load(bias.add(LANES))]; G];
-            let mut w = k.by_hidden.as_ptr().add(unit);
+            // The tile of units `unit ..`: each hidden unit's TILE weights in turn.
+            let mut w = k.by_hidden.as_ptr().add(unit * nh);
             for j in 0..nh {
                 let (w0, w1) = (S::load(w), S::load(w.add(LANES)));
                 for (sample, values) in acc.iter_mut().zip(&hidden) {
@@ -503,7 +553,7 @@ fn visible_block<S: Vector, const G: usize>(k: &SkinnyWeights, h: &[f32], s: usi
                     sample[0] = S::fma(x, w0, sample[0]);
                     sample[1] = S::fma(x, w1, sample[1]);
                 }
-                w = w.add(vp);
+                w = w.add(TILE);
             }
             let units = nv.saturating_sub(unit);
             for (g, sample) in acc.iter().enumerate() {

@@ -133,6 +133,9 @@ const PIECES_MAX_WORK: usize = 1 << 23;
 /// model is the same bits for any block size: each unit's arithmetic is its own.
 const GRADIENT_BLOCK_UNITS: usize = 32;
 
+// A gradient task's units are one tile of the kernels' layouts, which it refreshes.
+const _: () = assert!(GRADIENT_BLOCK_UNITS == crate::skinny::TILE);
+
 /// Elementwise passes over weight-sized buffers split into tasks of at least this many elements:
 /// a small model's passes (16 x 784) then run as one task instead of paying for a fork per row.
 const ELEMENTWISE_MIN_TASK: usize = 1 << 14;
@@ -407,8 +410,11 @@ struct Phases {
     /// Parallel tempering: the tempered chains, whose coldest chains are copied to `negative`.
     tempered: Option<TemperedChains>,
     /// The model's weights laid out for the serial kernels of the phases run in pieces,
-    /// refreshed before each batch's phases.
+    /// refreshed before each batch's phases, or by the step's tasks (see `kernels_current`).
     kernels: SkinnyWeights,
+    /// Whether the last step's tasks refreshed `kernels` with the parameters they stepped to, so
+    /// that the next phases need not (taken, and so cleared, by the phases).
+    kernels_current: bool,
     /// `positive_hidden` and the chains' hidden probabilities in rows padded for the kernels.
     padded_positive: Vec<f32>,
     padded_negative: Vec<f32>,
@@ -461,7 +467,9 @@ impl Phases {
     /// [`GRADIENT_BLOCK_UNITS`] visible units (serial kernels on each task's columns), and the
     /// hidden bias gradient: one fork for what would otherwise be two split products and a serial
     /// pass. Every weight is one chain of multiply-adds over the samples in order, whatever the
-    /// tasks, so the result does not depend on the number of threads.
+    /// tasks, so the result does not depend on the number of threads. Each task then takes its
+    /// units' steps (`step`) and, when asked, refreshes its tile of the kernels' layouts with
+    /// the stepped parameters (`kernels_current`), as the serial passes after the fork did.
     #[allow(clippy::too_many_arguments)]
     fn gradients_in_blocks(
         &mut self,
@@ -472,6 +480,7 @@ impl Phases {
         visible: &mut [f32],
         hidden: &mut [f32],
         centring: Option<(&Offsets, &mut CentringPlan)>,
+        step: StepInTasks<'_>,
         workers: Workers<'_>,
     ) {
         let (nv, nh) = (self.batch.len() / cols, self.positive_hidden.len() / cols);
@@ -497,15 +506,23 @@ impl Phases {
             offsets.plan(self, cols, scale, hidden, plan);
             (offsets, &*plan)
         });
+        // The layouts leave `self` while the tasks read the phases and refresh their tiles.
+        let mut kernels = std::mem::take(&mut self.kernels);
+        let refresh = step.refresh_kernels && kernels.has_shape(nv, nh);
+        let mut tiles = kernels.tiles_mut();
         let phases = &*self;
-        let blocks: Vec<Mutex<(&mut [f32], &mut [f32])>> = out
+        let (biases, decay) = (Sgd { rate: scale, momentum: beta, decay: 0.0 }, step.decay);
+        let blocks: Vec<Mutex<_>> = out
             .chunks_mut(nh * GRADIENT_BLOCK_UNITS)
             .zip(visible.chunks_mut(GRADIENT_BLOCK_UNITS))
-            .map(Mutex::new)
+            .zip(step.weights.chunks_mut(nh * GRADIENT_BLOCK_UNITS))
+            .zip(step.visible_bias.chunks_mut(GRADIENT_BLOCK_UNITS))
+            .zip(step.visible_bias_velocity.chunks_mut(GRADIENT_BLOCK_UNITS))
+            .map(|((((w, db), weights), b), vb)| Mutex::new((w, db, weights, b, vb, tiles.next().filter(|_| refresh))))
             .collect();
         workers.for_each(blocks.len(), &|i| {
             let mut block = blocks[i].lock().unwrap_or_else(|e| e.into_inner());
-            let (w, db) = &mut *block;
+            let (w, db, weights, b, vb, tile) = &mut *block;
             let first = i * GRADIENT_BLOCK_UNITS;
             let units = db.len();
             prefetch_units(&phases.batch, nv, cols, first, units);
@@ -515,7 +532,18 @@ impl Phases {
             if let Some((offsets, plan)) = centring {
                 offsets.centre_block(phases, plan, first, w, db);
             }
+            // The steps of `Trainer::step`, element by element: the weights' (with the decay)
+            // and the visible biases' (none).
+            step_weights(weights, w, scale, decay);
+            biases.step(b, vb, db, 1.0);
+            if let Some(tile) = tile {
+                tile.refresh(weights, b);
+            }
         });
+        drop(blocks);
+        drop(tiles);
+        self.kernels = kernels;
+        self.kernels_current = refresh;
         if let Some((_, plan)) = centring {
             hidden.iter_mut().zip(&plan.hidden_term).for_each(|(c, &t)| *c -= t);
         }
@@ -537,6 +565,20 @@ impl Phases {
         column_mean_difference(&self.batch, cols, &self.negative.visible, chains, visible);
         column_mean_difference(&self.positive_hidden, cols, &self.negative.hidden_probabilities, chains, hidden);
     }
+}
+
+/// What the gradient's tasks of a model run in pieces step after their gradients (see
+/// [`Phases::gradients_in_blocks`]).
+struct StepInTasks<'a> {
+    /// The weights (`n_hidden x n_visible`), stepped by their velocity with `decay`.
+    weights: &'a mut [f32],
+    /// The visible biases and their velocity.
+    visible_bias: &'a mut [f32],
+    visible_bias_velocity: &'a mut [f32],
+    decay: f32,
+    /// Whether the tasks refresh the kernels' layouts too: nothing changes the parameters after
+    /// the step but the hidden biases, which the caller refreshes.
+    refresh_kernels: bool,
 }
 
 /// Asks the processor for the cache lines of units `first..first + units` of each of the
@@ -610,6 +652,7 @@ impl Trainer {
                 chains_started: false,
                 tempered: None,
                 kernels: SkinnyWeights::default(),
+                kernels_current: false,
                 padded_positive: Vec::new(),
                 padded_negative: Vec::new(),
                 mu_dots: Vec::new(),
@@ -631,14 +674,19 @@ impl Trainer {
     pub fn initialise(params: ValidParams, data: &DMatrix<f32>) -> Result<Self> {
         let layer = layer_for(&params.visible, data.nrows())?;
         crate::model::check_values(&layer, data)?;
-        Self::initialise_checked(params, layer, data)
+        Self::initialise_checked(params, layer, data, &crate::model::row_means(data))
     }
 
-    /// [`Trainer::initialise`] on data already checked against `layer`.
-    pub(crate) fn initialise_checked(params: ValidParams, layer: VisibleLayer, data: &DMatrix<f32>) -> Result<Self> {
+    /// [`Trainer::initialise`] on data already checked against `layer`, whose units' means
+    /// ([`crate::model::row_means`]) are `means`.
+    pub(crate) fn initialise_checked(
+        params: ValidParams,
+        layer: VisibleLayer,
+        data: &DMatrix<f32>,
+        means: &[f64],
+    ) -> Result<Self> {
         let (nv, nh) = (data.nrows(), params.n_hidden);
-        let means = crate::model::row_means(data);
-        let initial_bias = crate::model::initial_biases_from(&layer, &means, data.ncols());
+        let initial_bias = crate::model::initial_biases_from(&layer, means, data.ncols());
         let mut rbm = Rbm::zeros(layer, nh)?;
         let mut streams = RandomStreams::new(params.seed);
         {
@@ -648,7 +696,7 @@ impl Trainer {
             if params.centered {
                 // The centred model starts at b = initial biases, c = 0 (offsets mu = data means,
                 // lambda = 0.5): in the ordinary parameters b_u = b - W lambda, c_u = -W^T mu.
-                let offsets = Offsets::from_means(&means, nh);
+                let offsets = Offsets::from_means(means, nh);
                 let (hidden_bias, w) = (hidden_bias.as_mut_slice(), weights.as_slice());
                 for (i, b) in visible_bias.iter_mut().enumerate() {
                     let column = &w[i * nh..(i + 1) * nh];
@@ -723,7 +771,22 @@ impl Trainer {
         }
         let rbm = &self.rbm;
         let p = &mut self.phases;
-        p.kernels.refresh(rbm.weights().as_slice(), rbm.visible_bias().as_slice(), rbm.hidden_bias().as_slice());
+        let refresh = |kernels: &mut SkinnyWeights| {
+            kernels.refresh(rbm.weights().as_slice(), rbm.visible_bias().as_slice(), rbm.hidden_bias().as_slice());
+        };
+        if std::mem::take(&mut p.kernels_current) {
+            // Tests (debug builds) check the step's refresh against a whole one at every batch.
+            debug_assert!(
+                p.kernels == {
+                    let mut whole = SkinnyWeights::default();
+                    refresh(&mut whole);
+                    whole
+                },
+                "the step's tasks left the kernels' layouts other than a refresh would"
+            );
+        } else {
+            refresh(&mut p.kernels);
+        }
         let kernels = &p.kernels;
         let hidden_probabilities = |v: &[f32], h: &mut [f32]| {
             kernels.hidden_activations(v, v.len() / nv, h);
@@ -858,6 +921,8 @@ impl Trainer {
     fn step(&mut self, cols: usize, momentum: f32, rate: f32, workers: Workers<'_>) {
         let lr = self.params.learning_rate as f32 * rate;
         let decay = self.params.weight_decay as f32;
+        // Set again below only if this step's tasks refresh the kernels.
+        self.phases.kernels_current = false;
         // The variance's gradient from the parameters before this update, applied after it.
         let scale_gradient = if self.log_scale.is_some() { Some(self.log_variance_gradient(cols)) } else { None };
         let in_blocks = self.phases_in_pieces(cols);
@@ -871,10 +936,20 @@ impl Trainer {
         // Large models whose gradient splits into column blocks step their weights in its tasks.
         let weight_blocks = if in_blocks { None } else { crate::linalg::block_width(nv, nh) };
         if in_blocks {
-            // Centring inside the gradient's tasks, each on its visible units.
+            // Centring inside the gradient's tasks, each on its visible units, and then the
+            // weights' and visible biases' steps; the kernels' refresh too unless the variances'
+            // step rescales the parameters afterwards.
             let centring = self.offsets.as_ref().map(|offsets| (offsets, &mut self.centring_plan));
             let velocity = self.velocity.weights.as_mut_slice();
-            self.phases.gradients_in_blocks(cols, lr, momentum, velocity, db, dc, centring, workers);
+            let (weights, visible_bias, _) = self.rbm.parameters_mut();
+            let step = StepInTasks {
+                weights: weights.as_mut_slice(),
+                visible_bias: visible_bias.as_mut_slice(),
+                visible_bias_velocity: self.velocity.visible_bias.as_mut_slice(),
+                decay,
+                refresh_kernels: scale_gradient.is_none(),
+            };
+            self.phases.gradients_in_blocks(cols, lr, momentum, velocity, db, dc, centring, step, workers);
         } else if let Some(width) = weight_blocks {
             // One task per block of visible units (blocks of `linalg::block_width`, on which the
             // columns of a product have the whole product's bits): its columns of the gradient's
@@ -932,7 +1007,7 @@ impl Trainer {
             }
         }
         let (weights, visible_bias, hidden_bias) = self.rbm.parameters_mut();
-        if weight_blocks.is_none() {
+        if weight_blocks.is_none() && !in_blocks {
             // In tasks of the batch's workers (a spinning team's helpers take no other work).
             let chunks: Vec<Mutex<(&mut [f32], &mut [f32])>> = weights
                 .as_mut_slice()
@@ -946,11 +1021,17 @@ impl Trainer {
                 step_weights(weights, velocity, lr, decay);
             });
         }
-        // Biases: no decay, and the gradients are already batch means.
+        // Biases: no decay, and the gradients are already batch means (the visible ones of
+        // models run in pieces were stepped by the gradient's tasks).
         let biases = Sgd { rate: lr, momentum, decay: 0.0 };
         let (g, v) = (&self.gradient, &mut self.velocity);
-        biases.step(visible_bias.as_mut_slice(), v.visible_bias.as_mut_slice(), g.visible_bias.as_slice(), 1.0);
+        if !in_blocks {
+            biases.step(visible_bias.as_mut_slice(), v.visible_bias.as_mut_slice(), g.visible_bias.as_slice(), 1.0);
+        }
         biases.step(hidden_bias.as_mut_slice(), v.hidden_bias.as_mut_slice(), g.hidden_bias.as_slice(), 1.0);
+        if self.phases.kernels_current {
+            self.phases.kernels.refresh_hidden_bias(hidden_bias.as_slice());
+        }
         if let Some(gradient) = scale_gradient {
             self.step_scale(&gradient, lr);
         }
@@ -1145,13 +1226,15 @@ impl Trainer {
         if let Some(v) = validation {
             self.rbm.check_data(v)?;
         }
-        self.fit_checked(data, validation, on_epoch)
+        self.fit_checked(data, None, validation, on_epoch)
     }
 
-    /// [`Trainer::fit`] on data already checked against the model's visible units.
+    /// [`Trainer::fit`] on data already checked against the model's visible units, whose units'
+    /// means ([`crate::model::row_means`]) are `data_means` when the caller has them.
     pub(crate) fn fit_checked(
         mut self,
         data: &DMatrix<f32>,
+        data_means: Option<&[f64]>,
         validation: Option<&DMatrix<f32>>,
         mut on_epoch: impl FnMut(&EpochStats) -> ControlFlow<()>,
     ) -> Result<TrainingOutcome> {
@@ -1178,7 +1261,11 @@ impl Trainer {
             self.phases.tempered = Some(TemperedChains::new(&self.rbm, &base, &betas, chains, &start, seed)?);
         }
         if self.params.centered && self.offsets.is_none() {
-            self.offsets = Some(Offsets::new(data, self.rbm.n_hidden()));
+            let nh = self.rbm.n_hidden();
+            self.offsets = Some(match data_means {
+                Some(means) => Offsets::from_means(means, nh),
+                None => Offsets::new(data, nh),
+            });
         }
         let mut history = Vec::with_capacity(self.params.epochs);
         let mut stopped_early = false;
@@ -1665,6 +1752,48 @@ mod flip_tests {
                 assert!(!trainer.phases_in_pieces(40));
                 assert_eq!(crate::linalg::block_width(200, 1200).is_some(), threads > 1);
                 trainer.fit(&data, None, |_| ControlFlow::Continue(())).unwrap().rbm
+            })
+        };
+        let one = run(1);
+        assert_eq!(one, run(2), "2 threads");
+        assert_eq!(one, run(3), "3 threads");
+    }
+
+    /// A model run in pieces steps its weights and visible biases in the gradient's tasks, which
+    /// also refresh the kernels' layouts (checked against a whole refresh at every batch in debug
+    /// builds, see `run_phases_in_pieces`): with centring, decay, momentum, sparsity and a last
+    /// tile of 4 units, the model is the same on 1, 2 and 3 threads and the layouts after the
+    /// last batch are those of the final model.
+    #[test]
+    fn steps_in_the_gradient_tasks_leave_the_kernels_refreshed() {
+        let data = DMatrix::from_fn(100, 90, |i, s| u8::from((i * 5 + s * 11) % 9 < 3) as f32);
+        let params = TrainingParams {
+            epochs: 3,
+            batch_size: 30,
+            persistent_chains: Some(30),
+            centered: true,
+            weight_decay: 0.01,
+            sparsity: Some(crate::Sparsity { target: 0.1, cost: 0.5 }),
+            ..TrainingParams::new(VisibleKind::Bernoulli, 20)
+        };
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut trainer = Trainer::initialise(params.clone().check().unwrap(), &data).unwrap();
+                assert!(trainer.phases_in_pieces(30));
+                for epoch in 0..3 {
+                    Team::run(|team| trainer.run_epoch(&data, epoch, Workers::Team(team)));
+                    assert!(trainer.phases.kernels_current, "the tasks refreshed the kernels");
+                    let mut whole = SkinnyWeights::default();
+                    let rbm = &trainer.rbm;
+                    whole.refresh(
+                        rbm.weights().as_slice(),
+                        rbm.visible_bias().as_slice(),
+                        rbm.hidden_bias().as_slice(),
+                    );
+                    assert!(trainer.phases.kernels == whole, "epoch {epoch} on {threads} threads");
+                }
+                trainer.rbm
             })
         };
         let one = run(1);
