@@ -11,7 +11,10 @@
 //!
 //! The helpers are rayon workers (the pool's size is the `--threads` the user chose), and tasks
 //! are claimed one at a time, so which thread runs a task never changes what it computes: every
-//! task writes its own outputs. A spinning helper takes no other work, so the parallel steps of a
+//! task writes its own outputs. The caller claims from the front of a step's tasks and the helpers
+//! from the back, so that with two threads a task of a given index tends to run on the same core
+//! batch after batch, where the memory it wrote last time (a gradient block's weights and
+//! velocity, a piece's chains) still is. A spinning helper takes no other work, so the parallel steps of a
 //! team's work go through [`Workers`]; a rayon fork made there runs on the calling thread alone.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -43,8 +46,10 @@ impl Workers<'_> {
     }
 }
 
-/// Low 32 bits of [`Team::state`]: the next task to claim; high 32 bits: the step's generation.
-const TASK_MASK: u64 = 0xFFFF_FFFF;
+/// [`Team::state`] holds the step's generation in its high 32 bits, the next task to claim from
+/// the front in the 16 bits below, and one past the next task to claim from the back in the low
+/// 16 bits; the step's tasks are all claimed when the two meet. Steps of more tasks run serially.
+const MAX_TASKS: usize = 0xFFFF;
 
 /// Spins (`spin_loop` hints, tens of nanoseconds each) before an idle helper starts yielding,
 /// about a millisecond: far longer than the serial work between two steps of a batch.
@@ -56,14 +61,21 @@ const YIELDS: u32 = 1 << 10;
 /// How long an idle helper sleeps between looks once it has spun and yielded.
 const IDLE_SLEEP: Duration = Duration::from_micros(50);
 
+/// Which end of a step's tasks a thread claims from: the caller the front, the helpers the back.
+#[derive(Clone, Copy)]
+enum End {
+    Front,
+    Back,
+}
+
 /// The shared state of a team: the current step's tasks, claimed by the caller and the helpers.
 pub(crate) struct Team {
-    /// The generation of the current step and its next unclaimed task (see [`TASK_MASK`]).
+    /// The generation of the current step and its unclaimed tasks (see [`MAX_TASKS`]).
     state: AtomicU64,
-    /// The current step: its generation, its number of tasks and the task. The reference's
+    /// The current step: its generation and the task. The reference's
     /// lifetime is the caller's: it is only used by a thread that has claimed one of the step's
     /// tasks, and the caller does not return before every claimed task is done.
-    step: Mutex<Option<(u32, usize, Task<'static>)>>,
+    step: Mutex<Option<(u32, Task<'static>)>>,
     /// Tasks of the current step done.
     done: AtomicUsize,
     /// Set when a task panicked; the caller panics once the step is done.
@@ -121,7 +133,7 @@ impl Team {
         if n == 0 {
             return;
         }
-        if self.busy.swap(true, Ordering::Acquire) || n > TASK_MASK as usize {
+        if self.busy.swap(true, Ordering::Acquire) || n > MAX_TASKS {
             // A step inside a task (or an absurd one): run it here.
             (0..n).for_each(task);
             return;
@@ -132,9 +144,9 @@ impl Team {
         let task: Task<'static> = unsafe { std::mem::transmute::<Task<'_>, Task<'static>>(task) };
         let generation = ((self.state.load(Ordering::Relaxed) >> 32) as u32).wrapping_add(1);
         self.done.store(0, Ordering::Relaxed);
-        *self.step.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, n, task));
-        self.state.store((generation as u64) << 32, Ordering::Release);
-        while let Some(i) = self.claim(generation, n) {
+        *self.step.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, task));
+        self.state.store(((generation as u64) << 32) | n as u64, Ordering::Release);
+        while let Some(i) = self.claim(generation, End::Front) {
             self.run_task(task, i);
         }
         while self.done.load(Ordering::Acquire) < n {
@@ -147,16 +159,20 @@ impl Team {
         }
     }
 
-    /// Claims the next task of step `generation` (of `n` tasks), if any is left.
-    fn claim(&self, generation: u32, n: usize) -> Option<usize> {
+    /// Claims the next task of step `generation` from `end`, if any is left.
+    fn claim(&self, generation: u32, end: End) -> Option<usize> {
         let mut state = self.state.load(Ordering::Acquire);
         loop {
-            let next = (state & TASK_MASK) as usize;
-            if (state >> 32) as u32 != generation || next >= n {
+            let (front, back) = ((state >> 16) & MAX_TASKS as u64, state & MAX_TASKS as u64);
+            if (state >> 32) as u32 != generation || front >= back {
                 return None;
             }
-            match self.state.compare_exchange_weak(state, state + 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Some(next),
+            let (claimed, next) = match end {
+                End::Front => (front, state + (1 << 16)),
+                End::Back => (back - 1, state - 1),
+            };
+            match self.state.compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(claimed as usize),
                 Err(now) => state = now,
             }
         }
@@ -180,10 +196,10 @@ impl Team {
                 seen = generation;
                 idle = 0;
                 let step = *self.step.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some((step_generation, n, task)) = step
+                if let Some((step_generation, task)) = step
                     && step_generation == generation
                 {
-                    while let Some(i) = self.claim(generation, n) {
+                    while let Some(i) = self.claim(generation, End::Back) {
                         self.run_task(task, i);
                     }
                 }
@@ -214,14 +230,16 @@ mod tests {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
                 Team::run(|team| {
-                    for n in [0, 1, 7, 100] {
+                    // Up to the most tasks a step claims from both ends, and one more (serial).
+                    for (n, repeats) in [(0, 50), (1, 50), (7, 50), (100, 50), (MAX_TASKS, 2), (MAX_TASKS + 1, 2)] {
                         let counts: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
-                        for _ in 0..50 {
+                        for _ in 0..repeats {
                             Workers::Team(team).for_each(n, &|i| {
                                 counts[i].fetch_add(1, Ordering::Relaxed);
                             });
                         }
-                        assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 50), "{threads} threads, {n} tasks");
+                        let all = counts.iter().all(|c| c.load(Ordering::Relaxed) == repeats);
+                        assert!(all, "{threads} threads, {n} tasks");
                     }
                 })
             });
