@@ -1736,23 +1736,33 @@ mod flip_tests {
     #[test]
     fn large_models_step_in_blocks_as_in_separate_passes() {
         let data = DMatrix::from_fn(200, 120, |i, s| u8::from((i * 7 + s * 13) % 11 < 4) as f32);
-        let params = TrainingParams {
-            epochs: 2,
-            batch_size: 40,
-            persistent_chains: Some(40),
+        let params = every_step_term(2, 40, 1200);
+        same_model_on_one_two_and_three_threads(|threads| {
+            let trainer = Trainer::initialise(params.clone().check().unwrap(), &data).unwrap();
+            assert!(!trainer.phases_in_pieces(40));
+            assert_eq!(crate::linalg::block_width(200, 1200).is_some(), threads > 1);
+            trainer.fit(&data, None, |_| ControlFlow::Continue(())).unwrap().rbm
+        });
+    }
+
+    /// Centred PCD with momentum (the default), weight decay and sparsity: every term of a step.
+    fn every_step_term(epochs: usize, batch_size: usize, hidden: usize) -> TrainingParams {
+        TrainingParams {
+            epochs,
+            batch_size,
+            persistent_chains: Some(batch_size),
             centered: true,
             weight_decay: 0.01,
             sparsity: Some(crate::Sparsity { target: 0.1, cost: 0.5 }),
-            ..TrainingParams::new(VisibleKind::Bernoulli, 1200)
-        };
+            ..TrainingParams::new(VisibleKind::Bernoulli, hidden)
+        }
+    }
+
+    /// Runs `train(threads)` in pools of 1, 2 and 3 threads and checks that the models agree.
+    fn same_model_on_one_two_and_three_threads(train: impl Fn(usize) -> Rbm + Sync) {
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| {
-                let trainer = Trainer::initialise(params.clone().check().unwrap(), &data).unwrap();
-                assert!(!trainer.phases_in_pieces(40));
-                assert_eq!(crate::linalg::block_width(200, 1200).is_some(), threads > 1);
-                trainer.fit(&data, None, |_| ControlFlow::Continue(())).unwrap().rbm
-            })
+            pool.install(|| train(threads))
         };
         let one = run(1);
         assert_eq!(one, run(2), "2 threads");
@@ -1767,38 +1777,20 @@ mod flip_tests {
     #[test]
     fn steps_in_the_gradient_tasks_leave_the_kernels_refreshed() {
         let data = DMatrix::from_fn(100, 90, |i, s| u8::from((i * 5 + s * 11) % 9 < 3) as f32);
-        let params = TrainingParams {
-            epochs: 3,
-            batch_size: 30,
-            persistent_chains: Some(30),
-            centered: true,
-            weight_decay: 0.01,
-            sparsity: Some(crate::Sparsity { target: 0.1, cost: 0.5 }),
-            ..TrainingParams::new(VisibleKind::Bernoulli, 20)
-        };
-        let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| {
-                let mut trainer = Trainer::initialise(params.clone().check().unwrap(), &data).unwrap();
-                assert!(trainer.phases_in_pieces(30));
-                for epoch in 0..3 {
-                    Team::run(|team| trainer.run_epoch(&data, epoch, Workers::Team(team)));
-                    assert!(trainer.phases.kernels_current, "the tasks refreshed the kernels");
-                    let mut whole = SkinnyWeights::default();
-                    let rbm = &trainer.rbm;
-                    whole.refresh(
-                        rbm.weights().as_slice(),
-                        rbm.visible_bias().as_slice(),
-                        rbm.hidden_bias().as_slice(),
-                    );
-                    assert!(trainer.phases.kernels == whole, "epoch {epoch} on {threads} threads");
-                }
-                trainer.rbm
-            })
-        };
-        let one = run(1);
-        assert_eq!(one, run(2), "2 threads");
-        assert_eq!(one, run(3), "3 threads");
+        let params = every_step_term(3, 30, 20);
+        same_model_on_one_two_and_three_threads(|threads| {
+            let mut trainer = Trainer::initialise(params.clone().check().unwrap(), &data).unwrap();
+            assert!(trainer.phases_in_pieces(30));
+            for epoch in 0..3 {
+                Team::run(|team| trainer.run_epoch(&data, epoch, Workers::Team(team)));
+                assert!(trainer.phases.kernels_current, "the tasks refreshed the kernels");
+                let mut whole = SkinnyWeights::default();
+                let rbm = &trainer.rbm;
+                whole.refresh(rbm.weights().as_slice(), rbm.visible_bias().as_slice(), rbm.hidden_bias().as_slice());
+                assert!(trainer.phases.kernels == whole, "epoch {epoch} on {threads} threads");
+            }
+            trainer.rbm
+        });
     }
 
     /// A small model (trained in pieces of samples) and a larger one (products split across
