@@ -83,8 +83,8 @@ pub(crate) fn squared_errors_into(v: &[f32], recon: &[f32], nv: usize, out: &mut
         let (v, r) = (crate::linalg::columns::<G>(v, nv), crate::linalg::columns::<G>(r, nv));
         out.copy_from_slice(&crate::linalg::interleaved_sums(v, r, term));
     }
-    let first = whole.len() * nv;
-    for (out, (v, r)) in rest.iter_mut().zip(v[first..].chunks_exact(nv).zip(recon[first..].chunks_exact(nv))) {
+    let samples = v.chunks_exact(nv).zip(recon.chunks_exact(nv)).skip(whole.len());
+    for (out, (v, r)) in rest.iter_mut().zip(samples) {
         *out = crate::linalg::interleaved_sums([v], [r], term)[0];
     }
 }

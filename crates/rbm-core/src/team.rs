@@ -133,7 +133,7 @@ impl Team {
         if n == 0 {
             return;
         }
-        if self.busy.swap(true, Ordering::Acquire) || n > MAX_TASKS {
+        if n > MAX_TASKS || self.busy.swap(true, Ordering::Acquire) {
             // A step inside a task (or an absurd one): run it here.
             (0..n).for_each(task);
             return;
@@ -240,6 +240,8 @@ mod tests {
                         }
                         let all = counts.iter().all(|c| c.load(Ordering::Relaxed) == repeats);
                         assert!(all, "{threads} threads, {n} tasks");
+                        // The team is free for the next step (a serial one too leaves it so).
+                        assert!(!team.busy.load(Ordering::Relaxed), "{threads} threads, {n} tasks: still busy");
                     }
                 })
             });

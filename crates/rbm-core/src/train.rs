@@ -744,8 +744,12 @@ impl Trainer {
     /// each on one thread with serial products, rather than splitting each product across the
     /// threads (whose forks and joins cost more than such small products).
     fn phases_in_pieces(&self, cols: usize) -> bool {
+        // The chains of this batch: CD's are the batch itself. (Not the chain buffers' current
+        // size, which CD's phases change: the phases and the step of a short last batch then
+        // disagreed, and the step padded with kernels never laid out, a panic.)
+        let chains = self.params.persistent_chains.unwrap_or(cols);
         self.phases.tempered.is_none()
-            && self.rbm.n_hidden() * self.rbm.n_visible() * cols.max(self.phases.negative.cols) < PIECES_MAX_WORK
+            && self.rbm.n_hidden() * self.rbm.n_visible() * cols.max(chains) < PIECES_MAX_WORK
     }
 
     /// [`Trainer::run_phases`] in pieces of [`PIECE_SAMPLES`] samples and chains, in parallel.
@@ -1769,6 +1773,26 @@ mod flip_tests {
         assert_eq!(one, run(3), "3 threads");
     }
 
+    /// CD on a model whose full batches are too large to run in pieces but whose short last
+    /// batch is not: the phases and the step of that batch agree (they had not, and the step
+    /// panicked on kernels never laid out), on 1, 2 and 3 threads alike.
+    #[test]
+    fn a_short_last_batch_runs_its_phases_and_step_alike() {
+        let data = DMatrix::from_fn(64, 2150, |i, s| u8::from((i * 7 + s * 13) % 11 < 4) as f32);
+        let params = TrainingParams {
+            epochs: 2,
+            batch_size: 2100,
+            persistent_chains: None,
+            centered: false,
+            ..TrainingParams::new(VisibleKind::Bernoulli, 64)
+        };
+        same_model_on_one_two_and_three_threads(|_| {
+            let trainer = Trainer::initialise(params.clone().check().unwrap(), &data).unwrap();
+            assert!(!trainer.phases_in_pieces(2100) && trainer.phases_in_pieces(50));
+            trainer.fit(&data, None, |_| ControlFlow::Continue(())).unwrap().rbm
+        });
+    }
+
     /// A model run in pieces steps its weights and visible biases in the gradient's tasks, which
     /// also refresh the kernels' layouts (checked against a whole refresh at every batch in debug
     /// builds, see `run_phases_in_pieces`): with centring, decay, momentum, sparsity and a last
@@ -1781,6 +1805,8 @@ mod flip_tests {
         same_model_on_one_two_and_three_threads(|threads| {
             let mut trainer = Trainer::initialise(params.clone().check().unwrap(), &data).unwrap();
             assert!(trainer.phases_in_pieces(30));
+            // As `fit` would (the epochs are run here one by one): the centring offsets.
+            trainer.offsets = Some(Offsets::new(&data, trainer.rbm.n_hidden()));
             for epoch in 0..3 {
                 Team::run(|team| trainer.run_epoch(&data, epoch, Workers::Team(team)));
                 assert!(trainer.phases.kernels_current, "the tasks refreshed the kernels");

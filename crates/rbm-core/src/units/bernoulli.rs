@@ -264,14 +264,14 @@ fn transpose_8x8_avx512(rows: [std::arch::x86_64::__m512i; 8]) -> [std::arch::x8
     }
 }
 
-/// The visible part of the energy, `-sum_i b_i v_i`, in f64: [`energy_term`]s summed in order.
+/// The visible part of the energy, `-sum_i b_i v_i`, in f64: each unit's `energy_term` summed in order.
 pub fn energy(values: &[f32], bias: &[f32]) -> f64 {
     values.iter().zip(bias).map(|(&v, &b)| energy_term(v, b)).sum()
 }
 
 /// One unit's term of [`energy`], `-b v`, in f64.
 #[inline(always)]
-pub fn energy_term(v: f32, b: f32) -> f64 {
+pub(crate) fn energy_term(v: f32, b: f32) -> f64 {
     -(b as f64) * v as f64
 }
 

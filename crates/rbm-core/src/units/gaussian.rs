@@ -27,7 +27,7 @@ pub fn sample<R: Rng + ?Sized>(means: &[f32], out: &mut [f32], rng: &mut R) {
     }
 }
 
-/// The visible part of the energy, `sum_i (v_i - b_i)^2 / 2`, in f64: [`energy_term`]s summed
+/// The visible part of the energy, `sum_i (v_i - b_i)^2 / 2`, in f64: each unit's `energy_term` summed
 /// in order.
 pub fn energy(values: &[f32], bias: &[f32]) -> f64 {
     values.iter().zip(bias).map(|(&v, &b)| energy_term(v, b)).sum()
@@ -35,7 +35,7 @@ pub fn energy(values: &[f32], bias: &[f32]) -> f64 {
 
 /// One unit's term of [`energy`], `(v - b)^2 / 2`, in f64.
 #[inline(always)]
-pub fn energy_term(v: f32, b: f32) -> f64 {
+pub(crate) fn energy_term(v: f32, b: f32) -> f64 {
     let (v, b) = (v as f64, b as f64);
     0.5 * (v - b) * (v - b)
 }

@@ -83,7 +83,7 @@ macro_rules! visible_kinds {
             /// [`VisibleKind::energy`] of `G` samples' values of one group at once, each with
             /// the bits it has alone (see [`crate::linalg::interleaved_sums`]).
             #[inline]
-            pub fn energies<const G: usize>(self, values: [&[f32]; G], bias: &[f32]) -> [f64; G] {
+            pub(crate) fn energies<const G: usize>(self, values: [&[f32]; G], bias: &[f32]) -> [f64; G] {
                 match self {
                     $(VisibleKind::$kind => crate::linalg::interleaved_sums(values, [bias; G], $module::energy_term),)+
                 }
@@ -340,7 +340,7 @@ impl VisibleLayer {
         for (out, block) in whole.chunks_exact_mut(G).zip(values.chunks_exact(G * nv)) {
             out.copy_from_slice(&self.energies::<G>(crate::linalg::columns(block, nv), bias));
         }
-        for (out, v) in rest.iter_mut().zip(values[whole.len() * nv..].chunks_exact(nv)) {
+        for (out, v) in rest.iter_mut().zip(values.chunks_exact(nv).skip(whole.len())) {
             *out = self.energy(v, bias);
         }
     }

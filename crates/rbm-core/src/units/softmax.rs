@@ -48,14 +48,14 @@ pub fn sample<R: Rng + ?Sized>(means: &[f32], out: &mut [f32], rng: &mut R) {
     out[level] = 1.0;
 }
 
-/// The visible part of the energy, `-sum_k b_k v_k`, in f64: [`energy_term`]s summed in order.
+/// The visible part of the energy, `-sum_k b_k v_k`, in f64: each unit's `energy_term` summed in order.
 pub fn energy(values: &[f32], bias: &[f32]) -> f64 {
     values.iter().zip(bias).map(|(&v, &b)| energy_term(v, b)).sum()
 }
 
 /// One unit's term of [`energy`], `-b_k v_k`, in f64.
 #[inline(always)]
-pub fn energy_term(v: f32, b: f32) -> f64 {
+pub(crate) fn energy_term(v: f32, b: f32) -> f64 {
     -(b as f64) * v as f64
 }
 
