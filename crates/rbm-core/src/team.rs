@@ -11,11 +11,12 @@
 //!
 //! The helpers are rayon workers (the pool's size is the `--threads` the user chose), and tasks
 //! are claimed one at a time, so which thread runs a task never changes what it computes: every
-//! task writes its own outputs. The caller claims from the front of a step's tasks and the helpers
-//! from the back, so that with two threads a task of a given index tends to run on the same core
-//! batch after batch, where the memory it wrote last time (a gradient block's weights and
-//! velocity, a piece's chains) still is. A spinning helper takes no other work, so the parallel steps of a
-//! team's work go through [`Workers`]; a rayon fork made there runs on the calling thread alone.
+//! task writes its own outputs. The caller claims from the front of a step's tasks and the
+//! helpers from the back, so that with two threads a task of a given index tends to run on the
+//! same core batch after batch, where the memory it wrote last time (a gradient block's weights
+//! and velocity, a piece's chains) still is. A spinning helper takes no other work, so the
+//! parallel steps of a team's work go through [`Workers`]; a rayon fork made there runs on the
+//! calling thread alone.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
@@ -72,9 +73,9 @@ enum End {
 pub(crate) struct Team {
     /// The generation of the current step and its unclaimed tasks (see [`MAX_TASKS`]).
     state: AtomicU64,
-    /// The current step: its generation and the task. The reference's
-    /// lifetime is the caller's: it is only used by a thread that has claimed one of the step's
-    /// tasks, and the caller does not return before every claimed task is done.
+    /// The current step: its generation and the task. The reference's lifetime is the caller's:
+    /// it is only used by a thread that has claimed one of the step's tasks, and the caller does
+    /// not return before every claimed task is done.
     step: Mutex<Option<(u32, Task<'static>)>>,
     /// Tasks of the current step done.
     done: AtomicUsize,
