@@ -2,16 +2,25 @@
 //! numeric and categorical (text) columns, and errors that name the file, line and column. Reads
 //! in chunks so that scoring can stream files larger than memory.
 //!
+//! Records are split by csv-core, the csv crate's own state machine, so quoting and line ends
+//! follow the csv crate. Tables with fixed levels ([`for_each_piece`], [`read_rest`]) are split
+//! on every thread: a block of bytes is cut at line ends into pieces, one per task, where the
+//! block holds no quote (a quoted field may hold a line end); a block with quotes has its
+//! records' ends found on one thread first. A record's line is the line of its first byte.
+//!
 //! A categorical column's values are read as level indices into the column's level names: a
 //! fixed list (a model's levels: an unknown level is an error) or one that grows as new levels
 //! appear (training). A field that reads as a number is named by its value as a 64-bit float, so
 //! `1`, `1.0` and `01` are one level. Which columns hold text can be found first
 //! ([`read_all_detecting`]): a second pass then reads them as categorical.
 
+use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
+use std::ops::Range;
 
 use anyhow::{Context, Result, anyhow, bail};
+use rayon::prelude::*;
 
 /// Which columns of a table are features and which one is the label.
 #[derive(Clone, Debug, Default)]
@@ -85,8 +94,10 @@ impl Chunk {
 
 /// A CSV table opened for reading in chunks.
 pub struct TableReader {
-    records: csv::StringRecordsIntoIter<Box<dyn Read + Send>>,
-    pending: Option<csv::StringRecord>,
+    /// The bytes after the header (or from the first line, without one).
+    stream: ByteStream,
+    /// Bytes read at a time by [`for_each_piece`] and [`read_rest`].
+    block_bytes: usize,
     width: usize,
     has_header: bool,
     /// The header names (or `column N`), one per field of a line.
@@ -107,22 +118,22 @@ impl TableReader {
 
     /// [`TableReader::open`], reading standard input from `buffered` when given.
     fn open_from(path: &str, spec: &ColumnSpec, buffered: Option<&Buffered>) -> Result<Self> {
+        // Reads are of a megabyte or more, so the file needs no buffer of its own.
         let source: Box<dyn Read + Send> = match (path, buffered) {
             ("-", Some(bytes)) => Box::new(std::io::Cursor::new(bytes.clone())),
             ("-", None) => Box::new(std::io::stdin()),
-            _ => Box::new(BufReader::new(File::open(path).with_context(|| format!("{path}: cannot open"))?)),
+            _ => Box::new(File::open(path).with_context(|| format!("{path}: cannot open"))?),
         };
-        let mut records =
-            csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(source).into_records();
-        let first = match records.next() {
-            None => bail!("{path}: the file is empty"),
-            Some(r) => r.map_err(|e| csv_error(path, e))?,
-        };
+        let mut stream = ByteStream { source, bytes: Vec::new(), line: 1, at_end: false };
+        let Some((first, after_first)) = stream.first_record(path)? else { bail!("{path}: the file is empty") };
         let width = first.len();
         if width > MAX_COLUMNS {
             bail!("{path}: line 1 has {width} fields; at most {MAX_COLUMNS} columns are read");
         }
         let has_header = first.iter().any(|f| !parses_as_number(f));
+        if has_header {
+            stream.advance(after_first);
+        }
         let names: Vec<String> = if has_header {
             first.iter().map(|s| s.trim().to_string()).collect()
         } else {
@@ -199,11 +210,19 @@ impl TableReader {
             .collect();
         Ok(TableReader {
             names,
-            records,
-            pending: if has_header { None } else { Some(first) },
+            stream,
+            block_bytes: BLOCK_BYTES_PER_THREAD * rayon::current_num_threads().max(1),
             width,
             has_header,
-            format: RowFormat { path: path.to_string(), features, feature_names, fields, level_index, label },
+            format: RowFormat {
+                path: path.to_string(),
+                features,
+                feature_names,
+                numeric: fields.iter().map(|f| *f == Fields::Numeric).collect(),
+                fields,
+                level_index,
+                label,
+            },
         })
     }
 
@@ -230,60 +249,26 @@ impl TableReader {
             labels: self.format.label.map(|_| Vec::new()),
             lines: Vec::new(),
         };
-        while chunk.rows() < max_rows {
-            let Some((line, record)) = self.next_record()? else { break };
+        if max_rows == 0 {
+            return Ok(None);
+        }
+        let (format, width) = (&mut self.format, self.width);
+        let path = format.path.clone();
+        self.stream.each_record(&path, |record| {
+            let Some(record) = data_record(&path, record, width)? else { return Ok(true) };
             if growing {
                 // New levels are added here, so that the row's parse finds them.
-                for f in 0..self.format.features.len() {
-                    let field = record[self.format.features[f]].trim();
-                    if !field.is_empty() && matches!(self.format.fields[f], Fields::Levels { fixed: false, .. }) {
-                        self.level(f, field);
+                for f in 0..format.features.len() {
+                    let field = record[format.features[f]].trim();
+                    if !field.is_empty() && matches!(format.fields[f], Fields::Levels { fixed: false, .. }) {
+                        format.level(f, field);
                     }
                 }
             }
-            self.format().parse_row(&record, line, &mut chunk)?;
-        }
+            format.parse_row(&record, &mut chunk)?;
+            Ok(chunk.rows() < max_rows)
+        })?;
         Ok(if chunk.rows() == 0 { None } else { Some(chunk) })
-    }
-
-    /// The next data record and its line (blank lines skipped, the width checked); `None` at the
-    /// end of the file.
-    fn next_record(&mut self) -> Result<Option<(u64, csv::StringRecord)>> {
-        loop {
-            let record = match self.pending.take() {
-                Some(r) => r,
-                None => match self.records.next() {
-                    None => return Ok(None),
-                    Some(r) => r.map_err(|e| csv_error(&self.format.path, e))?,
-                },
-            };
-            let line = record.position().map_or(0, |p| p.line());
-            if record.len() == 1 && record.get(0).is_some_and(|f| f.trim().is_empty()) {
-                continue; // a blank line
-            }
-            if record.len() != self.width {
-                bail!(
-                    "{}: line {line}: {} fields, expected {} (as in the first line)",
-                    self.format.path,
-                    record.len(),
-                    self.width
-                );
-            }
-            return Ok(Some((line, record)));
-        }
-    }
-
-    /// Up to `max_rows` data records with their lines, not yet parsed (empty at the end of the
-    /// file): parse them with [`TableReader::format`], in parallel pieces if wished. Only for
-    /// tables whose categorical columns have fixed levels (a model's).
-    pub fn next_records(&mut self, max_rows: usize) -> Result<Vec<(u64, csv::StringRecord)>> {
-        assert!(!self.format.discovers_levels(), "records parsed apart from the reader need fixed levels");
-        let mut records = Vec::with_capacity(max_rows.min(4096));
-        while records.len() < max_rows {
-            let Some(record) = self.next_record()? else { break };
-            records.push(record);
-        }
-        Ok(records)
     }
 
     /// What turns this table's records into feature values (clone it to parse on other threads).
@@ -309,36 +294,18 @@ impl TableReader {
     /// Reads every remaining row and says, per feature column, the first field that is not a
     /// number (its line and text), skipping the feature positions in `numeric`.
     fn scan_text(&mut self, numeric: &[usize]) -> Result<FirstText> {
-        let mut first: FirstText = vec![None; self.format.features.len()];
-        let mut records = self.pending.take().into_iter().map(Ok).chain(&mut self.records);
-        for record in &mut records {
-            let record = record.map_err(|e| csv_error(&self.format.path, e))?;
-            let line = record.position().map_or(0, |p| p.line());
-            for (f, &i) in self.format.features.iter().enumerate() {
+        let features = &self.format.features;
+        let mut first: FirstText = vec![None; features.len()];
+        self.stream.each_record(&self.format.path, |record| {
+            for (f, &i) in features.iter().enumerate() {
                 let field = record.get(i).map_or("", str::trim);
                 if first[f].is_none() && !numeric.contains(&f) && !field.is_empty() && field.parse::<f64>().is_err() {
-                    first[f] = Some((line, field.to_string()));
+                    first[f] = Some((record.line, field.to_string()));
                 }
             }
-        }
+            Ok(true)
+        })?;
         Ok(first)
-    }
-
-    /// The index of `field`'s level in feature column `f`, adding a new level unless the list is
-    /// fixed (`None` then).
-    fn level(&mut self, f: usize, field: &str) -> Option<u32> {
-        let name = level_name(field);
-        if let Some(&k) = self.format.level_index[f].get(&name) {
-            return Some(k);
-        }
-        let Fields::Levels { levels, fixed } = &mut self.format.fields[f] else { return None };
-        if *fixed {
-            return None;
-        }
-        levels.push(name.clone());
-        let k = (levels.len() - 1) as u32;
-        self.format.level_index[f].insert(name, k);
-        Some(k)
     }
 
     /// Turns a core error about sample `row`, feature `column` of rows read from file `lines`
@@ -357,6 +324,8 @@ pub struct RowFormat {
     feature_names: Vec<String>,
     /// How each feature column is read, in feature order.
     fields: Vec<Fields>,
+    /// Whether each feature column holds numbers (`fields` is `Fields::Numeric`).
+    numeric: Vec<bool>,
     /// Level name -> index, per categorical feature column.
     level_index: Vec<std::collections::HashMap<String, u32>>,
     label: Option<usize>,
@@ -369,102 +338,123 @@ impl RowFormat {
         self.fields.iter().any(|f| matches!(f, Fields::Levels { fixed: false, .. }))
     }
 
-    /// Parses `records` (from [`TableReader::next_records`]) into a chunk; the error names the
-    /// first bad field's line and column.
-    pub fn parse(&self, records: &[(u64, csv::StringRecord)]) -> Result<Chunk> {
-        let mut chunk = Chunk {
-            values: Vec::with_capacity(records.len() * self.features.len()),
-            labels: self.label.map(|_| Vec::with_capacity(records.len())),
-            lines: Vec::with_capacity(records.len()),
-        };
-        for (line, record) in records {
-            self.parse_row(record, *line, &mut chunk)?;
+    /// The index of `field`'s level in feature column `f`, adding a new level unless the list is
+    /// fixed (`None` then).
+    fn level(&mut self, f: usize, field: &str) -> Option<u32> {
+        let name = level_name(field);
+        if let Some(&k) = self.level_index[f].get(&name) {
+            return Some(k);
         }
-        Ok(chunk)
+        let Fields::Levels { levels, fixed } = &mut self.fields[f] else { return None };
+        if *fixed {
+            return None;
+        }
+        levels.push(name.clone());
+        let k = (levels.len() - 1) as u32;
+        self.level_index[f].insert(name, k);
+        Some(k)
+    }
+
+    /// Parses the data records of `bytes` (whole records from a record's start on `line`;
+    /// `at_end`: they end the table; `unquoted`: they hold no quote) into a chunk, and says how
+    /// far it went; an error names the first bad field's line and column, and the chunk then
+    /// holds the rows before it.
+    fn parse_piece(
+        &self,
+        bytes: &[u8],
+        line: u64,
+        at_end: bool,
+        unquoted: bool,
+        width: usize,
+    ) -> (Chunk, Result<Split>) {
+        // About one value per two bytes for binary data, fewer for anything else.
+        let mut chunk = Chunk {
+            values: Vec::with_capacity(bytes.len() / 2 + width),
+            labels: self.label.map(|_| Vec::new()),
+            lines: Vec::new(),
+        };
+        let parse = |record: Record<'_>| {
+            if let Some(record) = data_record(&self.path, record, width)? {
+                self.parse_row(&record, &mut chunk)?;
+            }
+            Ok(true)
+        };
+        let split = if unquoted {
+            split_unquoted(&self.path, bytes, line, parse)
+        } else {
+            Splitter::new().split(&self.path, bytes, line, at_end, parse)
+        };
+        // A row that failed half way leaves some of its values.
+        chunk.values.truncate(chunk.rows() * self.features.len());
+        if let Some(labels) = &mut chunk.labels {
+            labels.truncate(chunk.lines.len());
+        }
+        (chunk, split)
     }
 
     /// Appends one record's feature values, label and line to `chunk`. Categorical fields must
     /// name a level already known.
-    fn parse_row(&self, record: &csv::StringRecord, line: u64, chunk: &mut Chunk) -> Result<()> {
-        for f in 0..self.features.len() {
-            let i = self.features[f];
-            let numeric = matches!(self.fields[f], Fields::Numeric);
+    fn parse_row(&self, record: &Record<'_>, chunk: &mut Chunk) -> Result<()> {
+        let start = chunk.values.len();
+        chunk.values.resize(start + self.features.len(), 0.0);
+        for ((f, &i), value) in self.features.iter().enumerate().zip(&mut chunk.values[start..]) {
             // Binary data is most of what is read: its two values skip the trimming and the float
             // parser.
-            match (numeric, &record[i]) {
-                (true, "0") => {
-                    chunk.values.push(0.0);
-                    continue;
-                }
-                (true, "1") => {
-                    chunk.values.push(1.0);
-                    continue;
-                }
-                _ => {}
-            }
-            let field = record[i].trim();
-            if field.is_empty() {
-                bail!("{}: line {line}, column {} ({}): empty field", self.path, i + 1, self.column_name(i));
-            }
-            if numeric {
-                match field {
-                    "0" => {
-                        chunk.values.push(0.0);
-                        continue;
-                    }
-                    "1" => {
-                        chunk.values.push(1.0);
-                        continue;
-                    }
-                    _ => {}
-                }
-                match field.parse::<f64>() {
-                    Ok(value) => {
-                        if !value.is_finite() {
-                            bail!(
-                                "{}: line {line}, column {} ({}): {field} is not a finite number",
-                                self.path,
-                                i + 1,
-                                self.column_name(i)
-                            );
-                        }
-                        if !(value as f32).is_finite() {
-                            bail!(
-                                "{}: line {line}, column {} ({}): {field} is beyond the range of 32-bit floats (±3.4e38) that models compute in; rescale the column",
-                                self.path,
-                                i + 1,
-                                self.column_name(i)
-                            );
-                        }
-                        chunk.values.push(value as f32);
-                        continue;
-                    }
-                    Err(_) => bail!(
-                        "{}: line {line}, column {} ({}): {field:?} is not a number (a categorical column? train with --visible auto or --column-kinds {}=categorical)",
-                        self.path,
-                        i + 1,
-                        self.column_name(i),
-                        self.column_name(i)
-                    ),
-                }
-            }
-            let index = self.level_index[f].get(&level_name(field)).copied().ok_or_else(|| {
-                let Fields::Levels { levels, .. } = &self.fields[f] else { unreachable!("a categorical column") };
-                anyhow!(
-                    "{}: line {line}, column {} ({}): level {field:?} was not seen in training (the model knows {})",
-                    self.path,
-                    i + 1,
-                    self.column_name(i),
-                    levels.iter().map(|l| format!("{l:?}")).collect::<Vec<_>>().join(", ")
-                )
-            })?;
-            chunk.values.push(index as f32);
+            *value = match (self.numeric[f], record.field_bytes(i)) {
+                (true, b"0") => 0.0,
+                (true, b"1") => 1.0,
+                _ => self.field_value(record, f, i)?,
+            };
         }
         if let (Some(labels), Some(l)) = (chunk.labels.as_mut(), self.label) {
             labels.push(record[l].trim().to_string());
         }
-        chunk.lines.push(line);
+        chunk.lines.push(record.line);
         Ok(())
+    }
+
+    /// The value of feature `f` (column `i`) of `record`: a number, or a known level's index.
+    fn field_value(&self, record: &Record<'_>, f: usize, i: usize) -> Result<f32> {
+        let line = record.line;
+        let field = record[i].trim();
+        if field.is_empty() {
+            bail!("{}: line {line}, column {} ({}): empty field", self.path, i + 1, self.column_name(i));
+        }
+        if self.numeric[f] {
+            return match field.parse::<f64>() {
+                Ok(value) if !value.is_finite() => bail!(
+                    "{}: line {line}, column {} ({}): {field} is not a finite number",
+                    self.path,
+                    i + 1,
+                    self.column_name(i)
+                ),
+                Ok(value) if !(value as f32).is_finite() => bail!(
+                    "{}: line {line}, column {} ({}): {field} is beyond the range of 32-bit floats (±3.4e38) that models compute in; rescale the column",
+                    self.path,
+                    i + 1,
+                    self.column_name(i)
+                ),
+                Ok(value) => Ok(value as f32),
+                Err(_) => bail!(
+                    "{}: line {line}, column {} ({}): {field:?} is not a number (a categorical column? train with --visible auto or --column-kinds {}=categorical)",
+                    self.path,
+                    i + 1,
+                    self.column_name(i),
+                    self.column_name(i)
+                ),
+            };
+        }
+        let index = self.level_index[f].get(&level_name(field)).copied().ok_or_else(|| {
+            let Fields::Levels { levels, .. } = &self.fields[f] else { unreachable!("a categorical column") };
+            anyhow!(
+                "{}: line {line}, column {} ({}): level {field:?} was not seen in training (the model knows {})",
+                self.path,
+                i + 1,
+                self.column_name(i),
+                levels.iter().map(|l| format!("{l:?}")).collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        Ok(index as f32)
     }
 
     /// Turns a core error about sample `row`, feature `column` of rows read from file `lines`
@@ -501,68 +491,516 @@ impl RowFormat {
 /// Fields (rows x columns) per piece of [`for_each_piece`], at most.
 const FIELDS_PER_PIECE: usize = 1 << 18;
 
+/// Bytes of a table read at a time per thread by [`for_each_piece`] and [`read_rest`]: a block
+/// is split in two pieces per thread, each large enough that the tasks' start-up is lost in it.
+const BLOCK_BYTES_PER_THREAD: usize = 2 << 20;
+
+/// Bytes read at a time when records are split on one thread, at least.
+const SERIAL_BLOCK_BYTES: usize = 1 << 20;
+
 /// The most columns a CSV file may have (a line of more is almost certainly not a table, and its
 /// model would not fit in memory: see rbm_core::limits).
 pub const MAX_COLUMNS: usize = 1 << 20;
 
+/// One record's fields (valid UTF-8) and the file line it starts on (1-based).
+pub struct Record<'a> {
+    /// The fields' text, one after another, `gap` bytes apart.
+    text: &'a str,
+    /// Where each field ends in `text`.
+    ends: &'a [usize],
+    /// Bytes between fields: 0 when csv-core copied the fields out, 1 when they are read in
+    /// place between commas.
+    gap: usize,
+    /// The line of the record's first byte.
+    pub line: u64,
+}
+
+impl<'a> Record<'a> {
+    /// Number of fields.
+    pub fn width(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Field `i`, if the record has so many.
+    pub fn get(&self, i: usize) -> Option<&'a str> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] + self.gap };
+        Some(&self.text[start..end])
+    }
+
+    /// The bytes of field `i` (panics beyond the record's width).
+    pub fn field_bytes(&self, i: usize) -> &'a [u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] + self.gap };
+        &self.text.as_bytes()[start..self.ends[i]]
+    }
+
+    /// The fields in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> + '_ {
+        (0..self.width()).filter_map(|i| self.get(i))
+    }
+}
+
+impl std::ops::Index<usize> for Record<'_> {
+    type Output = str;
+
+    fn index(&self, i: usize) -> &str {
+        self.get(i).expect("a field within the record's width")
+    }
+}
+
+/// `record`, unless it is a blank line (one field of white space: `None`); an error unless it
+/// has `width` fields.
+fn data_record<'a>(path: &str, record: Record<'a>, width: usize) -> Result<Option<Record<'a>>> {
+    if record.width() == 1 && record.text.trim().is_empty() {
+        return Ok(None);
+    }
+    if record.width() != width {
+        bail!("{path}: line {}: {} fields, expected {width} (as in the first line)", record.line, record.width());
+    }
+    Ok(Some(record))
+}
+
+/// How far a split went: the bytes of whole records it took, and the line the rest starts on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Split {
+    consumed: usize,
+    line: u64,
+}
+
+/// Splits CSV bytes into records with csv-core, as the csv crate does by default (commas,
+/// `"` quotes with `""` inside them, `\n`, `\r` or `\r\n` line ends, empty lines skipped),
+/// keeping its buffers from record to record.
+struct Splitter {
+    core: csv_core::Reader,
+    text: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Splitter {
+    fn new() -> Self {
+        Splitter { core: csv_core::Reader::new(), text: vec![0; 1 << 10], ends: vec![0; 64] }
+    }
+
+    /// Hands the records of `bytes` to `each` in order until it returns `false` (after that
+    /// record): the record's text and field ends, its line, and where in `bytes` it ends.
+    /// `bytes` start where a record may start, on `line`; unless `at_end`, a last record without
+    /// its line end is left for a later call with more bytes.
+    fn split_raw(
+        &mut self,
+        bytes: &[u8],
+        mut line: u64,
+        at_end: bool,
+        mut each: impl FnMut(&[u8], &[usize], u64, usize) -> Result<bool>,
+    ) -> Result<Split> {
+        use csv_core::ReadRecordResult as Step;
+        let mut start = 0;
+        loop {
+            // Line ends between records (which csv-core would skip): skipped here, so that a
+            // record's line is that of its first byte.
+            while let Some(&byte) = bytes.get(start).filter(|&&b| b == b'\n' || b == b'\r') {
+                line += u64::from(byte == b'\n');
+                start += 1;
+            }
+            if start == bytes.len() {
+                return Ok(Split { consumed: start, line });
+            }
+            self.core.reset();
+            self.core.set_line(line);
+            let (mut read, mut written, mut fields) = (0, 0, 0);
+            loop {
+                let (step, nin, nout, nend) =
+                    self.core.read_record(&bytes[start + read..], &mut self.text[written..], &mut self.ends[fields..]);
+                (read, written, fields) = (read + nin, written + nout, fields + nend);
+                match step {
+                    // A record cut off by the end of the bytes: left for the next call.
+                    Step::InputEmpty if !at_end => return Ok(Split { consumed: start, line }),
+                    // The next read, of no bytes, ends the table's last record.
+                    Step::InputEmpty => {}
+                    Step::OutputFull => self.text.resize(2 * self.text.len(), 0),
+                    Step::OutputEndsFull => self.ends.resize(2 * self.ends.len(), 0),
+                    Step::Record => break,
+                    Step::End => return Ok(Split { consumed: bytes.len(), line }),
+                }
+            }
+            let go_on = each(&self.text[..written], &self.ends[..fields], line, start + read)?;
+            start += read;
+            line = self.core.line();
+            if !go_on {
+                return Ok(Split { consumed: start, line });
+            }
+        }
+    }
+
+    /// [`Splitter::split_raw`] with each record's UTF-8 checked (an error names `path`, the
+    /// line and the field).
+    fn split(
+        &mut self,
+        path: &str,
+        bytes: &[u8],
+        line: u64,
+        at_end: bool,
+        mut each: impl FnMut(Record<'_>) -> Result<bool>,
+    ) -> Result<Split> {
+        self.split_raw(bytes, line, at_end, |text, ends, line, _| {
+            let not_text = |field: usize| anyhow!("{path}: line {line}, column {}: not UTF-8 text", field + 1);
+            let text =
+                std::str::from_utf8(text).map_err(|e| not_text(ends.partition_point(|&end| end <= e.valid_up_to())))?;
+            if let Some(field) = ends.iter().position(|&end| !text.is_char_boundary(end)) {
+                return Err(not_text(field));
+            }
+            each(Record { text, ends, gap: 0, line })
+        })
+    }
+}
+
+/// Hands the records of `bytes`, which hold no quote, to `each` in order: the bytes start where a
+/// record may start, on `line`, and end where one ends (or at the table's end). Without quotes,
+/// `\n`, `\r` and `\r\n` end records, empty lines are skipped and commas part fields, as in
+/// csv-core, so each record is read in place.
+fn split_unquoted(
+    path: &str,
+    bytes: &[u8],
+    mut line: u64,
+    mut each: impl FnMut(Record<'_>) -> Result<bool>,
+) -> Result<Split> {
+    let mut ends = Vec::new();
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = memchr::memchr2(b'\n', b'\r', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+        if end > start {
+            let text = std::str::from_utf8(&bytes[start..end]).map_err(|e| {
+                let field = memchr::memchr_iter(b',', &bytes[start..start + e.valid_up_to()]).count();
+                anyhow!("{path}: line {line}, column {}: not UTF-8 text", field + 1)
+            })?;
+            ends.clear();
+            comma_positions(text.as_bytes(), &mut ends);
+            ends.push(text.len());
+            if !each(Record { text, ends: &ends, gap: 1, line })? {
+                return Ok(Split { consumed: end, line });
+            }
+        }
+        line += u64::from(bytes.get(end) == Some(&b'\n'));
+        start = end + 1;
+    }
+    Ok(Split { consumed: bytes.len(), line })
+}
+
+/// Appends the positions of the commas in `bytes` to `ends`. Fields are often a byte or two, so
+/// commas are found 64 bytes at a time as a bit mask rather than searched for one by one.
+fn comma_positions(bytes: &[u8], ends: &mut Vec<usize>) {
+    let mut blocks = bytes.chunks_exact(64);
+    let mut offset = 0;
+    for block in &mut blocks {
+        let mut mask = block.iter().enumerate().fold(0u64, |mask, (j, &b)| mask | (u64::from(b == b',') << j));
+        while mask != 0 {
+            ends.push(offset + mask.trailing_zeros() as usize);
+            mask &= mask - 1;
+        }
+        offset += 64;
+    }
+    ends.extend(blocks.remainder().iter().enumerate().filter(|&(_, &b)| b == b',').map(|(j, _)| offset + j));
+}
+
+/// A table's bytes not yet split, from where a record may start, and their source.
+struct ByteStream {
+    source: Box<dyn Read + Send>,
+    bytes: Vec<u8>,
+    /// The line `bytes` start on.
+    line: u64,
+    /// Whether the source is exhausted (`bytes` are the rest of the table).
+    at_end: bool,
+}
+
+/// Appends up to `limit` bytes of `source` to `bytes`; whether the source ended.
+fn read_up_to(source: &mut (dyn Read + Send), limit: usize, bytes: &mut Vec<u8>, path: &str) -> Result<bool> {
+    let got = source.take(limit as u64).read_to_end(bytes).with_context(|| format!("{path}: cannot read"))?;
+    Ok(got < limit)
+}
+
+impl ByteStream {
+    /// Reads until at least `wanted` bytes are held or the source ends.
+    fn fill(&mut self, wanted: usize, path: &str) -> Result<()> {
+        if !self.at_end && self.bytes.len() < wanted {
+            self.at_end = read_up_to(self.source.as_mut(), wanted - self.bytes.len(), &mut self.bytes, path)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the bytes a split took.
+    fn advance(&mut self, split: Split) {
+        self.bytes.drain(..split.consumed);
+        self.line = split.line;
+    }
+
+    /// The first record's fields and the split after it, without taking it; `None` for a table
+    /// without records.
+    fn first_record(&mut self, path: &str) -> Result<Option<(Vec<String>, Split)>> {
+        let mut splitter = Splitter::new();
+        let mut wanted = 64 << 10;
+        loop {
+            self.fill(wanted, path)?;
+            let mut first = None;
+            let split = splitter.split(path, &self.bytes, self.line, self.at_end, |record| {
+                first = Some(record.iter().map(str::to_string).collect());
+                Ok(false)
+            })?;
+            if let Some(first) = first {
+                return Ok(Some((first, split)));
+            }
+            if self.at_end {
+                return Ok(None);
+            }
+            wanted = 2 * self.bytes.len().max(wanted);
+        }
+    }
+
+    /// Hands the records to `each` in order, on this thread, until it returns `false` or the
+    /// table ends.
+    fn each_record(&mut self, path: &str, mut each: impl FnMut(Record<'_>) -> Result<bool>) -> Result<()> {
+        let mut splitter = Splitter::new();
+        let mut wanted = SERIAL_BLOCK_BYTES;
+        loop {
+            self.fill(wanted, path)?;
+            let mut stopped = false;
+            let split = splitter.split(path, &self.bytes, self.line, self.at_end, |record| {
+                stopped = !each(record)?;
+                Ok(!stopped)
+            })?;
+            // A record longer than the bytes held: hold twice as many.
+            wanted =
+                if split.consumed == 0 { 2 * self.bytes.len().max(SERIAL_BLOCK_BYTES) } else { SERIAL_BLOCK_BYTES };
+            self.advance(split);
+            if stopped || (self.at_end && self.bytes.is_empty()) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Where to cut `bytes` (from where a record may start, on `line`) into about `pieces` pieces of
+/// whole records; the last piece ends where the last whole record does (with `at_end`, at the
+/// end). Without quotes, records end at line ends, found with memchr; with quotes (a line end may
+/// be inside a field) or without line ends (`\r` alone ends lines too), the records' ends are
+/// found by splitting them on this thread. Also says whether the bytes hold no quote.
+fn piece_ranges(bytes: &[u8], line: u64, at_end: bool, pieces: usize) -> Result<(Vec<Range<usize>>, bool)> {
+    let target = bytes.len().div_ceil(pieces.max(1)).max(1);
+    let mut bounds = vec![0];
+    let last_line_end = memchr::memrchr(b'\n', bytes);
+    let unquoted = memchr::memchr(b'"', bytes).is_none();
+    let cut = if unquoted && (at_end || last_line_end.is_some()) {
+        let cut = if at_end { bytes.len() } else { last_line_end.map_or(0, |i| i + 1) };
+        let mut from = target;
+        while from < cut {
+            match memchr::memchr(b'\n', &bytes[from..cut]) {
+                Some(i) if from + i + 1 < cut => bounds.push(from + i + 1),
+                _ => break,
+            }
+            from = bounds[bounds.len() - 1] + target;
+        }
+        cut
+    } else {
+        let mut next = target;
+        let split = Splitter::new().split_raw(bytes, line, at_end, |_, _, _, end| {
+            if end >= next && end < bytes.len() {
+                bounds.push(end);
+                next = end + target;
+            }
+            Ok(true)
+        })?;
+        split.consumed
+    };
+    if cut > 0 {
+        bounds.push(cut);
+    }
+    bounds.dedup();
+    Ok((bounds.windows(2).map(|w| w[0]..w[1]).collect(), unquoted))
+}
+
+/// Parses the rest of a table whose categorical columns have fixed levels, a block of bytes at
+/// a time: each block is cut into pieces parsed on the pool's threads while the next block is
+/// read. `each` gets a block's chunks in order, and whether they end the table. At a bad record,
+/// `each` gets the rows before it, and then its error is returned.
+fn parse_blocks(reader: &mut TableReader, mut each: impl FnMut(Vec<Chunk>, bool) -> Result<()>) -> Result<()> {
+    assert!(!reader.format.discovers_levels(), "records parsed apart from the reader need fixed levels");
+    let (format, stream, width, block_bytes) = (&reader.format, &mut reader.stream, reader.width, reader.block_bytes);
+    let path = format.path.as_str();
+    let pieces = 2 * rayon::current_num_threads().max(1);
+    stream.fill(block_bytes, path)?;
+    let mut stalled = false;
+    loop {
+        let (block, line, at_end) = (std::mem::take(&mut stream.bytes), stream.line, stream.at_end);
+        let (ranges, unquoted) = piece_ranges(&block, line, at_end, pieces)?;
+        let cut = ranges.last().map_or(0, |r| r.end);
+        // A record longer than the block: read as much again, so that blocks double until it fits.
+        let wanted = if stalled { block.len() } else { block_bytes };
+        let source = stream.source.as_mut();
+        let (next, parsed) = rayon::join(
+            || -> Result<(Vec<u8>, bool)> {
+                let mut next = block[cut..].to_vec();
+                let ended = at_end || read_up_to(source, wanted, &mut next, path)?;
+                Ok((next, ended))
+            },
+            || -> (Vec<Chunk>, Result<u64>) {
+                // Each piece's first line: the line ends before it.
+                let newlines: Vec<u64> =
+                    ranges.par_iter().map(|r| memchr::memchr_iter(b'\n', &block[r.clone()]).count() as u64).collect();
+                let parsed: Vec<(Chunk, Result<Split>)> = ranges
+                    .par_iter()
+                    .enumerate()
+                    .map(|(k, r)| {
+                        let first_line = line + newlines[..k].iter().sum::<u64>();
+                        let last = at_end && r.end == block.len();
+                        format.parse_piece(&block[r.clone()], first_line, last, unquoted, width)
+                    })
+                    .collect();
+                // The rows up to the first error in the file's order.
+                let mut chunks = Vec::with_capacity(parsed.len());
+                for (r, (chunk, split)) in ranges.iter().zip(parsed) {
+                    chunks.push(chunk);
+                    match split {
+                        Ok(split) => debug_assert_eq!(split.consumed, r.len(), "a piece ends where a record does"),
+                        Err(e) => return (chunks, Err(e)),
+                    }
+                }
+                (chunks, Ok(line + newlines.iter().sum::<u64>()))
+            },
+        );
+        let (chunks, next_line) = parsed;
+        each(chunks, at_end && next_line.is_ok())?;
+        let next_line = next_line?;
+        if at_end {
+            return Ok(());
+        }
+        let (next, ended) = next?;
+        stalled = cut == 0;
+        (stream.bytes, stream.line, stream.at_end) = (next, next_line, ended);
+    }
+}
+
+/// Parsed rows waiting to be handed out in pieces of a fixed number of rows.
+#[derive(Default)]
+struct RowQueue {
+    chunks: VecDeque<Chunk>,
+    /// Rows of the front chunk already handed out.
+    taken: usize,
+    /// Rows not yet handed out.
+    rows: usize,
+}
+
+impl RowQueue {
+    fn push(&mut self, chunk: Chunk) {
+        if chunk.rows() > 0 {
+            self.rows += chunk.rows();
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    /// Which rows of which chunks make up each of the next pieces of `piece_rows` rows (and,
+    /// with `all`, the last rows).
+    fn plan(&self, piece_rows: usize, all: bool) -> Vec<Vec<(usize, Range<usize>)>> {
+        let count = if all { self.rows.div_ceil(piece_rows) } else { self.rows / piece_rows };
+        let (mut chunk, mut offset, mut left) = (0, self.taken, self.rows);
+        (0..count)
+            .map(|_| {
+                let mut need = piece_rows.min(left);
+                left -= need;
+                let mut parts = Vec::new();
+                while need > 0 {
+                    let take = need.min(self.chunks[chunk].rows() - offset);
+                    parts.push((chunk, offset..offset + take));
+                    (need, offset) = (need - take, offset + take);
+                    if offset == self.chunks[chunk].rows() {
+                        (chunk, offset) = (chunk + 1, 0);
+                    }
+                }
+                parts
+            })
+            .collect()
+    }
+
+    /// The rows of one piece of a [`RowQueue::plan`].
+    fn gather(&self, parts: &[(usize, Range<usize>)], n_features: usize) -> Chunk {
+        let rows = parts.iter().map(|(_, r)| r.len()).sum::<usize>();
+        let labelled = self.chunks.front().is_some_and(|c| c.labels.is_some());
+        let mut piece = Chunk {
+            values: Vec::with_capacity(rows * n_features),
+            labels: labelled.then(|| Vec::with_capacity(rows)),
+            lines: Vec::with_capacity(rows),
+        };
+        for (c, r) in parts {
+            let chunk = &self.chunks[*c];
+            piece.values.extend_from_slice(&chunk.values[r.start * n_features..r.end * n_features]);
+            piece.lines.extend_from_slice(&chunk.lines[r.clone()]);
+            if let (Some(labels), Some(from)) = (&mut piece.labels, &chunk.labels) {
+                labels.extend_from_slice(&from[r.clone()]);
+            }
+        }
+        piece
+    }
+
+    /// Forgets the rows a plan handed out.
+    fn drop_planned(&mut self, plan: &[Vec<(usize, Range<usize>)>]) {
+        let Some((chunk, range)) = plan.last().and_then(|parts| parts.last()) else { return };
+        self.rows -= plan.iter().flatten().map(|(_, r)| r.len()).sum::<usize>();
+        if range.end == self.chunks[*chunk].rows() {
+            self.chunks.drain(..=chunk);
+            self.taken = 0;
+        } else {
+            self.chunks.drain(..*chunk);
+            self.taken = range.end;
+        }
+    }
+}
+
 /// Reads the rest of a table whose categorical columns have fixed levels in pieces of at most
-/// `max_piece_rows` rows (fewer for wide tables), parsing each piece and applying `handle` to it on the pool's threads, and
-/// passes the results to `consume` in input order (`handle` is told the 0-based number of the
-/// piece's first row). A batch of pieces (two per thread) is read
-/// while the previous batch is handled, so memory holds two batches whatever the file's size.
-/// Pieces are cut at the same rows on any number of threads, so results do not depend on it.
+/// `max_piece_rows` rows (fewer for wide tables), applying `handle` to each on the pool's
+/// threads, and passes the results to `consume` in input order (`handle` is told the 0-based
+/// number of the piece's first row). The bytes are split and parsed on every thread a block at
+/// a time while the next block is read, so memory holds about two blocks and their rows
+/// whatever the file's size. Pieces are cut at the same rows on any number of threads, so
+/// results do not depend on it.
 pub fn for_each_piece<T: Send>(
     reader: &mut TableReader,
     max_piece_rows: usize,
     handle: impl Fn(&RowFormat, Chunk, usize) -> Result<T> + Sync,
     mut consume: impl FnMut(T) -> Result<()>,
 ) -> Result<()> {
-    use rayon::prelude::*;
-    // A record holds each field's text and an 8-byte bound: pieces of wide tables have fewer rows,
-    // so that the records in flight stay a few tens of megabytes. A multiple of 16 rows, so that
-    // scores are computed in the same product tiles whatever the piece size.
+    // Pieces of wide tables have fewer rows, so that a piece's rows stay a few megabytes. A
+    // multiple of 16 rows, so that scores are computed in the same product tiles whatever the
+    // piece size.
     let piece_rows = (FIELDS_PER_PIECE / reader.width.max(1)).clamp(16, max_piece_rows.max(16)) / 16 * 16;
-    let batch_rows = piece_rows * 2 * rayon::current_num_threads().max(1);
     let format = reader.format().clone();
-    let mut records = reader.next_records(batch_rows)?;
+    let n_features = format.features.len();
+    let mut queue = RowQueue::default();
     let mut first_row = 0;
-    while !records.is_empty() {
-        let (next, results) = rayon::join(
-            || reader.next_records(batch_rows),
-            || {
-                records
-                    .par_chunks(piece_rows)
-                    .enumerate()
-                    .map(|(k, piece)| handle(&format, format.parse(piece)?, first_row + k * piece_rows))
-                    .collect::<Vec<Result<T>>>()
-            },
-        );
-        first_row += records.len();
-        for result in results {
-            consume(result?)?;
-        }
-        records = next?;
-    }
-    Ok(())
+    parse_blocks(reader, |chunks, last| {
+        chunks.into_iter().for_each(|c| queue.push(c));
+        let plan = queue.plan(piece_rows, last);
+        let results: Vec<Result<T>> = plan
+            .par_iter()
+            .enumerate()
+            .map(|(k, parts)| handle(&format, queue.gather(parts, n_features), first_row + k * piece_rows))
+            .collect();
+        queue.drop_planned(&plan);
+        first_row += plan.iter().flatten().map(|(_, r)| r.len()).sum::<usize>();
+        results.into_iter().try_for_each(|result| consume(result?))
+    })
 }
 
 /// The rest of a table whose categorical columns have fixed levels (a model's), parsed on every
 /// thread; an error without data rows.
 pub fn read_rest(reader: &mut TableReader) -> Result<Chunk> {
     let mut all = Chunk { values: Vec::new(), labels: reader.format.label.map(|_| Vec::new()), lines: Vec::new() };
-    for_each_piece(
-        reader,
-        4096,
-        |_, chunk, _| Ok(chunk),
-        |chunk| {
-            all.values.extend(chunk.values);
-            all.lines.extend(chunk.lines);
+    parse_blocks(reader, |chunks, _| {
+        for chunk in chunks {
+            all.values.extend_from_slice(&chunk.values);
+            all.lines.extend_from_slice(&chunk.lines);
             if let (Some(all), Some(labels)) = (&mut all.labels, chunk.labels) {
                 all.extend(labels);
             }
-            Ok(())
-        },
-    )?;
+        }
+        Ok(())
+    })?;
     if all.rows() == 0 {
         bail!("{}: no data rows (only a header)", reader.path());
     }
@@ -612,13 +1050,6 @@ pub fn read_all_detecting(
     Ok((reader, chunk, first_text))
 }
 
-fn csv_error(path: &str, e: csv::Error) -> anyhow::Error {
-    match e.position() {
-        Some(p) => anyhow!("{path}: line {}: {}", p.line(), e),
-        None => anyhow!("{path}: {e}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,6 +1066,178 @@ mod tests {
         let _ = read_all_detecting(path, spec, &[]);
         if let Ok(mut reader) = TableReader::open(path, spec) {
             let _ = read_rest(&mut reader);
+        }
+    }
+
+    /// What reading a table gave: its rows (values, labels, lines) or the error's message.
+    type Reading = std::result::Result<(Vec<f32>, Option<Vec<String>>, Vec<u64>), String>;
+
+    fn reading(chunk: Result<Chunk>) -> Reading {
+        chunk.map(|c| (c.values, c.labels, c.lines)).map_err(|e| e.to_string())
+    }
+
+    /// Reads the rows of `path` on one thread, record after record (as training with
+    /// categorical columns does).
+    fn read_serially(path: &str, spec: &ColumnSpec) -> Reading {
+        let mut reader = TableReader::open(path, spec).map_err(|e| e.to_string())?;
+        let chunk = reader.next_chunk(usize::MAX).map_err(|e| e.to_string())?;
+        reading(chunk.ok_or_else(|| anyhow!("{path}: no data rows (only a header)")))
+    }
+
+    /// Reads the rows of `path` in blocks of `block_bytes` split on `threads` threads, whole
+    /// ([`read_rest`]) and in pieces of 16 rows ([`for_each_piece`], which must hand them over
+    /// in order, numbered from 0); both must agree.
+    fn read_in_blocks(path: &str, spec: &ColumnSpec, block_bytes: usize, threads: usize) -> Reading {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut reader = TableReader::open(path, spec).map_err(|e| e.to_string())?;
+            reader.block_bytes = block_bytes;
+            let whole = reading(read_rest(&mut reader));
+            let mut reader = TableReader::open(path, spec).map_err(|e| e.to_string())?;
+            reader.block_bytes = block_bytes;
+            let mut pieces = Chunk { values: vec![], labels: None, lines: vec![] };
+            let result = for_each_piece(
+                &mut reader,
+                16,
+                |_, chunk, first_row| Ok((chunk, first_row)),
+                |(chunk, first_row)| {
+                    assert_eq!(first_row, pieces.rows(), "pieces in order, numbered by their first row");
+                    pieces.values.extend(chunk.values);
+                    pieces.lines.extend(chunk.lines);
+                    if let Some(labels) = chunk.labels {
+                        pieces.labels.get_or_insert_with(Vec::new).extend(labels);
+                    }
+                    Ok(())
+                },
+            );
+            let in_pieces = match result {
+                Ok(()) if pieces.rows() == 0 => Err(format!("{path}: no data rows (only a header)")),
+                Ok(()) => Ok((pieces.values, pieces.labels, pieces.lines)),
+                Err(e) => Err(e.to_string()),
+            };
+            assert_eq!(whole, in_pieces, "read_rest and for_each_piece differ");
+            whole
+        })
+    }
+
+    /// A table of numbers and a text label, from generated rows: blank lines, `\r\n` line ends,
+    /// quoted fields (some with a line end inside), and now and then a field that is not a number.
+    fn table_text(rows: &[(Vec<i16>, u8, u8)], crlf: bool) -> String {
+        let end = if crlf { "\r\n" } else { "\n" };
+        let mut text = format!("a,b,label{end}");
+        for (numbers, label, shape) in rows {
+            let field = |k: usize| match (shape % 61, k) {
+                (1, 0) => format!("\"{}\"", numbers[0]),
+                (2, 1) => "x".to_string(),
+                _ => numbers[k].to_string(),
+            };
+            let label = match shape % 13 {
+                1 => format!("\"l{label},\n{label}\""),
+                2 => format!("\"say \"\"{label}\"\"\""),
+                _ => format!("l{label}"),
+            };
+            text += &format!("{},{},{label}{end}", field(0), field(1));
+            if shape % 11 == 3 {
+                text += end;
+            }
+        }
+        text
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Rows read in blocks on 1-3 threads are those of one pass on one thread, whatever the
+        /// block size, with the same lines; a bad field is the same error (the first in the file).
+        #[test]
+        fn blocks_on_any_number_of_threads_give_the_rows_of_one_serial_pass(
+            rows in proptest::collection::vec(
+                (proptest::collection::vec(-999i16..999, 2), any::<u8>(), any::<u8>()), 0..60),
+            crlf in any::<bool>(),
+            block_bytes in 1usize..300,
+            threads in 1usize..4,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("t.csv");
+            std::fs::write(&path, table_text(&rows, crlf)).unwrap();
+            let path = path.to_str().unwrap();
+            let spec = ColumnSpec { label: Some("label".into()), ..ColumnSpec::default() };
+            prop_assert_eq!(read_in_blocks(path, &spec, block_bytes, threads), read_serially(path, &spec));
+        }
+
+        /// Records are the csv crate's records, field for field.
+        #[test]
+        fn records_are_the_csv_crates(
+            pieces in proptest::collection::vec(
+                prop_oneof![
+                    Just(","), Just("\n"), Just("\r\n"), Just("\r"), Just("\""), Just("\"\""), Just("1"),
+                    Just("ab"), Just(" "), Just("\u{e9}"),
+                ],
+                0..60,
+            ),
+        ) {
+            let text: String = pieces.concat();
+            let mut expected = Vec::new();
+            for record in csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes()).records() {
+                expected.push(record.unwrap().iter().map(str::to_string).collect::<Vec<_>>());
+            }
+            let mut records = Vec::new();
+            Splitter::new().split("t.csv", text.as_bytes(), 1, true, |record| {
+                records.push(record.iter().map(str::to_string).collect::<Vec<_>>());
+                Ok(true)
+            }).unwrap();
+            prop_assert_eq!(&records, &expected);
+            if !text.contains('"') {
+                records.clear();
+                split_unquoted("t.csv", text.as_bytes(), 1, |record| {
+                    records.push(record.iter().map(str::to_string).collect::<Vec<_>>());
+                    Ok(true)
+                }).unwrap();
+                prop_assert_eq!(records, expected, "read in place");
+            }
+        }
+    }
+
+    /// A record's line is the line of its first byte, with `\r\n` line ends, blank lines and
+    /// line ends inside quoted fields before it, on any number of threads.
+    #[test]
+    fn errors_name_the_line_a_record_starts_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ColumnSpec { label: Some("label".into()), ..ColumnSpec::default() };
+        for (text, line) in [
+            ("a,label\r\n1,p\r\n2,q\r\nx,r\r\n", 4),
+            ("a,label\n1,p\n\n\n2,q\nx,r\n", 6),
+            ("a,label\n1,\"p\nq\"\n2,\"r\r\n\n\"\n\r\nx,s\n", 8),
+            ("\n\na,label\n1,p\nx,r", 5),
+        ] {
+            let path = dir.path().join("t.csv");
+            std::fs::write(&path, text).unwrap();
+            let path = path.to_str().unwrap();
+            let expected = format!("{path}: line {line}, column 1 (a): \"x\" is not a number");
+            for threads in 1..=3 {
+                let error = read_in_blocks(path, &spec, 5, threads).unwrap_err();
+                assert!(error.starts_with(&expected), "{text:?}: {error}");
+            }
+            let error = read_serially(path, &spec).unwrap_err();
+            assert!(error.starts_with(&expected), "{text:?}: {error}");
+        }
+    }
+
+    /// Text that is not UTF-8 is an error naming its line and field, as is a wrong field count.
+    #[test]
+    fn bad_text_and_ragged_rows_are_located() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, expected) in [
+            (&b"a,b\n1,2\n3,\xff\n"[..], "line 3, column 2: not UTF-8 text"),
+            (b"a,b\n1,2\n3\n", "line 3: 1 fields, expected 2"),
+        ] {
+            let path = dir.path().join("t.csv");
+            std::fs::write(&path, text).unwrap();
+            let path = path.to_str().unwrap();
+            for threads in 1..=2 {
+                let error = read_in_blocks(path, &ColumnSpec::default(), 4, threads).unwrap_err();
+                assert!(error.starts_with(&format!("{path}: {expected}")), "{error}");
+            }
         }
     }
 

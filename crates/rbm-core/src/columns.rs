@@ -203,11 +203,29 @@ pub fn check_raw(columns: &[ColumnEncoding], raw: &DMatrix<f32>) -> Result<()> {
     if raw.is_empty() {
         return Err(RbmError::EmptyData);
     }
+    // Neighbouring columns of one elementwise kind are checked a run at a time (the kind's check
+    // finds the first bad value of a slice, with the reason a value's own check gives), other
+    // columns value by value.
+    let mut runs: Vec<(usize, usize, Option<VisibleKind>)> = Vec::new();
+    for (column, encoding) in columns.iter().enumerate() {
+        let kind = match encoding {
+            ColumnEncoding::Units(kind) if kind.is_elementwise() => Some(*kind),
+            _ => None,
+        };
+        match runs.last_mut() {
+            Some((_, end, run_kind)) if kind.is_some() && *run_kind == kind => *end = column + 1,
+            _ => runs.push((column, column + 1, kind)),
+        }
+    }
     // Every core checks rows; the error reported is the first in row order, whatever the threads.
     use rayon::prelude::*;
     let first_bad = raw.as_slice().par_chunks(columns.len()).enumerate().find_map_first(|(row, sample)| {
-        sample.iter().zip(columns).enumerate().find_map(|(column, (&value, encoding))| {
-            encoding.check_raw(value).map(|reason| RbmError::InvalidValue { row, column, value: value as f64, reason })
+        runs.iter().find_map(|&(start, end, kind)| {
+            let bad = match kind {
+                Some(kind) => kind.check(&sample[start..end]).map(|(k, reason)| (start + k, reason)),
+                None => (start..end).find_map(|c| columns[c].check_raw(sample[c]).map(|reason| (c, reason))),
+            };
+            bad.map(|(column, reason)| RbmError::InvalidValue { row, column, value: sample[column] as f64, reason })
         })
     });
     first_bad.map_or(Ok(()), Err)
@@ -316,6 +334,45 @@ mod tests {
                 Err(RbmError::InvalidValue { row: 0, column: c, .. }) => assert_eq!(c, column, "value {bad}"),
                 other => panic!("value {bad} in column {column}: {other:?}"),
             }
+        }
+    }
+
+    /// Runs of columns of one kind are checked a slice at a time: the first bad value in row
+    /// order, and its reason, are those a check of each value in turn finds.
+    #[test]
+    fn checking_runs_of_columns_finds_what_checking_each_value_finds() {
+        use rand::{RngExt, SeedableRng};
+        let columns = [
+            ColumnEncoding::BERNOULLI,
+            ColumnEncoding::BERNOULLI,
+            ColumnEncoding::GAUSSIAN,
+            ColumnEncoding::GAUSSIAN,
+            ColumnEncoding::Categorical { levels: vec!["a".into(), "b".into()] },
+            ColumnEncoding::BERNOULLI,
+            ColumnEncoding::Categorical { levels: vec!["c".into(), "d".into(), "e".into()] },
+            ColumnEncoding::GAUSSIAN,
+        ];
+        let bad_values = [f32::NAN, f32::INFINITY, 2.0, -1.0, 0.5, 3.0];
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(11);
+        for _ in 0..300 {
+            let mut raw = DMatrix::<f32>::from_fn(columns.len(), 20, |c, _| if c == 2 || c == 3 { 1.5 } else { 1.0 });
+            for _ in 0..rng.random_range(0..3) {
+                let (c, s) = (rng.random_range(0..columns.len()), rng.random_range(0..20));
+                raw[(c, s)] = bad_values[rng.random_range(0..bad_values.len())];
+            }
+            let expected = raw.column_iter().enumerate().find_map(|(row, sample)| {
+                sample
+                    .iter()
+                    .zip(&columns)
+                    .enumerate()
+                    .find_map(|(column, (&value, c))| c.check_raw(value).map(|reason| (row, column, reason)))
+            });
+            let found = match check_raw(&columns, &raw) {
+                Ok(()) => None,
+                Err(RbmError::InvalidValue { row, column, reason, .. }) => Some((row, column, reason)),
+                Err(e) => panic!("{e}"),
+            };
+            assert_eq!(found, expected);
         }
     }
 
