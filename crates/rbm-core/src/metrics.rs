@@ -14,22 +14,45 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
     if positives == 0 || negatives == 0 {
         return None;
     }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    // A stable sort: the order (ties by index) is the same on any number of threads.
-    order.par_sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let rows = in_score_order(scores, labels, false);
     let mut rank_sum_positive = 0.0f64;
     let mut start = 0;
-    while start < order.len() {
+    while start < rows.len() {
         let mut end = start;
-        while end + 1 < order.len() && scores[order[end + 1]] == scores[order[start]] {
+        while end + 1 < rows.len() && rows[end + 1].score == rows[start].score {
             end += 1;
         }
         let average_rank = (start + end) as f64 / 2.0 + 1.0;
-        rank_sum_positive += average_rank * order[start..=end].iter().filter(|&&i| labels[i]).count() as f64;
+        rank_sum_positive += average_rank * rows[start..=end].iter().filter(|r| r.positive).count() as f64;
         start = end + 1;
     }
     let (p, n) = (positives as f64, negatives as f64);
     Some((rank_sum_positive - p * (p + 1.0) / 2.0) / (p * n))
+}
+
+/// A row's score and label, and its index, which breaks ties.
+struct Scored {
+    score: f64,
+    index: usize,
+    positive: bool,
+}
+
+/// The rows in score order (`descending` or not), tied scores in index order: the order a stable
+/// sort gives, on any number of threads. The rows are sorted as contiguous records rather than
+/// as indices into the scores, each of whose comparisons would read two random places of a
+/// large array.
+fn in_score_order(scores: &[f64], labels: &[bool], descending: bool) -> Vec<Scored> {
+    let mut rows: Vec<Scored> = scores
+        .iter()
+        .zip(labels)
+        .enumerate()
+        .map(|(index, (&score, &positive))| Scored { score, index, positive })
+        .collect();
+    rows.par_sort_unstable_by(|a, b| {
+        let by_score = if descending { b.score.total_cmp(&a.score) } else { a.score.total_cmp(&b.score) };
+        by_score.then(a.index.cmp(&b.index))
+    });
+    rows
 }
 
 /// The cumulative `(true positives, false positives)` after each group of equal scores, walking
@@ -38,17 +61,16 @@ fn descending_cuts(scores: &[f64], labels: &[bool]) -> Option<Vec<(usize, usize)
     if scores.len() != labels.len() {
         return None;
     }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.par_sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let rows = in_score_order(scores, labels, true);
     let mut cuts = Vec::new();
     let (mut true_positives, mut false_positives) = (0usize, 0usize);
     let mut start = 0;
-    while start < order.len() {
+    while start < rows.len() {
         let mut end = start;
-        while end + 1 < order.len() && scores[order[end + 1]] == scores[order[start]] {
+        while end + 1 < rows.len() && rows[end + 1].score == rows[start].score {
             end += 1;
         }
-        let positives = order[start..=end].iter().filter(|&&i| labels[i]).count();
+        let positives = rows[start..=end].iter().filter(|r| r.positive).count();
         true_positives += positives;
         false_positives += end - start + 1 - positives;
         cuts.push((true_positives, false_positives));
