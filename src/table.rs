@@ -1186,6 +1186,18 @@ mod tests {
             prop_assert_eq!(read_in_blocks(path, &spec, block_bytes, threads), read_serially(path, &spec));
         }
 
+        /// Commas are found 64 bytes at a time where a byte-by-byte scan finds them.
+        #[test]
+        fn commas_are_found_in_blocks_as_one_by_one(bytes in proptest::collection::vec(
+            prop_oneof![Just(b','), Just(b'1'), Just(b'\xac'), any::<u8>()], 0..300)
+        ) {
+            let mut ends = vec![7];
+            comma_positions(&bytes, &mut ends);
+            let expected: Vec<usize> =
+                std::iter::once(7).chain(bytes.iter().enumerate().filter(|&(_, &b)| b == b',').map(|(j, _)| j)).collect();
+            prop_assert_eq!(ends, expected);
+        }
+
         /// Records are the csv crate's records, field for field.
         #[test]
         fn records_are_the_csv_crates(
