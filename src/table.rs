@@ -355,23 +355,24 @@ impl RowFormat {
         Some(k)
     }
 
-    /// Parses the data records of `bytes` (whole records from a record's start on `line`;
-    /// `at_end`: they end the table; `unquoted`: they hold no quote) into a chunk, and says how
-    /// far it went; an error names the first bad field's line and column, and the chunk then
-    /// holds the rows before it.
+    /// Parses the data records of `bytes` (whole records from a record's start on `line`, with
+    /// `line_ends` line ends; `at_end`: they end the table; `unquoted`: they hold no quote) into a
+    /// chunk, and says how far it went; an error names the first bad field's line and column,
+    /// and the chunk then holds the rows before it.
     fn parse_piece(
         &self,
         bytes: &[u8],
-        line: u64,
+        (line, line_ends): (u64, u64),
         at_end: bool,
         unquoted: bool,
         width: usize,
     ) -> (Chunk, Result<Split>) {
-        // About one value per two bytes for binary data, fewer for anything else.
+        // A row per line, at most, and one more without a last line end.
+        let rows = line_ends as usize + 1;
         let mut chunk = Chunk {
-            values: Vec::with_capacity(bytes.len() / 2 + width),
-            labels: self.label.map(|_| Vec::new()),
-            lines: Vec::new(),
+            values: Vec::with_capacity(rows * self.features.len()),
+            labels: self.label.map(|_| Vec::with_capacity(rows)),
+            lines: Vec::with_capacity(rows),
         };
         let parse = |record: Record<'_>| {
             if let Some(record) = data_record(&self.path, record, width)? {
@@ -837,64 +838,104 @@ fn piece_ranges(bytes: &[u8], line: u64, at_end: bool, pieces: usize) -> Result<
     Ok((bounds.windows(2).map(|w| w[0]..w[1]).collect(), unquoted))
 }
 
-/// Parses the rest of a table whose categorical columns have fixed levels, a block of bytes at
-/// a time: each block is cut into pieces parsed on the pool's threads while the next block is
-/// read. `each` gets a block's chunks in order, and whether they end the table. At a bad record,
-/// `each` gets the rows before it, and then its error is returned.
-fn parse_blocks(reader: &mut TableReader, mut each: impl FnMut(Vec<Chunk>, bool) -> Result<()>) -> Result<()> {
-    assert!(!reader.format.discovers_levels(), "records parsed apart from the reader need fixed levels");
-    let (format, stream, width, block_bytes) = (&reader.format, &mut reader.stream, reader.width, reader.block_bytes);
-    let path = format.path.as_str();
-    let pieces = 2 * rayon::current_num_threads().max(1);
-    stream.fill(block_bytes, path)?;
-    let mut stalled = false;
-    loop {
+/// A block's rows, parsed: whether the table ends with them, or the error of a bad record (the
+/// rows are then those before it).
+struct Block {
+    chunks: Vec<Chunk>,
+    last: bool,
+    error: Option<anyhow::Error>,
+}
+
+/// The rest of a table whose categorical columns have fixed levels, parsed a block of bytes at a
+/// time: each block is cut into pieces parsed on the pool's threads while the next block is read
+/// and the caller's work on the rows before runs beside them.
+struct Blocks<'a> {
+    format: &'a RowFormat,
+    stream: &'a mut ByteStream,
+    width: usize,
+    block_bytes: usize,
+    /// Whether the last block held no whole record (the next one is then read twice as long).
+    stalled: bool,
+    /// Whether the table's last block was parsed.
+    done: bool,
+}
+
+impl<'a> Blocks<'a> {
+    fn new(reader: &'a mut TableReader) -> Result<Self> {
+        assert!(!reader.format.discovers_levels(), "records parsed apart from the reader need fixed levels");
+        reader.stream.fill(reader.block_bytes, &reader.format.path)?;
+        Ok(Blocks {
+            format: &reader.format,
+            stream: &mut reader.stream,
+            width: reader.width,
+            block_bytes: reader.block_bytes,
+            stalled: false,
+            done: false,
+        })
+    }
+
+    /// The next block's rows (`None` after the last block), and what `beside` returned: it runs
+    /// while the block is parsed.
+    fn next<R: Send>(&mut self, beside: impl FnOnce() -> R + Send) -> (Result<Option<Block>>, R) {
+        if self.done {
+            return (Ok(None), beside());
+        }
+        let (format, width, path) = (self.format, self.width, self.format.path.as_str());
+        let stream = &mut *self.stream;
         let (block, line, at_end) = (std::mem::take(&mut stream.bytes), stream.line, stream.at_end);
-        let (ranges, unquoted) = piece_ranges(&block, line, at_end, pieces)?;
+        let pieces = 2 * rayon::current_num_threads().max(1);
+        let (ranges, unquoted) = match piece_ranges(&block, line, at_end, pieces) {
+            Ok(planned) => planned,
+            Err(e) => return (Err(e), beside()),
+        };
         let cut = ranges.last().map_or(0, |r| r.end);
         // A record longer than the block: read as much again, so that blocks double until it fits.
-        let wanted = if stalled { block.len() } else { block_bytes };
+        let wanted = if self.stalled { block.len() } else { self.block_bytes };
         let source = stream.source.as_mut();
-        let (next, parsed) = rayon::join(
-            || -> Result<(Vec<u8>, bool)> {
-                let mut next = block[cut..].to_vec();
-                let ended = at_end || read_up_to(source, wanted, &mut next, path)?;
-                Ok((next, ended))
-            },
-            || -> (Vec<Chunk>, Result<u64>) {
-                // Each piece's first line: the line ends before it.
-                let newlines: Vec<u64> =
-                    ranges.par_iter().map(|r| memchr::memchr_iter(b'\n', &block[r.clone()]).count() as u64).collect();
-                let parsed: Vec<(Chunk, Result<Split>)> = ranges
-                    .par_iter()
-                    .enumerate()
-                    .map(|(k, r)| {
-                        let first_line = line + newlines[..k].iter().sum::<u64>();
-                        let last = at_end && r.end == block.len();
-                        format.parse_piece(&block[r.clone()], first_line, last, unquoted, width)
-                    })
-                    .collect();
-                // The rows up to the first error in the file's order.
-                let mut chunks = Vec::with_capacity(parsed.len());
-                for (r, (chunk, split)) in ranges.iter().zip(parsed) {
-                    chunks.push(chunk);
-                    match split {
-                        Ok(split) => debug_assert_eq!(split.consumed, r.len(), "a piece ends where a record does"),
-                        Err(e) => return (chunks, Err(e)),
-                    }
+        let read = || -> Result<(Vec<u8>, bool)> {
+            let mut next = block[cut..].to_vec();
+            let ended = at_end || read_up_to(source, wanted, &mut next, path)?;
+            Ok((next, ended))
+        };
+        let parse = || -> (Vec<Chunk>, Result<u64>) {
+            // Each piece's first line: the line ends before it.
+            let newlines: Vec<u64> =
+                ranges.par_iter().map(|r| memchr::memchr_iter(b'\n', &block[r.clone()]).count() as u64).collect();
+            let parsed: Vec<(Chunk, Result<Split>)> = ranges
+                .par_iter()
+                .enumerate()
+                .map(|(k, r)| {
+                    let first_line = line + newlines[..k].iter().sum::<u64>();
+                    let last = at_end && r.end == block.len();
+                    format.parse_piece(&block[r.clone()], (first_line, newlines[k]), last, unquoted, width)
+                })
+                .collect();
+            // The rows up to the first error in the file's order.
+            let mut chunks = Vec::with_capacity(parsed.len());
+            for (r, (chunk, split)) in ranges.iter().zip(parsed) {
+                chunks.push(chunk);
+                match split {
+                    Ok(split) => debug_assert_eq!(split.consumed, r.len(), "a piece ends where a record does"),
+                    Err(e) => return (chunks, Err(e)),
                 }
-                (chunks, Ok(line + newlines.iter().sum::<u64>()))
-            },
-        );
-        let (chunks, next_line) = parsed;
-        each(chunks, at_end && next_line.is_ok())?;
-        let next_line = next_line?;
+            }
+            (chunks, Ok(line + newlines.iter().sum::<u64>()))
+        };
+        let (next, ((chunks, next_line), beside)) = rayon::join(read, || rayon::join(parse, beside));
+        let next_line = match next_line {
+            Ok(next_line) => next_line,
+            Err(e) => return (Ok(Some(Block { chunks, last: false, error: Some(e) })), beside),
+        };
         if at_end {
-            return Ok(());
+            self.done = true;
+            return (Ok(Some(Block { chunks, last: true, error: None })), beside);
         }
-        let (next, ended) = next?;
-        stalled = cut == 0;
-        (stream.bytes, stream.line, stream.at_end) = (next, next_line, ended);
+        match next {
+            Ok((next, ended)) => (stream.bytes, stream.line, stream.at_end) = (next, next_line, ended),
+            Err(e) => return (Err(e), beside),
+        }
+        self.stalled = cut == 0;
+        (Ok(Some(Block { chunks, last: false, error: None })), beside)
     }
 }
 
@@ -976,10 +1017,10 @@ impl RowQueue {
 /// Reads the rest of a table whose categorical columns have fixed levels in pieces of at most
 /// `max_piece_rows` rows (fewer for wide tables), applying `handle` to each on the pool's
 /// threads, and passes the results to `consume` in input order (`handle` is told the 0-based
-/// number of the piece's first row). The bytes are split and parsed on every thread a block at
-/// a time while the next block is read, so memory holds about two blocks and their rows
-/// whatever the file's size. Pieces are cut at the same rows on any number of threads, so
-/// results do not depend on it.
+/// number of the piece's first row). A block's pieces are handled while the next block is
+/// parsed and the one after it read, so memory holds a few blocks and their rows whatever the
+/// file's size. Pieces are cut at the same rows on any number of threads, so results do not
+/// depend on it. At a bad record, the whole pieces before it are handled and consumed first.
 pub fn for_each_piece<T: Send>(
     reader: &mut TableReader,
     max_piece_rows: usize,
@@ -992,38 +1033,60 @@ pub fn for_each_piece<T: Send>(
     let piece_rows = (FIELDS_PER_PIECE / reader.width.max(1)).clamp(16, max_piece_rows.max(16)) / 16 * 16;
     let format = reader.format().clone();
     let n_features = format.features.len();
-    let mut queue = RowQueue::default();
-    let mut first_row = 0;
-    parse_blocks(reader, |chunks, last| {
-        chunks.into_iter().for_each(|c| queue.push(c));
-        let plan = queue.plan(piece_rows, last);
-        let results: Vec<Result<T>> = plan
-            .par_iter()
-            .enumerate()
-            .map(|(k, parts)| handle(&format, queue.gather(parts, n_features), first_row + k * piece_rows))
-            .collect();
+    let mut blocks = Blocks::new(reader)?;
+    let (mut queue, mut first_row, mut bad_record) = (RowQueue::default(), 0, None);
+    let mut plan: Vec<Vec<(usize, Range<usize>)>> = Vec::new();
+    loop {
+        // The pieces planned from the last block are handled while the next one is parsed.
+        let handle_planned = || -> Vec<Result<T>> {
+            plan.par_iter()
+                .enumerate()
+                .map(|(k, parts)| handle(&format, queue.gather(parts, n_features), first_row + k * piece_rows))
+                .collect()
+        };
+        let (block, results) = blocks.next(handle_planned);
         queue.drop_planned(&plan);
         first_row += plan.iter().flatten().map(|(_, r)| r.len()).sum::<usize>();
-        results.into_iter().try_for_each(|result| consume(result?))
-    })
+        results.into_iter().try_for_each(|result| consume(result?))?;
+        let Some(block) = block? else { return bad_record.map_or(Ok(()), Err) };
+        block.chunks.into_iter().for_each(|c| queue.push(c));
+        plan = queue.plan(piece_rows, block.last);
+        if block.error.is_some() {
+            // The whole pieces before the bad record are handled by the next turn, which parses
+            // nothing more.
+            bad_record = block.error;
+            blocks.done = true;
+        }
+    }
 }
 
 /// The rest of a table whose categorical columns have fixed levels (a model's), parsed on every
 /// thread; an error without data rows.
 pub fn read_rest(reader: &mut TableReader) -> Result<Chunk> {
     let mut all = Chunk { values: Vec::new(), labels: reader.format.label.map(|_| Vec::new()), lines: Vec::new() };
-    parse_blocks(reader, |chunks, _| {
-        for chunk in chunks {
-            all.values.extend_from_slice(&chunk.values);
-            all.lines.extend_from_slice(&chunk.lines);
-            if let (Some(all), Some(labels)) = (&mut all.labels, chunk.labels) {
-                all.extend(labels);
+    let path = reader.path().to_string();
+    let mut blocks = Blocks::new(reader)?;
+    let mut parsed: Vec<Chunk> = Vec::new();
+    loop {
+        // The last block's rows are copied out while the next one is parsed.
+        let append = || {
+            for chunk in parsed {
+                all.values.extend_from_slice(&chunk.values);
+                all.lines.extend_from_slice(&chunk.lines);
+                if let (Some(all), Some(labels)) = (&mut all.labels, chunk.labels) {
+                    all.extend(labels);
+                }
             }
+        };
+        let (block, ()) = blocks.next(append);
+        let Some(block) = block? else { break };
+        if let Some(error) = block.error {
+            return Err(error);
         }
-        Ok(())
-    })?;
+        parsed = block.chunks;
+    }
     if all.rows() == 0 {
-        bail!("{}: no data rows (only a header)", reader.path());
+        bail!("{path}: no data rows (only a header)");
     }
     Ok(all)
 }
