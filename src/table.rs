@@ -125,6 +125,10 @@ impl TableReader {
             _ => Box::new(File::open(path).with_context(|| format!("{path}: cannot open"))?),
         };
         let mut stream = ByteStream { source, bytes: Vec::new(), line: 1, at_end: false };
+        stream.fill(BYTE_ORDER_MARK.len(), path)?;
+        if stream.bytes.starts_with(BYTE_ORDER_MARK) {
+            stream.bytes.drain(..BYTE_ORDER_MARK.len());
+        }
         let Some((first, after_first)) = stream.first_record(path)? else { bail!("{path}: the file is empty") };
         let width = first.len();
         if width > MAX_COLUMNS {
@@ -367,8 +371,9 @@ impl RowFormat {
         unquoted: bool,
         width: usize,
     ) -> (Chunk, Result<Split>) {
-        // A row per line, at most, and one more without a last line end.
-        let rows = line_ends as usize + 1;
+        // A row per line, at most, and one more without a last line end; and a row of `width`
+        // fields takes `width` bytes at least (blank lines take one and give no row).
+        let rows = (line_ends as usize).min(bytes.len() / width.max(1)) + 1;
         let mut chunk = Chunk {
             values: Vec::with_capacity(rows * self.features.len()),
             labels: self.label.map(|_| Vec::with_capacity(rows)),
@@ -561,6 +566,9 @@ fn data_record<'a>(path: &str, record: Record<'a>, width: usize) -> Result<Optio
     Ok(Some(record))
 }
 
+/// The UTF-8 byte-order mark, dropped at the start of a file (as the csv crate drops it).
+const BYTE_ORDER_MARK: &[u8] = b"\xef\xbb\xbf";
+
 /// How far a split went: the bytes of whole records it took, and the line the rest starts on.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Split {
@@ -607,12 +615,20 @@ impl Splitter {
             }
             self.core.reset();
             self.core.set_line(line);
+            // After a reset csv-core drops a byte-order mark at the start of what it reads
+            // first, as at the start of a file. A record here starts inside the file (the file's
+            // own mark was dropped when it was opened), so a record starting with one is read a
+            // byte first: too short to be taken for a mark.
+            let marked = bytes[start..].starts_with(BYTE_ORDER_MARK);
             let (mut read, mut written, mut fields) = (0, 0, 0);
             loop {
+                let input = &bytes[start + read..if marked && read == 0 { start + 1 } else { bytes.len() }];
                 let (step, nin, nout, nend) =
-                    self.core.read_record(&bytes[start + read..], &mut self.text[written..], &mut self.ends[fields..]);
+                    self.core.read_record(input, &mut self.text[written..], &mut self.ends[fields..]);
                 (read, written, fields) = (read + nin, written + nout, fields + nend);
                 match step {
+                    // Only the first byte was given.
+                    Step::InputEmpty if start + read < bytes.len() => {}
                     // A record cut off by the end of the bytes: left for the next call.
                     Step::InputEmpty if !at_end => return Ok(Split { consumed: start, line }),
                     // The next read, of no bytes, ends the table's last record.
@@ -915,7 +931,12 @@ impl<'a> Blocks<'a> {
             for (r, (chunk, split)) in ranges.iter().zip(parsed) {
                 chunks.push(chunk);
                 match split {
-                    Ok(split) => debug_assert_eq!(split.consumed, r.len(), "a piece ends where a record does"),
+                    Ok(split) if split.consumed == r.len() => {}
+                    // Pieces are cut where records end; were one not, its rest would be lost.
+                    Ok(split) => {
+                        let fault = "a record runs past the piece of the file read with it (a fault of the reader)";
+                        return (chunks, Err(anyhow!("{path}: line {}: {fault}", split.line)));
+                    }
                     Err(e) => return (chunks, Err(e)),
                 }
             }
@@ -1213,6 +1234,7 @@ mod tests {
             let field = |k: usize| match (shape % 61, k) {
                 (1, 0) => format!("\"{}\"", numbers[0]),
                 (2, 1) => "x".to_string(),
+                (3, 0) => format!("\u{feff}{}", numbers[0]),
                 _ => numbers[k].to_string(),
             };
             let label = match shape % 13 {
@@ -1292,6 +1314,40 @@ mod tests {
                 prop_assert_eq!(records, expected, "read in place");
             }
         }
+    }
+
+    /// A byte-order mark is dropped at the start of the file only, whether or not the file has a
+    /// header, whichever way a block is split; a piece's rows reserve no more memory than its
+    /// bytes can hold, however many blank lines it has.
+    #[test]
+    fn a_byte_order_mark_is_dropped_at_the_start_of_the_file_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        let path = path.to_str().unwrap();
+        let spec = ColumnSpec::default();
+        for text in ["\u{feff}1,2\n3,4\n", "\u{feff}a,b\n1,2\n3,4\n", "\u{feff}\"a\",b\n1,2\n3,4"] {
+            std::fs::write(path, text).unwrap();
+            for (block_bytes, threads) in [(4, 1), (4, 2), (1000, 2)] {
+                let (values, ..) = read_in_blocks(path, &spec, block_bytes, threads).unwrap();
+                assert_eq!(values[values.len() - 4..], [1.0, 2.0, 3.0, 4.0], "{text:?}");
+            }
+            assert_eq!(read_serially(path, &spec).unwrap().0[..2], [1.0, 2.0], "{text:?}");
+        }
+        for text in ["a,b\n1,2\n\u{feff}3,4\n", "a,b\n\"1\",2\n\u{feff}3,4\n"] {
+            std::fs::write(path, text).unwrap();
+            let expected = format!("{path}: line 3, column 1 (a): {:?} is not a number", "\u{feff}3");
+            for (block_bytes, threads) in [(4, 1), (4, 2), (1000, 2)] {
+                let error = read_in_blocks(path, &spec, block_bytes, threads).unwrap_err();
+                assert!(error.starts_with(&expected), "{text:?}: {error}");
+            }
+            assert!(read_serially(path, &spec).unwrap_err().starts_with(&expected));
+        }
+        let mut reader = TableReader::open(path, &spec).unwrap();
+        reader.width = 20_000;
+        reader.format.features = (0..20_000).collect();
+        let blank_lines = vec![b'\n'; 100_000];
+        let (chunk, _) = reader.format.parse_piece(&blank_lines, (1, 100_000), true, true, 20_000);
+        assert!(chunk.values.capacity() <= 100_000 + 20_000, "{} values reserved", chunk.values.capacity());
     }
 
     /// A record's line is the line of its first byte, with `\r\n` line ends, blank lines and
