@@ -298,18 +298,39 @@ impl TableReader {
     /// Reads every remaining row and says, per feature column, the first field that is not a
     /// number (its line and text), skipping the feature positions in `numeric`.
     fn scan_text(&mut self, numeric: &[usize]) -> Result<FirstText> {
-        let features = &self.format.features;
+        let (features, path) = (self.format.features.clone(), self.format.path.clone());
+        // Each piece of each block finds its own first text per column, on the pool's threads;
+        // the first piece in the file's order that found one has the file's first.
+        let scan_piece = |bytes: &[u8], at: PieceAt| {
+            let mut first: FirstText = vec![None; features.len()];
+            let split = split_piece(&path, bytes, at, |record| {
+                for (f, &i) in features.iter().enumerate() {
+                    let field = record.get(i).map_or("", str::trim);
+                    if first[f].is_none() && !numeric.contains(&f) && !field.is_empty() && field.parse::<f64>().is_err()
+                    {
+                        first[f] = Some((record.line, field.to_string()));
+                    }
+                }
+                Ok(true)
+            });
+            (first, split)
+        };
         let mut first: FirstText = vec![None; features.len()];
-        self.stream.each_record(&self.format.path, |record| {
-            for (f, &i) in features.iter().enumerate() {
-                let field = record.get(i).map_or("", str::trim);
-                if first[f].is_none() && !numeric.contains(&f) && !field.is_empty() && field.parse::<f64>().is_err() {
-                    first[f] = Some((record.line, field.to_string()));
+        let mut blocks = Blocks::new(self)?;
+        loop {
+            let (block, ()) = blocks.next_with(scan_piece, || ());
+            let Some(block) = block? else { return Ok(first) };
+            for piece in block.pieces {
+                for (file, found) in first.iter_mut().zip(piece) {
+                    if file.is_none() {
+                        *file = found;
+                    }
                 }
             }
-            Ok(true)
-        })?;
-        Ok(first)
+            if let Some(error) = block.error {
+                return Err(error);
+            }
+        }
     }
 
     /// Turns a core error about sample `row`, feature `column` of rows read from file `lines`
@@ -359,21 +380,13 @@ impl RowFormat {
         Some(k)
     }
 
-    /// Parses the data records of `bytes` (whole records from a record's start on `line`, with
-    /// `line_ends` line ends; `at_end`: they end the table; `unquoted`: they hold no quote) into a
-    /// chunk, and says how far it went; an error names the first bad field's line and column,
-    /// and the chunk then holds the rows before it.
-    fn parse_piece(
-        &self,
-        bytes: &[u8],
-        (line, line_ends): (u64, u64),
-        at_end: bool,
-        unquoted: bool,
-        width: usize,
-    ) -> (Chunk, Result<Split>) {
+    /// Parses the data records of a piece of a block, `bytes` (whole records, where `at` says),
+    /// into a chunk, and says how far it went; an error names the first bad field's line and
+    /// column, and the chunk then holds the rows before it.
+    fn parse_piece(&self, bytes: &[u8], at: PieceAt, width: usize) -> (Chunk, Result<Split>) {
         // A row per line, at most, and one more without a last line end; and a row of `width`
         // fields takes `width` bytes at least (blank lines take one and give no row).
-        let rows = (line_ends as usize).min(bytes.len() / width.max(1)) + 1;
+        let rows = (at.line_ends as usize).min(bytes.len() / width.max(1)) + 1;
         let mut chunk = Chunk {
             values: Vec::with_capacity(rows * self.features.len()),
             labels: self.label.map(|_| Vec::with_capacity(rows)),
@@ -385,11 +398,7 @@ impl RowFormat {
             }
             Ok(true)
         };
-        let split = if unquoted {
-            split_unquoted(&self.path, bytes, line, parse)
-        } else {
-            Splitter::new().split(&self.path, bytes, line, at_end, parse)
-        };
+        let split = split_piece(&self.path, bytes, at, parse);
         // A row that failed half way leaves some of its values.
         chunk.values.truncate(chunk.rows() * self.features.len());
         if let Some(labels) = &mut chunk.labels {
@@ -854,17 +863,36 @@ fn piece_ranges(bytes: &[u8], line: u64, at_end: bool, pieces: usize) -> Result<
     Ok((bounds.windows(2).map(|w| w[0]..w[1]).collect(), unquoted))
 }
 
-/// A block's rows, parsed: whether the table ends with them, or the error of a bad record (the
-/// rows are then those before it).
-struct Block {
-    chunks: Vec<Chunk>,
+/// What a block's pieces gave (their rows, parsed), in order: whether the table ends with them,
+/// or the error of a bad record (the pieces are then those before it, the last one cut short).
+struct Block<P = Chunk> {
+    pieces: Vec<P>,
     last: bool,
     error: Option<anyhow::Error>,
 }
 
-/// The rest of a table whose categorical columns have fixed levels, parsed a block of bytes at a
-/// time: each block is cut into pieces parsed on the pool's threads while the next block is read
-/// and the caller's work on the rows before runs beside them.
+/// Where a piece of a block lies: the line it starts on, its line ends, whether it ends the
+/// table, and whether it holds no quote.
+#[derive(Clone, Copy, Debug)]
+struct PieceAt {
+    line: u64,
+    line_ends: u64,
+    at_end: bool,
+    unquoted: bool,
+}
+
+/// Hands the records of a piece of a block to `each`: read in place when the piece holds no
+/// quote, by csv-core otherwise.
+fn split_piece(path: &str, bytes: &[u8], at: PieceAt, each: impl FnMut(Record<'_>) -> Result<bool>) -> Result<Split> {
+    match at.unquoted {
+        true => split_unquoted(path, bytes, at.line, each),
+        false => Splitter::new().split(path, bytes, at.line, at.at_end, each),
+    }
+}
+
+/// The rest of a table, split a block of bytes at a time: each block is cut into pieces split
+/// (and parsed, or scanned) on the pool's threads while the next block is read and the caller's
+/// work on the block before runs beside them.
 struct Blocks<'a> {
     format: &'a RowFormat,
     stream: &'a mut ByteStream,
@@ -878,7 +906,6 @@ struct Blocks<'a> {
 
 impl<'a> Blocks<'a> {
     fn new(reader: &'a mut TableReader) -> Result<Self> {
-        assert!(!reader.format.discovers_levels(), "records parsed apart from the reader need fixed levels");
         reader.stream.fill(reader.block_bytes, &reader.format.path)?;
         Ok(Blocks {
             format: &reader.format,
@@ -891,12 +918,24 @@ impl<'a> Blocks<'a> {
     }
 
     /// The next block's rows (`None` after the last block), and what `beside` returned: it runs
-    /// while the block is parsed.
-    fn next<R: Send>(&mut self, beside: impl FnOnce() -> R + Send) -> (Result<Option<Block>>, R) {
+    /// while the block is parsed. Only for tables whose categorical columns have fixed levels.
+    fn rows<R: Send>(&mut self, beside: impl FnOnce() -> R + Send) -> (Result<Option<Block>>, R) {
+        let (format, width) = (self.format, self.width);
+        assert!(!format.discovers_levels(), "records parsed apart from the reader need fixed levels");
+        self.next_with(|bytes, at| format.parse_piece(bytes, at, width), beside)
+    }
+
+    /// What `piece` gives for each piece of the next block (`None` after the last block), and
+    /// what `beside` returned: it runs while the pieces are split.
+    fn next_with<P: Send, R: Send>(
+        &mut self,
+        piece: impl Fn(&[u8], PieceAt) -> (P, Result<Split>) + Sync,
+        beside: impl FnOnce() -> R + Send,
+    ) -> (Result<Option<Block<P>>>, R) {
         if self.done {
             return (Ok(None), beside());
         }
-        let (format, width, path) = (self.format, self.width, self.format.path.as_str());
+        let path = self.format.path.as_str();
         let stream = &mut *self.stream;
         let (block, line, at_end) = (std::mem::take(&mut stream.bytes), stream.line, stream.at_end);
         let pieces = 2 * rayon::current_num_threads().max(1);
@@ -913,50 +952,50 @@ impl<'a> Blocks<'a> {
             let ended = at_end || read_up_to(source, wanted, &mut next, path)?;
             Ok((next, ended))
         };
-        let parse = || -> (Vec<Chunk>, Result<u64>) {
+        let parse = || -> (Vec<P>, Result<u64>) {
             // Each piece's first line: the line ends before it.
             let newlines: Vec<u64> =
                 ranges.par_iter().map(|r| memchr::memchr_iter(b'\n', &block[r.clone()]).count() as u64).collect();
-            let parsed: Vec<(Chunk, Result<Split>)> = ranges
+            let parsed: Vec<(P, Result<Split>)> = ranges
                 .par_iter()
                 .enumerate()
                 .map(|(k, r)| {
-                    let first_line = line + newlines[..k].iter().sum::<u64>();
-                    let last = at_end && r.end == block.len();
-                    format.parse_piece(&block[r.clone()], (first_line, newlines[k]), last, unquoted, width)
+                    let line = line + newlines[..k].iter().sum::<u64>();
+                    let at_end = at_end && r.end == block.len();
+                    piece(&block[r.clone()], PieceAt { line, line_ends: newlines[k], at_end, unquoted })
                 })
                 .collect();
-            // The rows up to the first error in the file's order.
-            let mut chunks = Vec::with_capacity(parsed.len());
-            for (r, (chunk, split)) in ranges.iter().zip(parsed) {
-                chunks.push(chunk);
+            // The pieces up to the first error in the file's order.
+            let mut pieces = Vec::with_capacity(parsed.len());
+            for (r, (done, split)) in ranges.iter().zip(parsed) {
+                pieces.push(done);
                 match split {
                     Ok(split) if split.consumed == r.len() => {}
                     // Pieces are cut where records end; were one not, its rest would be lost.
                     Ok(split) => {
                         let fault = "a record runs past the piece of the file read with it (a fault of the reader)";
-                        return (chunks, Err(anyhow!("{path}: line {}: {fault}", split.line)));
+                        return (pieces, Err(anyhow!("{path}: line {}: {fault}", split.line)));
                     }
-                    Err(e) => return (chunks, Err(e)),
+                    Err(e) => return (pieces, Err(e)),
                 }
             }
-            (chunks, Ok(line + newlines.iter().sum::<u64>()))
+            (pieces, Ok(line + newlines.iter().sum::<u64>()))
         };
-        let (next, ((chunks, next_line), beside)) = rayon::join(read, || rayon::join(parse, beside));
+        let (next, ((pieces, next_line), beside)) = rayon::join(read, || rayon::join(parse, beside));
         let next_line = match next_line {
             Ok(next_line) => next_line,
-            Err(e) => return (Ok(Some(Block { chunks, last: false, error: Some(e) })), beside),
+            Err(e) => return (Ok(Some(Block { pieces, last: false, error: Some(e) })), beside),
         };
         if at_end {
             self.done = true;
-            return (Ok(Some(Block { chunks, last: true, error: None })), beside);
+            return (Ok(Some(Block { pieces, last: true, error: None })), beside);
         }
         match next {
             Ok((next, ended)) => (stream.bytes, stream.line, stream.at_end) = (next, next_line, ended),
             Err(e) => return (Err(e), beside),
         }
         self.stalled = cut == 0;
-        (Ok(Some(Block { chunks, last: false, error: None })), beside)
+        (Ok(Some(Block { pieces, last: false, error: None })), beside)
     }
 }
 
@@ -1065,12 +1104,12 @@ pub fn for_each_piece<T: Send>(
                 .map(|(k, parts)| handle(&format, queue.gather(parts, n_features), first_row + k * piece_rows))
                 .collect()
         };
-        let (block, results) = blocks.next(handle_planned);
+        let (block, results) = blocks.rows(handle_planned);
         queue.drop_planned(&plan);
         first_row += plan.iter().flatten().map(|(_, r)| r.len()).sum::<usize>();
         results.into_iter().try_for_each(|result| consume(result?))?;
         let Some(block) = block? else { return bad_record.map_or(Ok(()), Err) };
-        block.chunks.into_iter().for_each(|c| queue.push(c));
+        block.pieces.into_iter().for_each(|c| queue.push(c));
         plan = queue.plan(piece_rows, block.last);
         if block.error.is_some() {
             // The whole pieces before the bad record are handled by the next turn, which parses
@@ -1099,12 +1138,12 @@ pub fn read_rest(reader: &mut TableReader) -> Result<Chunk> {
                 }
             }
         };
-        let (block, ()) = blocks.next(append);
+        let (block, ()) = blocks.rows(append);
         let Some(block) = block? else { break };
         if let Some(error) = block.error {
             return Err(error);
         }
-        parsed = block.chunks;
+        parsed = block.pieces;
     }
     if all.rows() == 0 {
         bail!("{path}: no data rows (only a header)");
@@ -1225,6 +1264,25 @@ mod tests {
         })
     }
 
+    /// Per column, the first field that is not a number, found record after record on one thread
+    /// (what `scan_text` finds in blocks on every thread).
+    fn scan_serially(path: &str, spec: &ColumnSpec) -> std::result::Result<FirstText, String> {
+        let mut reader = TableReader::open(path, spec).map_err(|e| e.to_string())?;
+        let (features, path) = (reader.format.features.clone(), reader.format.path.clone());
+        let mut first: FirstText = vec![None; features.len()];
+        let scan = |record: Record<'_>| {
+            for (f, &i) in features.iter().enumerate() {
+                let field = record.get(i).map_or("", str::trim);
+                if first[f].is_none() && !field.is_empty() && field.parse::<f64>().is_err() {
+                    first[f] = Some((record.line, field.to_string()));
+                }
+            }
+            Ok(true)
+        };
+        reader.stream.each_record(&path, scan).map_err(|e| e.to_string())?;
+        Ok(first)
+    }
+
     /// A table of numbers and a text label, from generated rows: blank lines, `\r\n` line ends,
     /// quoted fields (some with a line end inside), and now and then a field that is not a number.
     fn table_text(rows: &[(Vec<i16>, u8, u8)], crlf: bool) -> String {
@@ -1269,6 +1327,14 @@ mod tests {
             let path = path.to_str().unwrap();
             let spec = ColumnSpec { label: Some("label".into()), ..ColumnSpec::default() };
             prop_assert_eq!(read_in_blocks(path, &spec, block_bytes, threads), read_serially(path, &spec));
+            // The first text of each column (the label's too), as `--visible auto` looks for it.
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let in_blocks = pool.install(|| {
+                let mut reader = TableReader::open(path, &ColumnSpec::default()).map_err(|e| e.to_string())?;
+                reader.block_bytes = block_bytes;
+                reader.scan_text(&[]).map_err(|e| e.to_string())
+            });
+            prop_assert_eq!(in_blocks, scan_serially(path, &ColumnSpec::default()));
         }
 
         /// Commas are found 64 bytes at a time where a byte-by-byte scan finds them.
@@ -1346,7 +1412,8 @@ mod tests {
         reader.width = 20_000;
         reader.format.features = (0..20_000).collect();
         let blank_lines = vec![b'\n'; 100_000];
-        let (chunk, _) = reader.format.parse_piece(&blank_lines, (1, 100_000), true, true, 20_000);
+        let at = PieceAt { line: 1, line_ends: 100_000, at_end: true, unquoted: true };
+        let (chunk, _) = reader.format.parse_piece(&blank_lines, at, 20_000);
         assert!(chunk.values.capacity() <= 100_000 + 20_000, "{} values reserved", chunk.values.capacity());
     }
 
