@@ -2,11 +2,12 @@
 //! numeric and categorical (text) columns, and errors that name the file, line and column. Reads
 //! in chunks so that scoring can stream files larger than memory.
 //!
-//! Records are split by csv-core, the csv crate's own state machine, so quoting and line ends
-//! follow the csv crate. Tables with fixed levels ([`for_each_piece`], [`read_rest`]) are split
-//! on every thread: a block of bytes is cut at line ends into pieces, one per task, where the
-//! block holds no quote (a quoted field may hold a line end); a block with quotes has its
-//! records' ends found on one thread first. A record's line is the line of its first byte.
+//! Records are split as the csv crate splits them: by csv-core, its own state machine, or, in
+//! bytes without quotes, in place at commas and line ends. Tables with fixed levels
+//! ([`for_each_piece`], [`read_rest`]) and the scan for text columns are split on every thread
+//! (`Blocks`): a block of bytes is cut at line ends into pieces, one per task, where the block
+//! holds no quote (a quoted field may hold a line end); a block with quotes has its records'
+//! ends found on one thread first. A record's line is the line of its first byte.
 //!
 //! A categorical column's values are read as level indices into the column's level names: a
 //! fixed list (a model's levels: an unknown level is an error) or one that grows as new levels
@@ -96,7 +97,7 @@ impl Chunk {
 pub struct TableReader {
     /// The bytes after the header (or from the first line, without one).
     stream: ByteStream,
-    /// Bytes read at a time by [`for_each_piece`] and [`read_rest`].
+    /// Bytes read at a time by [`for_each_piece`], [`read_rest`] and the scan for text columns.
     block_bytes: usize,
     width: usize,
     has_header: bool,
@@ -539,14 +540,17 @@ impl<'a> Record<'a> {
     /// Field `i`, if the record has so many.
     pub fn get(&self, i: usize) -> Option<&'a str> {
         let end = *self.ends.get(i)?;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] + self.gap };
-        Some(&self.text[start..end])
+        Some(&self.text[self.start(i)..end])
     }
 
     /// The bytes of field `i` (panics beyond the record's width).
     pub fn field_bytes(&self, i: usize) -> &'a [u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] + self.gap };
-        &self.text.as_bytes()[start..self.ends[i]]
+        &self.text.as_bytes()[self.start(i)..self.ends[i]]
+    }
+
+    /// Where field `i` starts in `text`.
+    fn start(&self, i: usize) -> usize {
+        if i == 0 { 0 } else { self.ends[i - 1] + self.gap }
     }
 
     /// The fields in order.
