@@ -66,8 +66,12 @@ pub enum Method {
 /// How PCD's persistent chains are advanced.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum SamplerArg {
-    /// Block Gibbs steps.
+    /// Block Gibbs steps; each update first draws the chains' hidden units afresh under the new
+    /// parameters.
     Gibbs,
+    /// Block Gibbs steps from the hidden units the chains ended the last update with, as
+    /// scikit-learn's BernoulliRBM does (implies PCD): one product fewer per update.
+    KeptHidden,
     /// Parallel tempering (implies PCD).
     Pt,
 }
@@ -137,7 +141,8 @@ pub struct TrainArgs {
     /// [default: true with Gaussian units].
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub learn_variance: Option<bool>,
-    /// How the persistent chains are advanced: gibbs, or pt (parallel tempering, implies PCD).
+    /// How the persistent chains are advanced: gibbs, kept-hidden (Gibbs from the hidden units
+    /// kept from the last update, implies PCD), or pt (parallel tempering, implies PCD).
     #[arg(long, value_enum, default_value = "gibbs")]
     pub sampler: SamplerArg,
     /// Parallel tempering: inverse temperatures, evenly spaced from 1 to 0 [default: 10].

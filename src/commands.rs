@@ -111,19 +111,23 @@ fn apply_flags(mut params: TrainingParams, args: &TrainArgs) -> Result<TrainingP
         params.weight_decay = decay;
     }
     params.gibbs_steps = args.cd_k;
-    let tempering = matches!(args.sampler, SamplerArg::Pt);
+    let chains_only = !matches!(args.sampler, SamplerArg::Gibbs);
     let persistent = match (args.persistent, args.method) {
         (true, Method::Cd) => bail!("--persistent contradicts --method cd"),
-        (false, Method::Cd) if tempering => {
-            bail!("--sampler pt advances persistent chains: it contradicts --method cd")
+        (false, Method::Cd) if chains_only => {
+            let sampler = clap::ValueEnum::to_possible_value(&args.sampler).expect("a listed value");
+            bail!("--sampler {} advances persistent chains: it contradicts --method cd", sampler.get_name())
         }
         (true, _) | (false, Method::Pcd) => true,
         (false, Method::Cd) => false,
-        (false, Method::Auto) => tempering || params.persistent_chains.is_some(),
+        (false, Method::Auto) => chains_only || params.persistent_chains.is_some(),
     };
     params.sampler = match (args.sampler, args.temperatures) {
-        (SamplerArg::Gibbs, Some(_)) => bail!("--temperatures is for parallel tempering: add --sampler pt"),
+        (SamplerArg::Gibbs | SamplerArg::KeptHidden, Some(_)) => {
+            bail!("--temperatures is for parallel tempering: add --sampler pt")
+        }
         (SamplerArg::Gibbs, None) => Sampler::Gibbs,
+        (SamplerArg::KeptHidden, None) => Sampler::KeptHidden,
         (SamplerArg::Pt, t) => Sampler::Tempering { temperatures: t.unwrap_or(TemperedChains::DEFAULT_TEMPERATURES) },
     };
     params.persistent_chains = persistent.then_some(params.batch_size);
@@ -410,6 +414,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
                     Sampler::Tempering { temperatures } => {
                         (true, format!(", parallel tempering over {temperatures} temperatures"))
                     }
+                    Sampler::KeptHidden => (true, ", chains keep their hidden units".to_string()),
                     Sampler::Gibbs => (false, String::new()),
                 },
             ]

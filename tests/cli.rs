@@ -203,6 +203,20 @@ fn train_score_eval_sample_inspect_happy_path() {
     assert_eq!(stray.code, 2);
     assert!(stray.stderr.contains("--sampler pt"), "{}", stray.stderr);
     assert!(!d.join("x.json").exists());
+    // PCD whose chains keep their hidden units: recorded in the model file, refused with CD.
+    let kept = rbm(d, &["train", "--input", "train.csv", "--output", "kept.json", "--sampler", "kept-hidden"]);
+    assert_eq!(kept.code, 0, "{}", kept.stderr);
+    assert!(kept.stderr.contains("PCD-1") && kept.stderr.contains("keep their hidden units"), "{}", kept.stderr);
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("kept.json")).unwrap()).unwrap();
+    assert_eq!(model["provenance"]["training"]["sampler"]["kind"], "kept-hidden", "{model}");
+    let e = rbm(d, &["eval", "--model", "kept.json", "--input", "train.csv", "--label-column", "label"]);
+    assert_eq!(e.code, 0, "{}", e.stderr);
+    let contradiction =
+        rbm(d, &["train", "--input", "train.csv", "--output", "x.json", "--sampler", "kept-hidden", "--method", "cd"]);
+    assert_eq!(contradiction.code, 2);
+    assert!(contradiction.stderr.contains("--sampler kept-hidden"), "{}", contradiction.stderr);
+    assert!(!d.join("x.json").exists());
 
     let zero_runs = rbm(
         d,

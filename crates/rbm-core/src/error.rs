@@ -66,6 +66,9 @@ pub enum RbmError {
     /// Parallel tempering replaces PCD's persistent chains, so it needs them.
     #[error("parallel tempering advances persistent chains: it needs PCD (persistent chains)")]
     TemperingWithoutChains,
+    /// Keeping the chains' hidden state between updates is a way of running PCD's chains.
+    #[error("keeping the chains' hidden units between updates needs PCD (persistent chains)")]
+    KeptHiddenWithoutChains,
     /// Learning the variance was asked of a model without Gaussian units.
     #[error("learning the variance needs Gaussian visible units (the model has none)")]
     NoGaussianUnits,

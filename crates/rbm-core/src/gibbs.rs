@@ -60,8 +60,9 @@ impl ChainBuffers {
         rbm.hidden_probabilities_into(&self.visible, self.cols, &mut self.hidden_probabilities);
     }
 
-    /// Runs `steps` full Gibbs steps from the current `hidden_probabilities`, which must be
-    /// `p(h | visible)` for the current parameters. Afterwards `visible` holds `v_k` and
+    /// Runs `steps` full Gibbs steps from the current `hidden_probabilities`: `p(h | visible)`
+    /// for the current parameters, or for the last update's (PCD chains that keep their hidden
+    /// state, [`crate::Sampler::KeptHidden`]). Afterwards `visible` holds `v_k` and
     /// `hidden_probabilities` holds `p(h | v_k)`.
     pub fn run(&mut self, rbm: &Rbm, steps: usize, streams: &mut RandomStreams) {
         for _ in 0..steps {

@@ -407,6 +407,10 @@ struct Phases {
     negative: ChainBuffers,
     /// Whether `negative` holds persistent chains that have been started.
     chains_started: bool,
+    /// Whether the persistent chains' hidden probabilities belong to their visible state under
+    /// some recent parameters ([`Sampler::KeptHidden`] keeps them between updates); false from
+    /// the chains' start until their first refresh.
+    chains_hidden_current: bool,
     /// Parallel tempering: the tempered chains, whose coldest chains are copied to `negative`.
     tempered: Option<TemperedChains>,
     /// The model's weights laid out for the serial kernels of the phases run in pieces,
@@ -424,6 +428,15 @@ struct Phases {
 }
 
 impl Phases {
+    /// Whether this update's persistent chains take their hidden probabilities afresh from their
+    /// visible state under the current parameters: always, but for [`Sampler::KeptHidden`]
+    /// chains that already have some (from the end of the last update). Marks them current.
+    fn refresh_chains_hidden(&mut self, sampler: Sampler) -> bool {
+        let kept = sampler == Sampler::KeptHidden && self.chains_hidden_current;
+        self.chains_hidden_current = true;
+        !kept
+    }
+
     /// `out = beta * out + scale * (ph0 v0^T / B - phk vk^T / C)`: the weight gradient of the
     /// phases of a batch of `cols` samples, scaled and accumulated into `out` (`n_hidden x
     /// n_visible`).
@@ -650,6 +663,7 @@ impl Trainer {
                 positive_hidden: Vec::with_capacity(nh * params.batch_size),
                 negative: ChainBuffers::new(nv, nh, cols),
                 chains_started: false,
+                chains_hidden_current: false,
                 tempered: None,
                 kernels: SkinnyWeights::default(),
                 kernels_current: false,
@@ -738,6 +752,7 @@ impl Trainer {
             &values[s * nv..(s + 1) * nv]
         });
         self.phases.chains_started = true;
+        self.phases.chains_hidden_current = false;
     }
 
     /// Whether a batch of `cols` samples is small enough to run its phases in pieces of samples,
@@ -791,21 +806,24 @@ impl Trainer {
         } else {
             refresh(&mut p.kernels);
         }
+        p.positive_hidden.resize(nh * cols, 0.0);
+        let refresh_chains = if persistent {
+            if !p.chains_started {
+                let batch = &p.batch;
+                p.negative.start_at(|c| &batch[(c % cols) * nv..(c % cols + 1) * nv]);
+                p.chains_started = true;
+                p.chains_hidden_current = false;
+            }
+            p.refresh_chains_hidden(self.params.sampler)
+        } else {
+            p.negative.resize(nv, nh, cols);
+            false
+        };
         let kernels = &p.kernels;
         let hidden_probabilities = |v: &[f32], h: &mut [f32]| {
             kernels.hidden_activations(v, v.len() / nv, h);
             crate::linalg::sigmoid_in_place(h);
         };
-        p.positive_hidden.resize(nh * cols, 0.0);
-        if persistent {
-            if !p.chains_started {
-                let batch = &p.batch;
-                p.negative.start_at(|c| &batch[(c % cols) * nv..(c % cols + 1) * nv]);
-                p.chains_started = true;
-            }
-        } else {
-            p.negative.resize(nv, nh, cols);
-        }
         // Each piece copies its own rows of the batch from the data first (when they are given),
         // so the copy, which waits on memory, is spread over the threads without a fork of its own.
         // Centred training: each piece also takes `v.mu` of its samples (or final chain states).
@@ -829,15 +847,18 @@ impl Trainer {
         let negative =
             p.negative.pieces(nv, nh, PIECE_SAMPLES).into_iter().zip(negative_dots.chunks_mut(PIECE_SAMPLES));
         if persistent {
-            // The chains' hidden probabilities are refreshed under the current parameters first.
-            // The chains' tasks (the longer ones) come first, so that the short ones fill in.
+            // The chains' hidden probabilities are refreshed under the current parameters first
+            // (unless kept from the last update). The chains' tasks (the longer ones) come first,
+            // so that the short ones fill in.
             let (negative, positive): (Vec<_>, Vec<_>) =
                 (negative.map(Mutex::new).collect(), positive.map(Mutex::new).collect());
             workers.for_each(negative.len() + positive.len(), &|i| {
                 if let Some(piece) = negative.get(i) {
                     let mut piece = piece.lock().unwrap_or_else(|e| e.into_inner());
                     let (piece, d) = &mut *piece;
-                    hidden_probabilities(piece.visible, piece.hidden_probabilities);
+                    if refresh_chains {
+                        hidden_probabilities(piece.visible, piece.hidden_probabilities);
+                    }
                     piece.run(rbm, kernels, steps, seed, first_stream);
                     take_dots(piece.visible, d);
                 } else {
@@ -882,6 +903,7 @@ impl Trainer {
                 let batch = &p.batch;
                 p.negative.start_at(|c| &batch[(c % cols) * nv..(c % cols + 1) * nv]);
                 p.chains_started = true;
+                p.chains_hidden_current = false;
             }
             if let Some(tempered) = &mut p.tempered {
                 tempered.advance_checked(&self.rbm, self.params.gibbs_steps);
@@ -890,7 +912,9 @@ impl Trainer {
                 p.negative.hidden_probabilities.copy_from_slice(hidden);
                 return;
             }
-            p.negative.refresh_hidden(&self.rbm);
+            if p.refresh_chains_hidden(self.params.sampler) {
+                p.negative.refresh_hidden(&self.rbm);
+            }
         } else {
             p.negative.resize(nv, nh, cols);
             // The first Gibbs step draws the chains' visible values afresh: their start at the
@@ -1820,16 +1844,25 @@ mod flip_tests {
     }
 
     /// A small model (trained in pieces of samples) and a larger one (products split across
-    /// threads) train to the same bits on 1, 2 and 3 threads, with CD and with centred PCD.
+    /// threads) train to the same bits on 1, 2 and 3 threads, with CD, with centred PCD and with
+    /// PCD whose chains keep their hidden units.
     #[test]
     fn small_and_large_models_train_identically_on_one_two_and_three_threads() {
         let data = DMatrix::from_fn(60, 150, |i, s| u8::from((i * 7 + s * 13) % 11 < 4) as f32);
-        for (hidden, persistent, centered) in [(5, None, false), (5, Some(40), true), (4000, Some(40), false)] {
+        let (gibbs, kept) = (Sampler::Gibbs, Sampler::KeptHidden);
+        for (hidden, persistent, centered, sampler) in [
+            (5, None, false, gibbs),
+            (5, Some(40), true, gibbs),
+            (4000, Some(40), false, gibbs),
+            (5, Some(40), true, kept),
+            (4000, Some(40), false, kept),
+        ] {
             let params = TrainingParams {
                 epochs: 2,
                 batch_size: 40,
                 persistent_chains: persistent,
                 centered,
+                sampler,
                 ..TrainingParams::new(VisibleKind::Bernoulli, hidden)
             };
             let run = |threads: usize| {
@@ -1841,8 +1874,42 @@ mod flip_tests {
                 })
             };
             let one = run(1);
-            assert_eq!(one, run(2), "{hidden} hidden, 2 threads");
-            assert_eq!(one, run(3), "{hidden} hidden, 3 threads");
+            assert_eq!(one, run(2), "{hidden} hidden, {sampler:?}, 2 threads");
+            assert_eq!(one, run(3), "{hidden} hidden, {sampler:?}, 3 threads");
+        }
+    }
+
+    /// PCD's chains draw their first hidden units of an update from `p(h | v)` under the current
+    /// parameters, or, with [`Sampler::KeptHidden`], from the probabilities they ended the last
+    /// update with; both start from their own `p(h | v)`. Hidden biases pushed to -100 between two
+    /// updates show which: fresh probabilities are then zero. Small models (in pieces) and large
+    /// ones (split products) alike.
+    #[test]
+    fn kept_hidden_chains_draw_from_the_last_updates_probabilities() {
+        let data = DMatrix::from_fn(60, 40, |i, s| u8::from((i * 7 + s * 13) % 11 < 4) as f32);
+        for hidden in [5, 4000] {
+            let first_hidden = |sampler: Sampler| {
+                let params = TrainingParams {
+                    batch_size: 40,
+                    persistent_chains: Some(40),
+                    weight_scale: 0.5,
+                    sampler,
+                    ..TrainingParams::new(VisibleKind::Bernoulli, hidden)
+                };
+                let mut trainer = Trainer::initialise(params.check().unwrap(), &data).unwrap();
+                assert_eq!(trainer.phases_in_pieces(40), hidden < 100);
+                trainer.estimate_gradient(&data).unwrap();
+                let started = trainer.phases.negative.hidden.clone();
+                trainer.rbm.parameters_mut().2.fill(-100.0);
+                trainer.estimate_gradient(&data).unwrap();
+                (started, trainer.phases.negative.hidden.clone())
+            };
+            let (fresh_start, fresh) = first_hidden(Sampler::Gibbs);
+            let (kept_start, kept) = first_hidden(Sampler::KeptHidden);
+            assert_eq!(fresh_start, kept_start, "{hidden} hidden: the chains' first update");
+            assert!(fresh.iter().all(|&h| h == 0.0), "{hidden} hidden: Gibbs chains kept stale probabilities");
+            let ones = kept.iter().filter(|&&h| h == 1.0).count();
+            assert!(ones > kept.len() / 10, "{hidden} hidden: kept chains drew {ones} ones of {}", kept.len());
         }
     }
 }

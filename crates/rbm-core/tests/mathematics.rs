@@ -5,7 +5,8 @@ mod common;
 use common::*;
 use nalgebra::DMatrix;
 use rbm_core::{
-    Model, Momentum, PersistentChains, Rbm, Trainer, TrainingParams, VisibleKind, VisibleLayer, eval, log_sum_exp,
+    Model, Momentum, PersistentChains, Rbm, Sampler, Trainer, TrainingParams, VisibleKind, VisibleLayer, eval,
+    log_sum_exp,
 };
 
 #[test]
@@ -199,9 +200,27 @@ fn long_chain_gradient_estimates_approach_the_exact_gradient() {
     assert!(cd1_error > 0.05, "CD-1 unexpectedly unbiased here: {cd1_error}");
     let params =
         TrainingParams { gibbs_steps: 200, batch_size: 20_000, ..TrainingParams::new(VisibleKind::Bernoulli, 4) };
-    let mut long = Trainer::new(params.check().unwrap(), strong).unwrap();
+    let mut long = Trainer::new(params.check().unwrap(), strong.clone()).unwrap();
     let long_error = max_gradient_error(long.estimate_gradient(&batch).unwrap(), &exact);
     assert!(long_error < 0.03, "CD-200 on the strong model: {long_error}");
+    // PCD-1 under fixed parameters is one long Gibbs chain per chain, whether the chains carry
+    // their visible state between updates or their hidden state (`Sampler::KeptHidden`): after
+    // 200 estimates the last one is as good as CD-200's. Kept hidden probabilities that were not
+    // the chains' own (the batch's, or never advanced) would leave CD-1's bias.
+    for sampler in [Sampler::Gibbs, Sampler::KeptHidden] {
+        let params = TrainingParams {
+            batch_size: 20_000,
+            persistent_chains: Some(20_000),
+            sampler,
+            ..TrainingParams::new(VisibleKind::Bernoulli, 4)
+        };
+        let mut pcd = Trainer::new(params.check().unwrap(), strong.clone()).unwrap();
+        for _ in 0..199 {
+            pcd.estimate_gradient(&batch).unwrap();
+        }
+        let error = max_gradient_error(pcd.estimate_gradient(&batch).unwrap(), &exact);
+        assert!(error < 0.03, "PCD-1 ({sampler:?}) after 200 updates on the strong model: {error}");
+    }
 }
 
 /// Bars and stripes on a 3x3 grid: every image whose rows are all equal or whose columns are
