@@ -832,12 +832,11 @@ impl ByteStream {
 /// whole records; the last piece ends where the last whole record does (with `at_end`, at the
 /// end). Without quotes, records end at line ends, found with memchr; with quotes (a line end may
 /// be inside a field) or without line ends (`\r` alone ends lines too), the records' ends are
-/// found by splitting them on this thread. Also says whether the bytes hold no quote.
-fn piece_ranges(bytes: &[u8], line: u64, at_end: bool, pieces: usize) -> Result<(Vec<Range<usize>>, bool)> {
+/// found by splitting them on this thread. `unquoted` says whether the bytes hold no quote.
+fn piece_ranges(bytes: &[u8], line: u64, at_end: bool, pieces: usize, unquoted: bool) -> Result<Vec<Range<usize>>> {
     let target = bytes.len().div_ceil(pieces.max(1)).max(1);
     let mut bounds = vec![0];
     let last_line_end = memchr::memrchr(b'\n', bytes);
-    let unquoted = memchr::memchr(b'"', bytes).is_none();
     let cut = if unquoted && (at_end || last_line_end.is_some()) {
         let cut = if at_end { bytes.len() } else { last_line_end.map_or(0, |i| i + 1) };
         let mut from = target;
@@ -864,7 +863,12 @@ fn piece_ranges(bytes: &[u8], line: u64, at_end: bool, pieces: usize) -> Result<
         bounds.push(cut);
     }
     bounds.dedup();
-    Ok((bounds.windows(2).map(|w| w[0]..w[1]).collect(), unquoted))
+    Ok(bounds.windows(2).map(|w| w[0]..w[1]).collect())
+}
+
+/// Whether `bytes` hold no quote (their records then end at line ends).
+fn quote_free(bytes: &[u8]) -> bool {
+    memchr::memchr(b'"', bytes).is_none()
 }
 
 /// What a block's pieces gave (their rows, parsed), in order: whether the table ends with them,
@@ -904,6 +908,11 @@ struct Blocks<'a> {
     block_bytes: usize,
     /// Whether the last block held no whole record (the next one is then read twice as long).
     stalled: bool,
+    /// Whether the stream's bytes hold no quote, when the task that read them has looked.
+    unquoted: Option<bool>,
+    /// The buffer of the block before, reused for the next block's bytes: a fresh one would be
+    /// faulted in page by page.
+    spare: Vec<u8>,
     /// Whether the table's last block was parsed.
     done: bool,
 }
@@ -917,6 +926,8 @@ impl<'a> Blocks<'a> {
             width: reader.width,
             block_bytes: reader.block_bytes,
             stalled: false,
+            unquoted: None,
+            spare: Vec::new(),
             done: false,
         })
     }
@@ -942,8 +953,9 @@ impl<'a> Blocks<'a> {
         let path = self.format.path.as_str();
         let stream = &mut *self.stream;
         let (block, line, at_end) = (std::mem::take(&mut stream.bytes), stream.line, stream.at_end);
-        let pieces = 2 * rayon::current_num_threads().max(1);
-        let (ranges, unquoted) = match piece_ranges(&block, line, at_end, pieces) {
+        let pieces = 4 * rayon::current_num_threads().max(1);
+        let unquoted = self.unquoted.take().unwrap_or_else(|| quote_free(&block));
+        let ranges = match piece_ranges(&block, line, at_end, pieces, unquoted) {
             Ok(planned) => planned,
             Err(e) => return (Err(e), beside()),
         };
@@ -951,10 +963,16 @@ impl<'a> Blocks<'a> {
         // A record longer than the block: read as much again, so that blocks double until it fits.
         let wanted = if self.stalled { block.len() } else { self.block_bytes };
         let source = stream.source.as_mut();
-        let read = || -> Result<(Vec<u8>, bool)> {
-            let mut next = block[cut..].to_vec();
+        let mut next = std::mem::take(&mut self.spare);
+        // The next block's bytes, and whether they hold no quote: looked for here, beside the
+        // parsing, rather than before the next block's pieces are cut.
+        let read = || -> Result<(Vec<u8>, bool, bool)> {
+            next.clear();
+            next.reserve(block.len() - cut + wanted);
+            next.extend_from_slice(&block[cut..]);
             let ended = at_end || read_up_to(source, wanted, &mut next, path)?;
-            Ok((next, ended))
+            let unquoted = quote_free(&next);
+            Ok((next, ended, unquoted))
         };
         let parse = || -> (Vec<P>, Result<u64>) {
             // Each piece's first line: the line ends before it.
@@ -995,9 +1013,13 @@ impl<'a> Blocks<'a> {
             return (Ok(Some(Block { pieces, last: true, error: None })), beside);
         }
         match next {
-            Ok((next, ended)) => (stream.bytes, stream.line, stream.at_end) = (next, next_line, ended),
+            Ok((next, ended, unquoted)) => {
+                (stream.bytes, stream.line, stream.at_end) = (next, next_line, ended);
+                self.unquoted = Some(unquoted);
+            }
             Err(e) => return (Err(e), beside),
         }
+        self.spare = block;
         self.stalled = cut == 0;
         (Ok(Some(Block { pieces, last: false, error: None })), beside)
     }
@@ -1064,16 +1086,17 @@ impl RowQueue {
         piece
     }
 
-    /// Forgets the rows a plan handed out.
-    fn drop_planned(&mut self, plan: &[Vec<(usize, Range<usize>)>]) {
-        let Some((chunk, range)) = plan.last().and_then(|parts| parts.last()) else { return };
+    /// Forgets the rows a plan handed out; returns the chunks they emptied (for the caller to
+    /// drop where it costs no waiting).
+    fn drop_planned(&mut self, plan: &[Vec<(usize, Range<usize>)>]) -> Vec<Chunk> {
+        let Some((chunk, range)) = plan.last().and_then(|parts| parts.last()) else { return Vec::new() };
         self.rows -= plan.iter().flatten().map(|(_, r)| r.len()).sum::<usize>();
         if range.end == self.chunks[*chunk].rows() {
-            self.chunks.drain(..=chunk);
             self.taken = 0;
+            self.chunks.drain(..=chunk).collect()
         } else {
-            self.chunks.drain(..*chunk);
             self.taken = range.end;
+            self.chunks.drain(..*chunk).collect()
         }
     }
 }
@@ -1100,16 +1123,19 @@ pub fn for_each_piece<T: Send>(
     let mut blocks = Blocks::new(reader)?;
     let (mut queue, mut first_row, mut bad_record) = (RowQueue::default(), 0, None);
     let mut plan: Vec<Vec<(usize, Range<usize>)>> = Vec::new();
+    let mut retired = Vec::new();
     loop {
-        // The pieces planned from the last block are handled while the next one is parsed.
+        // The pieces planned from the last block are handled while the next one is parsed, and
+        // the chunks emptied before are freed there too, off the path between blocks.
         let handle_planned = || -> Vec<Result<T>> {
+            drop(retired);
             plan.par_iter()
                 .enumerate()
                 .map(|(k, parts)| handle(&format, queue.gather(parts, n_features), first_row + k * piece_rows))
                 .collect()
         };
         let (block, results) = blocks.rows(handle_planned);
-        queue.drop_planned(&plan);
+        retired = queue.drop_planned(&plan);
         first_row += plan.iter().flatten().map(|(_, r)| r.len()).sum::<usize>();
         results.into_iter().try_for_each(|result| consume(result?))?;
         let Some(block) = block? else { return bad_record.map_or(Ok(()), Err) };
@@ -1232,17 +1258,31 @@ mod tests {
         reading(chunk.ok_or_else(|| anyhow!("{path}: no data rows (only a header)")))
     }
 
+    /// Opens `path` as a reader that holds at most `block_bytes` of the table after its header and
+    /// reads on in blocks of `block_bytes`. (Opening reads up to 64 KB to find the header, which
+    /// holds a small table whole: the blocks after the first would go untested.)
+    fn open_in_blocks(path: &str, spec: &ColumnSpec, block_bytes: usize) -> std::result::Result<TableReader, String> {
+        let mut reader = TableReader::open(path, spec).map_err(|e| e.to_string())?;
+        reader.block_bytes = block_bytes;
+        let stream = &mut reader.stream;
+        if stream.bytes.len() > block_bytes {
+            let held_back = stream.bytes.split_off(block_bytes);
+            let source = std::mem::replace(&mut stream.source, Box::new(std::io::empty()));
+            stream.source = Box::new(std::io::Cursor::new(held_back).chain(source));
+            stream.at_end = false;
+        }
+        Ok(reader)
+    }
+
     /// Reads the rows of `path` in blocks of `block_bytes` split on `threads` threads, whole
     /// ([`read_rest`]) and in pieces of 16 rows ([`for_each_piece`], which must hand them over
     /// in order, numbered from 0); both must agree.
     fn read_in_blocks(path: &str, spec: &ColumnSpec, block_bytes: usize, threads: usize) -> Reading {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
-            let mut reader = TableReader::open(path, spec).map_err(|e| e.to_string())?;
-            reader.block_bytes = block_bytes;
+            let mut reader = open_in_blocks(path, spec, block_bytes)?;
             let whole = reading(read_rest(&mut reader));
-            let mut reader = TableReader::open(path, spec).map_err(|e| e.to_string())?;
-            reader.block_bytes = block_bytes;
+            let mut reader = open_in_blocks(path, spec, block_bytes)?;
             let mut pieces = Chunk { values: vec![], labels: None, lines: vec![] };
             let result = for_each_piece(
                 &mut reader,
@@ -1334,8 +1374,7 @@ mod tests {
             // The first text of each column (the label's too), as `--visible auto` looks for it.
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let in_blocks = pool.install(|| {
-                let mut reader = TableReader::open(path, &ColumnSpec::default()).map_err(|e| e.to_string())?;
-                reader.block_bytes = block_bytes;
+                let mut reader = open_in_blocks(path, &ColumnSpec::default(), block_bytes)?;
                 reader.scan_text(&[]).map_err(|e| e.to_string())
             });
             prop_assert_eq!(in_blocks, scan_serially(path, &ColumnSpec::default()));
