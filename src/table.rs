@@ -508,8 +508,13 @@ impl RowFormat {
 const FIELDS_PER_PIECE: usize = 1 << 18;
 
 /// Bytes of a table read at a time per thread by [`for_each_piece`] and [`read_rest`]: a block
-/// is split in two pieces per thread, each large enough that the tasks' start-up is lost in it.
+/// is split in four pieces per thread (`PIECES_PER_THREAD`), each large enough that the tasks'
+/// start-up is lost in it and small enough that the block's last piece, which the other threads
+/// wait for, is short.
 const BLOCK_BYTES_PER_THREAD: usize = 2 << 20;
+
+/// Pieces a block is cut into per thread (see [`BLOCK_BYTES_PER_THREAD`]).
+const PIECES_PER_THREAD: usize = 4;
 
 /// Bytes read at a time when records are split on one thread, at least.
 const SERIAL_BLOCK_BYTES: usize = 1 << 20;
@@ -953,7 +958,7 @@ impl<'a> Blocks<'a> {
         let path = self.format.path.as_str();
         let stream = &mut *self.stream;
         let (block, line, at_end) = (std::mem::take(&mut stream.bytes), stream.line, stream.at_end);
-        let pieces = 4 * rayon::current_num_threads().max(1);
+        let pieces = PIECES_PER_THREAD * rayon::current_num_threads().max(1);
         let unquoted = self.unquoted.take().unwrap_or_else(|| quote_free(&block));
         let ranges = match piece_ranges(&block, line, at_end, pieces, unquoted) {
             Ok(planned) => planned,
