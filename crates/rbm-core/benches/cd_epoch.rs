@@ -4,7 +4,9 @@
 //!   products split across threads;
 //! - one PCD-1 epoch, plain and centred (the defaults), 50,000 x 784, 16 hidden units, batch 100:
 //!   the small-model path (phases in pieces of samples, serial products);
-//! - free energies of 100,000 rows (what `rbm score` does per piece).
+//! - free energies of 100,000 rows (what `rbm score` does per piece);
+//! - Gaussian units' standardisation of 60,000 x 784 values, heavy tails compressed (what
+//!   `rbm train --visible gaussian` does before training): its fit and its application.
 //!
 //! Monitoring is cut to 100 rows so the figures are the training alone.
 //! Run: `cargo bench -p rbm-core --bench cd_epoch`.
@@ -13,7 +15,7 @@ use std::ops::ControlFlow;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use nalgebra::DMatrix;
-use rbm_core::{Momentum, Trainer, TrainingParams, VisibleKind};
+use rbm_core::{Momentum, Standardization, Trainer, TrainingParams, VisibleKind};
 
 fn synthetic_binary(rows: usize, cols: usize, density: f64, seed: u64) -> DMatrix<f32> {
     let mut state = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -83,5 +85,18 @@ fn free_energy(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, cd1_epoch, pcd1_epoch_small, free_energy);
+fn standardise(c: &mut Criterion) {
+    // Sparse binary pixels: skewed, so every column is compressed (the heavy-tail path).
+    let data = synthetic_binary(60_000, 784, 0.13, 3);
+    let mut group = c.benchmark_group("standardise");
+    group.sample_size(10);
+    group.bench_function("fit/rows=60000/columns=784", |b| {
+        b.iter(|| Standardization::fit_compressing_heavy_tails(&data))
+    });
+    let (standardization, _) = Standardization::fit_compressing_heavy_tails(&data);
+    group.bench_function("apply/rows=60000/columns=784", |b| b.iter(|| standardization.applied(&data).unwrap()));
+    group.finish();
+}
+
+criterion_group!(benches, cd1_epoch, pcd1_epoch_small, free_energy, standardise);
 criterion_main!(benches);

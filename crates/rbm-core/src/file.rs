@@ -653,11 +653,7 @@ fn to_visible<'a>(
     raw: &'a DMatrix<f32>,
 ) -> Result<Cow<'a, DMatrix<f32>>> {
     let standardised = match standardization {
-        Some(s) => {
-            let mut x = raw.clone();
-            s.apply(&mut x)?;
-            Cow::Owned(x)
-        }
+        Some(s) => Cow::Owned(s.applied(raw)?),
         None => Cow::Borrowed(raw),
     };
     Ok(if columns::has_categorical(columns) {
