@@ -973,7 +973,9 @@ impl<'a> Blocks<'a> {
         // parsing, rather than before the next block's pieces are cut.
         let read = || -> Result<(Vec<u8>, bool, bool)> {
             next.clear();
-            next.reserve(block.len() - cut + wanted);
+            if !at_end {
+                next.reserve(block.len() - cut + wanted);
+            }
             next.extend_from_slice(&block[cut..]);
             let ended = at_end || read_up_to(source, wanted, &mut next, path)?;
             let unquoted = quote_free(&next);

@@ -430,8 +430,9 @@ struct Phases {
 impl Phases {
     /// Whether this update's persistent chains take their hidden probabilities afresh from their
     /// visible state under the current parameters: always, but for [`Sampler::KeptHidden`]
-    /// chains that already have some (from the end of the last update). Marks them current.
-    fn refresh_chains_hidden(&mut self, sampler: Sampler) -> bool {
+    /// chains that already have some (from the end of the last update). Marks them current, as
+    /// the caller's refresh (or, in pieces, its tasks' refresh) will make them.
+    fn take_chains_hidden_refresh(&mut self, sampler: Sampler) -> bool {
         let kept = sampler == Sampler::KeptHidden && self.chains_hidden_current;
         self.chains_hidden_current = true;
         !kept
@@ -814,7 +815,7 @@ impl Trainer {
                 p.chains_started = true;
                 p.chains_hidden_current = false;
             }
-            p.refresh_chains_hidden(self.params.sampler)
+            p.take_chains_hidden_refresh(self.params.sampler)
         } else {
             p.negative.resize(nv, nh, cols);
             false
@@ -912,7 +913,7 @@ impl Trainer {
                 p.negative.hidden_probabilities.copy_from_slice(hidden);
                 return;
             }
-            if p.refresh_chains_hidden(self.params.sampler) {
+            if p.take_chains_hidden_refresh(self.params.sampler) {
                 p.negative.refresh_hidden(&self.rbm);
             }
         } else {
@@ -1855,7 +1856,9 @@ mod flip_tests {
             (5, Some(40), true, gibbs),
             (4000, Some(40), false, gibbs),
             (5, Some(40), true, kept),
-            (4000, Some(40), false, kept),
+            (4000, Some(40), true, kept),
+            // Fewer chains than samples, and a short last batch (150 = 3 x 40 + 30).
+            (5, Some(25), false, kept),
         ] {
             let params = TrainingParams {
                 epochs: 2,
