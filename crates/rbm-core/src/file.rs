@@ -124,7 +124,7 @@ impl Model {
                 }
                 unit += encoding.group().units;
             }
-            train = to_visible(&columns, Some(&*s), data)?;
+            to_visible_into(&columns, s, data, &mut train)?;
             means = crate::model::row_means(&train);
         }
         let (baseline_bias, baseline_scale) = baseline(outcome.rbm.layer(), &train, &means);
@@ -473,8 +473,9 @@ fn baseline(layer: &crate::VisibleLayer, visible: &DMatrix<f32>, means: &[f64]) 
     if scale.iter().all(|&s| (s - 1.0).abs() <= 1e-3) {
         return (crate::model::initial_biases_from(layer, means, visible.ncols()), None);
     }
-    let scaled = DMatrix::from_fn(visible.nrows(), visible.ncols(), |u, s| visible[(u, s)] / scale[u]);
-    (crate::model::initial_biases(layer, &scaled), Some(scale))
+    // The initial biases of the rescaled data: from its means, taken without a copy of it.
+    let scaled_means = crate::model::row_means_of(visible, |u, x| x / scale[u]);
+    (crate::model::initial_biases_from(layer, &scaled_means, visible.ncols()), Some(scale))
 }
 
 /// The envelope every model file of the toolkit shares: a JSON object whose first fields are
@@ -661,6 +662,27 @@ fn to_visible<'a>(
     } else {
         standardised
     })
+}
+
+/// [`to_visible`] with `standardization` into `visible`: into its own buffer when it holds the
+/// standardised columns themselves (no categorical expansion), else afresh after dropping it, so
+/// that memory never holds two standardised copies of the data beside the raw one.
+fn to_visible_into<'a>(
+    columns: &[ColumnEncoding],
+    standardization: &Standardization,
+    raw: &'a DMatrix<f32>,
+    visible: &mut Cow<'a, DMatrix<f32>>,
+) -> Result<()> {
+    match visible {
+        Cow::Owned(m) if !columns::has_categorical(columns) && m.shape() == raw.shape() => {
+            standardization.apply_from(raw, m)
+        }
+        _ => {
+            *visible = Cow::Borrowed(raw);
+            *visible = to_visible(columns, Some(standardization), raw)?;
+            Ok(())
+        }
+    }
 }
 
 /// The on-disk layout of version 2. Weights are stored one row per visible unit.

@@ -420,6 +420,12 @@ fn check_rows(what: &'static str, found: usize, expected: usize, unit: &str) -> 
 
 /// The mean of each row of `data` (each unit's mean over the samples), summed in f64.
 pub(crate) fn row_means(data: &DMatrix<f32>) -> Vec<f64> {
+    row_means_of(data, |_, x| x)
+}
+
+/// [`row_means`] of `value(unit, x)` for each value `x` of the data: the means of a transformed
+/// copy, with the copy's bits, without the copy.
+pub(crate) fn row_means_of(data: &DMatrix<f32>, value: impl Fn(usize, f32) -> f32 + Sync) -> Vec<f64> {
     let units = data.nrows();
     let mut sums = vec![0f64; units];
     // Blocks of units on every core, each unit summed over the samples in order. Column slices
@@ -428,7 +434,8 @@ pub(crate) fn row_means(data: &DMatrix<f32>) -> Vec<f64> {
     sums.par_chunks_mut(BLOCK).enumerate().for_each(|(block, sums)| {
         let (first, width) = (block * BLOCK, sums.len());
         for column in data.as_slice().chunks_exact(units) {
-            sums.iter_mut().zip(&column[first..first + width]).for_each(|(s, &x)| *s += x as f64);
+            let values = &column[first..first + width];
+            sums.iter_mut().zip(values).enumerate().for_each(|(k, (s, &x))| *s += value(first + k, x) as f64);
         }
     });
     sums.iter().map(|s| s / data.ncols().max(1) as f64).collect()
@@ -490,5 +497,10 @@ mod tests {
         let want: Vec<u64> = sums.iter().map(|s| (s / samples as f64).to_bits()).collect();
         let got: Vec<u64> = row_means(&data).iter().map(|m| m.to_bits()).collect();
         assert_eq!(got, want);
+        // The means of a rescaled copy, taken without the copy, have the copy's bits.
+        let scale: Vec<f32> = (0..units).map(|i| 0.3 + (i % 7) as f32 * 0.41).collect();
+        let copy = DMatrix::from_fn(units, samples, |u, s| data[(u, s)] / scale[u]);
+        let bits = |means: Vec<f64>| means.iter().map(|m| m.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(row_means_of(&data, |u, x| x / scale[u])), bits(row_means(&copy)));
     }
 }

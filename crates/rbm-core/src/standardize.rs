@@ -236,18 +236,32 @@ impl Standardization {
     /// `data` standardised, as a new matrix: [`Standardization::apply`] on a copy, written on
     /// every core (a copy first, then the pass over it, took a serial pass over the data).
     pub fn applied(&self, data: &DMatrix<f32>) -> Result<DMatrix<f32>> {
+        let mut out = DMatrix::zeros(data.nrows(), data.ncols());
+        self.apply_from(data, &mut out)?;
+        Ok(out)
+    }
+
+    /// `data` standardised into `out`, a matrix of its shape (whose buffer is reused).
+    pub fn apply_from(&self, data: &DMatrix<f32>, out: &mut DMatrix<f32>) -> Result<()> {
         self.check_rows(data)?;
+        if out.shape() != data.shape() {
+            return Err(RbmError::ShapeMismatch {
+                what: "the matrix to standardise into",
+                expected: format!("{} x {}", data.nrows(), data.ncols()),
+                found: format!("{} x {}", out.nrows(), out.ncols()),
+            });
+        }
         let features = self.len();
         if features == 0 {
-            return Ok(data.clone());
+            return Ok(());
         }
-        let mut out = vec![0.0f32; data.len()];
-        out.par_chunks_mut(features).zip(data.as_slice().par_chunks(features)).for_each(|(out, column)| {
+        let columns = data.as_slice().par_chunks(features);
+        out.as_mut_slice().par_chunks_mut(features).zip(columns).for_each(|(out, column)| {
             for (i, (o, &x)) in out.iter_mut().zip(column).enumerate() {
                 *o = self.standardise(i, x);
             }
         });
-        Ok(DMatrix::from_vec(features, data.ncols(), out))
+        Ok(())
     }
 
     /// Feature `i`'s value `x` standardised.
@@ -383,7 +397,8 @@ mod tests {
         assert!(compressing.compress[0].is_some() && compressing.compress[6].is_none());
     }
 
-    /// Standardising into a new matrix gives the bits of standardising a copy in place.
+    /// Standardising into a new matrix, or into another one's buffer, gives the bits of
+    /// standardising a copy in place.
     #[test]
     fn applied_is_apply_on_a_copy() {
         let data = DMatrix::from_fn(7, 300, |i, s| match (i, s % 50) {
@@ -399,6 +414,10 @@ mod tests {
         assert_eq!(bits(&applied), bits(&copy));
         assert_eq!(applied.shape(), data.shape());
         assert!(standardization.applied(&DMatrix::zeros(3, 2)).is_err(), "a wrong row count is an error");
+        let mut reused = DMatrix::from_element(7, 300, f32::NAN);
+        standardization.apply_from(&data, &mut reused).unwrap();
+        assert_eq!(bits(&reused), bits(&copy));
+        assert!(standardization.apply_from(&data, &mut DMatrix::zeros(7, 299)).is_err(), "a wrong shape is an error");
     }
 
     #[test]
