@@ -23,6 +23,9 @@ pub(crate) struct ChainBuffers {
     /// Last hidden sample, `n_hidden x cols`.
     pub hidden: Vec<f32>,
     pub cols: usize,
+    /// Whether `hidden_probabilities` belong to `visible` under some recent parameters: false
+    /// from the chains' start until their first refresh (see [`ChainBuffers::take_hidden_refresh`]).
+    pub hidden_current: bool,
 }
 
 impl ChainBuffers {
@@ -33,6 +36,7 @@ impl ChainBuffers {
             hidden_probabilities: Vec::new(),
             hidden: Vec::new(),
             cols: 0,
+            hidden_current: false,
         };
         buffers.resize(n_visible, n_hidden, cols);
         buffers
@@ -53,6 +57,18 @@ impl ChainBuffers {
         for (c, chain) in self.visible.chunks_mut(n_visible).enumerate() {
             chain.copy_from_slice(column(c));
         }
+        self.hidden_current = false;
+    }
+
+    /// Whether this update's chains take their hidden probabilities afresh from their visible
+    /// state under the current parameters: always, but with `keep` (PCD chains that keep their
+    /// hidden state, [`crate::Sampler::KeptHidden`]) for chains that already have some, from the
+    /// end of the last update. Marks them current, as the caller's refresh (or, in pieces, its
+    /// tasks' refresh) will make them.
+    pub fn take_hidden_refresh(&mut self, keep: bool) -> bool {
+        let kept = keep && self.hidden_current;
+        self.hidden_current = true;
+        !kept
     }
 
     /// Recomputes `hidden_probabilities` from `visible` (needed after the parameters change).

@@ -299,6 +299,23 @@ unsafe fn sgemm(
     }
 }
 
+/// Asks the processor for every cache line of `run` (an address per 16 values, a 64-byte line,
+/// and the last), ahead of a read of it: for runs too far apart for the hardware's prefetchers.
+/// A hint changes no value.
+#[inline]
+pub(crate) fn prefetch_lines(run: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if !run.is_empty() {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        for i in (0..run.len()).step_by(16).chain(std::iter::once(run.len() - 1)) {
+            // SAFETY: the address lies inside `run`; a prefetch reads nothing into the program.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(run[i..].as_ptr().cast()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = run;
+}
+
 /// The dot product of two equal-length slices, with eight independent accumulators so that the
 /// compiler vectorises it without licence to reassociate (the result is the same on every run).
 #[inline(always)]

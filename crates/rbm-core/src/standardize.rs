@@ -77,17 +77,9 @@ const PREFETCH_COLUMNS: usize = 8;
 /// from the next one, too far apart for the hardware's prefetchers, so each of its lines was a
 /// demand miss. A hint changes no value.
 fn prefetch_stripe(values: &[f32], features: usize, column: usize, first: usize, width: usize) {
-    #[cfg(target_arch = "x86_64")]
     if let Some(stripe) = values.get(column * features + first..column * features + first + width) {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // One address per 16 values (a 64-byte line) and the last: every line of the stripe.
-        for i in (0..width).step_by(16).chain(std::iter::once(width - 1)) {
-            // SAFETY: the address lies inside `stripe`; a prefetch reads nothing into the program.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(stripe[i..].as_ptr().cast()) };
-        }
+        crate::linalg::prefetch_lines(stripe);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (values, features, column, first, width);
 }
 
 /// Mean and standard deviation of each feature's values `value(i, x)` in f64 (two passes: the

@@ -407,10 +407,6 @@ struct Phases {
     negative: ChainBuffers,
     /// Whether `negative` holds persistent chains that have been started.
     chains_started: bool,
-    /// Whether the persistent chains' hidden probabilities belong to their visible state under
-    /// some recent parameters ([`Sampler::KeptHidden`] keeps them between updates); false from
-    /// the chains' start until their first refresh.
-    chains_hidden_current: bool,
     /// Parallel tempering: the tempered chains, whose coldest chains are copied to `negative`.
     tempered: Option<TemperedChains>,
     /// The model's weights laid out for the serial kernels of the phases run in pieces,
@@ -428,16 +424,6 @@ struct Phases {
 }
 
 impl Phases {
-    /// Whether this update's persistent chains take their hidden probabilities afresh from their
-    /// visible state under the current parameters: always, but for [`Sampler::KeptHidden`]
-    /// chains that already have some (from the end of the last update). Marks them current, as
-    /// the caller's refresh (or, in pieces, its tasks' refresh) will make them.
-    fn take_chains_hidden_refresh(&mut self, sampler: Sampler) -> bool {
-        let kept = sampler == Sampler::KeptHidden && self.chains_hidden_current;
-        self.chains_hidden_current = true;
-        !kept
-    }
-
     /// `out = beta * out + scale * (ph0 v0^T / B - phk vk^T / C)`: the weight gradient of the
     /// phases of a batch of `cols` samples, scaled and accumulated into `out` (`n_hidden x
     /// n_visible`).
@@ -604,17 +590,8 @@ struct StepInTasks<'a> {
 /// rows, 30 epochs, two threads, four alternating rounds: updates 1.22 s without, 1.16 s with,
 /// medians). A hint changes no value.
 fn prefetch_units(visible: &[f32], n_visible: usize, samples: usize, first: usize, units: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if units > 0 {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        for sample in visible[..n_visible * samples].chunks_exact(n_visible) {
-            let run = &sample[first..first + units];
-            // One address per 16 values (a 64-byte line) and the last: every line of the run.
-            for i in (0..units).step_by(16).chain(std::iter::once(units - 1)) {
-                // SAFETY: the address lies inside `run`; a prefetch reads nothing into the program.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(run[i..].as_ptr().cast()) };
-            }
-        }
+    for sample in visible[..n_visible * samples].chunks_exact(n_visible) {
+        crate::linalg::prefetch_lines(&sample[first..first + units]);
     }
 }
 
@@ -664,7 +641,6 @@ impl Trainer {
                 positive_hidden: Vec::with_capacity(nh * params.batch_size),
                 negative: ChainBuffers::new(nv, nh, cols),
                 chains_started: false,
-                chains_hidden_current: false,
                 tempered: None,
                 kernels: SkinnyWeights::default(),
                 kernels_current: false,
@@ -753,7 +729,6 @@ impl Trainer {
             &values[s * nv..(s + 1) * nv]
         });
         self.phases.chains_started = true;
-        self.phases.chains_hidden_current = false;
     }
 
     /// Whether a batch of `cols` samples is small enough to run its phases in pieces of samples,
@@ -813,9 +788,8 @@ impl Trainer {
                 let batch = &p.batch;
                 p.negative.start_at(|c| &batch[(c % cols) * nv..(c % cols + 1) * nv]);
                 p.chains_started = true;
-                p.chains_hidden_current = false;
             }
-            p.take_chains_hidden_refresh(self.params.sampler)
+            p.negative.take_hidden_refresh(self.params.sampler == Sampler::KeptHidden)
         } else {
             p.negative.resize(nv, nh, cols);
             false
@@ -904,7 +878,6 @@ impl Trainer {
                 let batch = &p.batch;
                 p.negative.start_at(|c| &batch[(c % cols) * nv..(c % cols + 1) * nv]);
                 p.chains_started = true;
-                p.chains_hidden_current = false;
             }
             if let Some(tempered) = &mut p.tempered {
                 tempered.advance_checked(&self.rbm, self.params.gibbs_steps);
@@ -913,7 +886,7 @@ impl Trainer {
                 p.negative.hidden_probabilities.copy_from_slice(hidden);
                 return;
             }
-            if p.take_chains_hidden_refresh(self.params.sampler) {
+            if p.negative.take_hidden_refresh(self.params.sampler == Sampler::KeptHidden) {
                 p.negative.refresh_hidden(&self.rbm);
             }
         } else {
